@@ -1,0 +1,32 @@
+# Reproduce paper claims from catalogue/*.yaml. Read README.md; the design is in DESIGN.md.
+#   snakemake --cores all                         every paper in config.yaml, default scale (small)
+#   snakemake --cores all --config scale=smoke    every paper, CPU-sized
+#   snakemake --cores all toy_superposition       one paper (a rule per catalogue entry)
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "schemas/config.schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/train.smk"
+include: "rules/evaluate.smk"
+include: "rules/track.smk"
+include: "rules/judge.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    default_target: True
+    localrule: True
+    input:
+        all_targets(),
+
+
+onsuccess:
+    print_verdicts(SCALE, SELECTED)

@@ -1,0 +1,44 @@
+"""Model registry, keyed by the catalogue's `arch` name.
+
+Every model is `Model(cfg)` with a typed dataclass config; `forward(x, return_hidden=False)`
+returns the output, or (output, hiddens) with one (B, T, D) tensor per layer.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+
+# arch -> "module:ModelClass:ConfigClass"; imported lazily.
+ARCHS: dict[str, str] = {
+    "toy_autoencoder": "modules.models.toy_autoencoder:ToyAutoencoder:ToyAutoencoderConfig",
+}
+
+
+def arch_names() -> list[str]:
+    return sorted(ARCHS)
+
+
+def get_arch(name: str):
+    """(ModelClass, ConfigClass) for an arch name."""
+    if name not in ARCHS:
+        raise KeyError(f"{name!r} is not a known architecture; known: {', '.join(arch_names())}")
+    module, model_cls, cfg_cls = ARCHS[name].split(":")
+    mod = importlib.import_module(module)
+    return getattr(mod, model_cls), getattr(mod, cfg_cls)
+
+
+def build_config_for(arch: str, params: dict, task_spec: dict):
+    """The typed config of `arch` from catalogue params, with sizes the task declares
+    (e.g. n_features, vocab_size) filled in where the config has such a field."""
+    from ..config import build_config
+
+    _, cfg_cls = get_arch(arch)
+    names = {f.name for f in dataclasses.fields(cfg_cls)}
+    merged = {k: v for k, v in task_spec.items() if k in names and k not in params}
+    merged.update(params)
+    return build_config(cfg_cls, merged)
+
+
+def build_model(arch: str, params: dict, task_spec: dict):
+    model_cls, _ = get_arch(arch)
+    return model_cls(build_config_for(arch, params, task_spec))

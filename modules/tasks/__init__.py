@@ -1,0 +1,28 @@
+"""Task registry. A task is a seeded data generator that declares its sizes, metrics and
+evaluation axes; see `base.Task`.
+"""
+from __future__ import annotations
+
+import importlib
+
+# name -> "module:Class"; modules import lazily so listing names costs nothing.
+TASKS: dict[str, str] = {
+    "superposition": "modules.tasks.superposition:SuperpositionTask",
+}
+
+
+def task_names() -> list[str]:
+    return sorted(TASKS)
+
+
+def get_task_class(name: str):
+    if name not in TASKS:
+        raise KeyError(f"{name!r} is not a known task; known: {', '.join(task_names())}")
+    module, cls = TASKS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def build_task(name: str, params: dict):
+    from ..config import build_config
+
+    return build_config(get_task_class(name), params)

@@ -1,0 +1,35 @@
+"""The task interface shared by every data generator."""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+
+
+class Task:
+    """A seeded generator of training batches and an evaluator of metrics.
+
+    Subclasses are dataclasses whose fields are the task's parameters (the catalogue's
+    `task:` mapping). They declare:
+      metrics    - names `evaluate` returns
+      eval_axes  - parameters that may vary at evaluation time without retraining
+      spec()     - sizes a model needs (e.g. n_features, vocab_size), injected into model configs
+    A `torch.Generator` seeded by an int gives the same batches on every machine: data is
+    drawn on the CPU and moved to the device afterwards.
+    """
+
+    metrics: ClassVar[tuple[str, ...]] = ()
+    eval_axes: ClassVar[tuple[str, ...]] = ()
+
+    def spec(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def batch(self, gen: torch.Generator, batch_size: int) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def evaluate(self, model: torch.nn.Module, gen: torch.Generator, device: str = "cpu") -> dict[str, float]:
+        raise NotImplementedError

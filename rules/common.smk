@@ -1,0 +1,93 @@
+# Helpers for the rules: the catalogue, the job table, input functions, targets. No rules here.
+import json
+import sys
+from pathlib import Path
+
+from workflow.catalogue import CatalogueError, check_job_cap, load_catalogue
+from workflow.console import print_problems, print_verdicts
+
+SCALE = config["scale"]
+RESERVED = {"all", "train", "evaluate", "track", "judge", "report", "report_index"}
+
+try:
+    PAPERS = load_catalogue()
+    _sel = config["papers"]
+    if _sel == "all":
+        SELECTED = sorted(PAPERS)
+    else:
+        _unknown = [p for p in _sel if p not in PAPERS]
+        if _unknown:
+            raise CatalogueError([
+                f"config.yaml: papers: {', '.join(map(repr, _unknown))} not in catalogue/; known: {', '.join(sorted(PAPERS))}"
+            ])
+        SELECTED = list(_sel)
+    for _pid, _lp in PAPERS.items():
+        if _pid in RESERVED:
+            raise CatalogueError([f"{_lp.path}: paper.id: {_pid!r} is the name of a rule; choose another id"])
+    check_job_cap({p: PAPERS[p] for p in SELECTED}, [SCALE], config["max_jobs"])
+except CatalogueError as _e:
+    print_problems(_e.problems)
+    sys.exit(1)
+
+# (scale, paper, experiment, model, point, seed) -> Job, for every paper at this scale
+JOBS = {job.key: job for lp in PAPERS.values() for job in lp.jobs(SCALE)}
+
+
+wildcard_constraints:
+    scale="smoke|small|full",
+    paper="[a-z0-9][a-z0-9_]*",
+    experiment="[a-z0-9][a-z0-9_]*",
+    model="[a-z0-9][a-z0-9_]*",
+    point="[^/]+",
+    seed="[0-9]+",
+
+
+def _job(w):
+    key = (w.scale, w.paper, w.experiment, w.model, w.point, int(w.seed))
+    if key not in JOBS:
+        raise ValueError(f"no job {'/'.join(map(str, key))} in the catalogue at scale {w.scale}")
+    return JOBS[key]
+
+
+def train_config(w):
+    """The train job's resolved config: a change to it reruns exactly this job."""
+    return json.dumps(_job(w).config, sort_keys=True)
+
+
+def eval_config(w):
+    return json.dumps(_job(w).eval_config, sort_keys=True)
+
+
+def job_dir(w):
+    return _job(w).dir
+
+
+def report_dir(w):
+    return f"reports/{w.scale}/{w.paper}"
+
+
+def job_label(w):
+    return f"{w.paper}/{w.experiment}/{w.model}/{w.point}/seed{w.seed}"
+
+
+def paper_file(w):
+    return str(PAPERS[w.paper].path.relative_to(Path.cwd())) if PAPERS[w.paper].path.is_relative_to(Path.cwd()) else str(PAPERS[w.paper].path)
+
+
+def paper_evals(w):
+    return [f"{job.dir}/eval.json" for job in PAPERS[w.paper].jobs(w.scale)]
+
+
+def paper_claims(w):
+    """What the judge decides from: claims, tables and paper metadata, not the experiments."""
+    spec = PAPERS[w.paper].spec
+    return json.dumps({"paper": spec.paper.model_dump(), "claims": [c.model_dump() for c in spec.claims],
+                       "tables": [t.model_dump() for t in spec.tables]}, sort_keys=True, default=str)
+
+
+def selected_verdicts(w):
+    return [f"results/{w.scale}/{p}/verdicts.json" for p in SELECTED]
+
+
+def all_targets():
+    return [f"reports/{SCALE}/{p}/index.html" for p in SELECTED] + [f"reports/{SCALE}/index.html"]

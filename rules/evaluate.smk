@@ -1,0 +1,17 @@
+rule evaluate:
+    input:
+        train="results/{scale}/{paper}/{experiment}/{model}/{point}/seed{seed}/train.json",
+        model="results/{scale}/{paper}/{experiment}/{model}/{point}/seed{seed}/model.pt",
+    output:
+        "results/{scale}/{paper}/{experiment}/{model}/{point}/seed{seed}/eval.json",
+    params:
+        config=eval_config,
+        dir=job_dir,
+    log:
+        "logs/{scale}/{paper}/{experiment}/{model}/{point}/seed{seed}/evaluate.log",
+    benchmark:
+        "benchmarks/{scale}/{paper}/{experiment}/{model}/{point}/seed{seed}/evaluate.tsv"
+    threads: 1
+    shell:
+        "python -m workflow.evaluate --dir {params.dir:q} --config {params.config:q}"
+        " --device {config[device]} --threads {threads} > {log:q} 2>&1"

@@ -1,0 +1,16 @@
+rule judge:
+    input:
+        evals=paper_evals,
+        runs="results/{scale}/{paper}/runs.json",
+    output:
+        "results/{scale}/{paper}/verdicts.json",
+    params:
+        paper=paper_file,
+        claims=paper_claims,
+    log:
+        "logs/{scale}/{paper}/judge.log",
+    benchmark:
+        "benchmarks/{scale}/{paper}/judge.tsv"
+    shell:
+        "python -m workflow.judge --paper {params.paper:q} --scale {wildcards.scale}"
+        " --runs {input.runs:q} --out {output:q} > {log:q} 2>&1"

@@ -1,0 +1,49 @@
+rule report:
+    input:
+        verdicts="results/{scale}/{paper}/verdicts.json",
+        runs="results/{scale}/{paper}/runs.json",
+    output:
+        html=report(
+            "reports/{scale}/{paper}/index.html",
+            category="{paper}",
+            labels={"paper": "{paper}", "scale": "{scale}", "file": "report"},
+        ),
+        md="reports/{scale}/{paper}/report.md",
+        figures=directory("reports/{scale}/{paper}/figures"),
+    params:
+        outdir=report_dir,
+    log:
+        "logs/{scale}/{paper}/report.log",
+    benchmark:
+        "benchmarks/{scale}/{paper}/report.tsv"
+    shell:
+        "python -m workflow.report paper --verdicts {input.verdicts:q} --runs {input.runs:q}"
+        " --out-dir {params.outdir:q} > {log:q} 2>&1"
+
+
+rule report_index:
+    input:
+        selected_verdicts,
+    output:
+        report(
+            "reports/{scale}/index.html",
+            category="index",
+            labels={"scale": "{scale}", "file": "index"},
+        ),
+    log:
+        "logs/{scale}/report_index.log",
+    benchmark:
+        "benchmarks/{scale}/report_index.tsv"
+    shell:
+        "python -m workflow.report index --scale {wildcards.scale} --out {output:q} {input:q} > {log:q} 2>&1"
+
+
+# A target per catalogue entry: `snakemake --cores all toy_superposition`.
+for _pid in PAPERS:
+
+    rule:
+        name:
+            _pid
+        localrule: True
+        input:
+            f"reports/{SCALE}/{_pid}/index.html",

@@ -1,0 +1,16 @@
+# One MLflow logging step per paper and scale: jobs write files, this logs them in one process.
+rule track:
+    input:
+        paper_evals,
+    output:
+        "results/{scale}/{paper}/runs.json",
+    params:
+        paper=paper_file,
+        uri=config["tracking_uri"],
+    log:
+        "logs/{scale}/{paper}/track.log",
+    benchmark:
+        "benchmarks/{scale}/{paper}/track.tsv"
+    shell:
+        "python -m workflow.tracking log --paper {params.paper:q} --scale {wildcards.scale}"
+        " --uri {params.uri:q} --out {output:q} > {log:q} 2>&1"

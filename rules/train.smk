@@ -1,0 +1,16 @@
+rule train:
+    output:
+        json="results/{scale}/{paper}/{experiment}/{model}/{point}/seed{seed}/train.json",
+        model="results/{scale}/{paper}/{experiment}/{model}/{point}/seed{seed}/model.pt",
+    params:
+        config=train_config,
+        label=job_label,
+        outdir=job_dir,
+    log:
+        "logs/{scale}/{paper}/{experiment}/{model}/{point}/seed{seed}/train.log",
+    benchmark:
+        "benchmarks/{scale}/{paper}/{experiment}/{model}/{point}/seed{seed}/train.tsv"
+    threads: 1
+    shell:
+        "python -m workflow.train --config {params.config:q} --out {params.outdir:q}"
+        " --device {config[device]} --threads {threads} --label {params.label:q} > {log:q} 2>&1"

@@ -1,0 +1,715 @@
+"""Load, validate and expand catalogue entries.
+
+    load_paper(path)              -> LoadedPaper (or CatalogueError naming file, key path, fix)
+    LoadedPaper.experiment(id, scale) -> the experiment with the scale's overrides applied
+    LoadedPaper.jobs(scale)       -> one Job per (experiment, model, sweep point, seed)
+
+CLI:  python -m workflow.catalogue check [FILES]    validate and print a summary
+      python -m workflow.catalogue schema           print the JSON Schema of the format
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import math
+import sys
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from . import schema as S
+
+MAX_FILE_BYTES = 1_000_000
+MAX_ALIASES = 100
+ROOT = Path(__file__).resolve().parent.parent
+CATALOGUE_DIR = ROOT / "catalogue"
+
+
+class CatalogueError(Exception):
+    """One or more problems in catalogue files; str() is the message for the user."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+# --------------------------------------------------------------------------- YAML
+
+class _Loader(yaml.SafeLoader):
+    """Safe loading, plus: duplicate keys are errors, and aliases are capped (alias bombs)."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._aliases = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_ALIASES:
+                event = self.peek_event()
+                raise yaml.YAMLError(
+                    f"more than {MAX_ALIASES} YAML aliases (line {event.start_mark.line + 1}); "
+                    "write the values out instead of using anchors and aliases this much"
+                )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                hash(key)
+            except TypeError:
+                continue
+            if key in seen:
+                raise yaml.YAMLError(f"duplicate key {key!r} (line {key_node.start_mark.line + 1}); keep one of them")
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file safely; problems become a CatalogueError naming the file."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise CatalogueError([f"{path}: no such file"]) from None
+    except OSError as e:
+        raise CatalogueError([f"{path}: cannot read: {e.strerror}"]) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise CatalogueError([f"{path}: file is {len(raw)} bytes, more than the {MAX_FILE_BYTES} allowed"])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CatalogueError([f"{path}: not UTF-8 text (byte {e.start}); save the file as UTF-8"]) from None
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    except yaml.constructor.ConstructorError as e:
+        where = f" (line {e.problem_mark.line + 1})" if e.problem_mark else ""
+        raise CatalogueError([f"{path}: {e.problem}{where}; only plain YAML data is allowed (no tags such as !!python/...)"]) from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        if mark is not None:
+            msg = f"invalid YAML at line {mark.line + 1}, column {mark.column + 1}: {e.problem}"
+        else:
+            msg = str(e)
+        raise CatalogueError([f"{path}: {msg}"]) from None
+
+
+# ------------------------------------------------------------------ error paths
+
+def fmt_path(loc: tuple | list) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _clean_loc(loc: tuple) -> tuple:
+    """Drop pydantic's union-tag and type-name components from an error location."""
+    out = []
+    for i, part in enumerate(loc):
+        if isinstance(part, str) and i > 0 and isinstance(loc[i - 1], int) and part in S.CLAIM_KINDS and out[:1] == ["claims"]:
+            continue
+        if isinstance(part, str) and ("[" in part or part in ("bool", "int", "float", "str", "function-after")):
+            continue
+        out.append(part)
+    return tuple(out)
+
+
+def _model_at(cls: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    """The pydantic model class at `loc` (for listing allowed keys)."""
+    tp: Any = cls
+    for part in loc:
+        while True:
+            origin = typing.get_origin(tp)
+            if origin is typing.Annotated:
+                tp = typing.get_args(tp)[0]
+            elif origin is typing.Union:
+                args = [a for a in typing.get_args(tp) if a is not type(None)]
+                if isinstance(part, str) and all(isinstance(a, type) and issubclass(a, BaseModel) for a in args):
+                    match = [a for a in args if part in a.model_fields]
+                    tp = match[0] if match else args[0]
+                else:
+                    tp = args[0]
+            else:
+                break
+        if isinstance(part, int):
+            tp = typing.get_args(tp)[0] if typing.get_args(tp) else tp
+        elif isinstance(tp, type) and issubclass(tp, BaseModel):
+            if part not in tp.model_fields:
+                return None
+            tp = tp.model_fields[part].annotation
+        else:
+            args = typing.get_args(tp)
+            tp = args[-1] if args else tp
+    while typing.get_origin(tp) in (typing.Annotated, typing.Union):
+        tp = [a for a in typing.get_args(tp) if a is not type(None)][0]
+    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
+
+
+def _pydantic_problems(path: Path, err: ValidationError, data: Any) -> list[str]:
+    problems = []
+    for e in err.errors():
+        loc = _clean_loc(e["loc"])
+        kind = e["type"]
+        value = e.get("input")
+        if kind == "extra_forbidden":
+            parent = _model_at(S.Paper, loc[:-1])
+            allowed = ", ".join(parent.model_fields) if parent else "see the README"
+            msg = f"unknown key; allowed here: {allowed}"
+        elif kind == "missing":
+            msg = "is required"
+        elif kind == "union_tag_invalid":
+            loc = loc + ("kind",)
+            msg = f"{e['ctx']['tag']!r} is not a known claim kind; known: {', '.join(S.CLAIM_KINDS)}"
+        elif kind == "union_tag_not_found":
+            loc = loc + ("kind",)
+            msg = f"is required; one of: {', '.join(S.CLAIM_KINDS)}"
+        elif kind == "string_pattern_mismatch" and loc and loc[-1] in ("id",) or (
+            kind == "string_pattern_mismatch" and S.ID_PATTERN in str(e.get("ctx", {}).get("pattern"))
+        ):
+            msg = f"{value!r} is not a valid id; use lowercase letters, digits and underscores (e.g. 'my_model_2')"
+        elif kind == "string_pattern_mismatch":
+            msg = f"{value!r} is not allowed here; expected a string matching {e['ctx']['pattern']}"
+        elif kind == "finite_number":
+            msg = f"{value!r} is not a finite number"
+        elif kind in ("float_type", "int_type", "bool_type", "string_type", "dict_type", "list_type", "model_type"):
+            want = {"float_type": "a number", "int_type": "an integer", "bool_type": "true or false",
+                    "string_type": "a string", "dict_type": "a mapping", "list_type": "a list",
+                    "model_type": "a mapping"}[kind]
+            msg = f"{value!r} must be {want}"
+        elif kind == "value_error":
+            msg = str(e["msg"]).removeprefix("Value error, ")
+        elif kind == "literal_error":
+            msg = f"{value!r} is not allowed; allowed: {e['ctx']['expected']}"
+        else:
+            msg = e["msg"][0].lower() + e["msg"][1:]
+            if value is not None and not isinstance(value, (dict, list)):
+                msg += f" (got {value!r})"
+        problems.append(f"{path}: {fmt_path(loc)}: {msg}")
+    # a discriminated union reports every member's failure; keep each message once
+    return list(dict.fromkeys(problems))
+
+
+# ------------------------------------------------------------ semantic checks
+
+def _values_equal(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+    return a == b
+
+
+def find_value(values: list, v: Any) -> Any | None:
+    """The member of `values` equal to `v` (numbers compared as floats), or None."""
+    for x in values:
+        if _values_equal(x, v):
+            return x
+    return None
+
+
+@dataclass
+class Axes:
+    """The axes of an experiment at one scale: train sweep keys and eval sweep keys."""
+
+    train: dict[str, list]
+    evaluate: dict[str, list]
+
+    @property
+    def all(self) -> dict[str, list]:
+        return {**self.train, **self.evaluate}
+
+
+def axes_of(exp: S.Experiment) -> Axes:
+    return Axes(train=dict(exp.sweep), evaluate=dict(exp.evaluate.sweep))
+
+
+def _check_experiment(exp: S.Experiment, where: str, problems: list[str]) -> None:
+    """Registry checks: task name and params, archs and their hyperparameters, sweeps, metrics."""
+    from modules.config import ConfigError
+    from modules.models import arch_names, build_config_for
+    from modules.tasks import build_task, get_task_class, task_names
+
+    try:
+        task_cls = get_task_class(exp.task.name)
+    except KeyError:
+        problems.append(f"{where}.task.name: {exp.task.name!r} is not a known task; known: {', '.join(task_names())}")
+        return
+    try:
+        task = build_task(exp.task.name, exp.task.params)
+    except ConfigError as e:
+        problems.append(f"{where}.task.{e.key}: {e.message}" if e.key else f"{where}.task: {e.message}")
+        return
+    for i, m in enumerate(exp.evaluate.metrics):
+        if m not in task_cls.metrics:
+            problems.append(
+                f"{where}.evaluate.metrics[{i}]: {m!r} is not a metric of task {exp.task.name!r}; known: {', '.join(task_cls.metrics)}"
+            )
+    if len(set(exp.evaluate.metrics)) != len(exp.evaluate.metrics):
+        problems.append(f"{where}.evaluate.metrics: lists a metric twice")
+    seen = set()
+    for i, m in enumerate(exp.models):
+        if m.id in seen:
+            problems.append(f"{where}.models[{i}].id: duplicate model id {m.id!r}; model ids must be unique in an experiment")
+        seen.add(m.id)
+        if m.arch not in arch_names():
+            problems.append(f"{where}.models[{i}].arch: {m.arch!r} is not a known architecture; known: {', '.join(arch_names())}")
+            continue
+        try:
+            build_config_for(m.arch, m.params, task.spec())
+        except ConfigError as e:
+            problems.append(f"{where}.models[{i}].{e.key}: {e.message}")
+    # every sweep value must give a valid job
+    for key, values in exp.sweep.items():
+        section, name = key.split(".", 1)
+        for v in values:
+            try:
+                if section == "task":
+                    params = {**exp.task.params, name: v}
+                    build_task(exp.task.name, params)
+                elif section == "model":
+                    for m in exp.models:
+                        if m.arch in arch_names():
+                            build_config_for(m.arch, {**m.params, name: v}, task.spec())
+                else:
+                    S.TrainSpec.model_validate({**exp.train.model_dump(), name: v})
+            except ConfigError as e:
+                problems.append(f"{where}.sweep.{key}: {v!r}: {e.message}")
+                break
+            except ValidationError as e:
+                msg = e.errors()[0]["msg"]
+                if e.errors()[0]["type"] == "extra_forbidden":
+                    msg = f"unknown train key; allowed: {', '.join(S.TrainSpec.model_fields)}"
+                problems.append(f"{where}.sweep.{key}: {v!r}: {msg}")
+                break
+        if len(values) != len({json.dumps(v) for v in values}):
+            problems.append(f"{where}.sweep.{key}: lists a value twice")
+    for key, values in exp.evaluate.sweep.items():
+        name = key.split(".", 1)[1]
+        if name not in task_cls.eval_axes:
+            problems.append(
+                f"{where}.evaluate.sweep.{key}: task {exp.task.name!r} cannot vary {name!r} at evaluation; "
+                f"evaluation axes: {', '.join('task.' + a for a in task_cls.eval_axes) or 'none'}"
+            )
+            continue
+        if key in exp.sweep:
+            problems.append(f"{where}.evaluate.sweep.{key}: already a training sweep axis; use one or the other")
+        for v in values:
+            try:
+                build_task(exp.task.name, {**exp.task.params, name: v})
+            except ConfigError as e:
+                problems.append(f"{where}.evaluate.sweep.{key}: {v!r}: {e.message}")
+                break
+    if exp.probes:
+        problems.append(f"{where}.probes: probe kinds are not available yet (known: none); remove the probes")
+
+
+def _check_at(at: dict, axes: Axes, free: set[str], where: str, problems: list[str]) -> None:
+    every = axes.all
+    for key, v in at.items():
+        if key not in every:
+            problems.append(f"{where}.at.{key}: not an axis of the experiment; axes: {', '.join(every) or 'none'}")
+        elif key in free:
+            problems.append(f"{where}.at.{key}: this axis is ranged over by the claim or table; remove it from at")
+        elif find_value(every[key], v) is None:
+            problems.append(f"{where}.at.{key}: {v!r} is not a value of this axis; values: {every[key]}")
+    for key, values in every.items():
+        if key not in at and key not in free and len(values) > 1:
+            problems.append(f"{where}.at: must fix axis {key!r}, which has several values: {values}")
+
+
+def _check_references(paper: S.Paper, problems: list[str]) -> None:
+    exps = {}
+    for i, e in enumerate(paper.experiments):
+        if e.id in exps:
+            problems.append(f"experiments[{i}].id: duplicate experiment id {e.id!r}")
+        exps[e.id] = e
+    ids = set()
+    for i, c in enumerate(paper.claims):
+        where = f"claims[{i}]"
+        if c.id in ids:
+            problems.append(f"{where}.id: duplicate claim id {c.id!r}")
+        ids.add(c.id)
+        m = c.measure
+        exp = exps.get(m.experiment)
+        if exp is None:
+            problems.append(f"{where}.measure.experiment: {m.experiment!r} is not an experiment of this paper; known: {', '.join(exps)}")
+            continue
+        model_ids = [x.id for x in exp.models]
+        if m.metric not in exp.evaluate.metrics:
+            problems.append(
+                f"{where}.measure.metric: {m.metric!r} is not evaluated in experiment {exp.id!r}; "
+                f"its evaluate.metrics: {', '.join(exp.evaluate.metrics)}"
+            )
+        needs_model = c.kind in ("value", "threshold", "trend")
+        if needs_model and m.model is None:
+            problems.append(f"{where}.measure.model: is required for a {c.kind} claim; models: {', '.join(model_ids)}")
+        if not needs_model and m.model is not None:
+            field = "order" if c.kind == "ordering" else "numerator/denominator"
+            problems.append(f"{where}.measure.model: not used by a {c.kind} claim; name the models in {field}")
+        named = [m.model] if needs_model and m.model else []
+        if c.kind == "ordering":
+            named = list(c.order)
+            if len(set(c.order)) != len(c.order):
+                problems.append(f"{where}.order: names a model twice")
+        if c.kind == "ratio":
+            named = [c.numerator, c.denominator]
+        for mid in named:
+            if mid not in model_ids:
+                problems.append(f"{where}: model {mid!r} is not in experiment {exp.id!r}; models: {', '.join(model_ids)}")
+        axes = axes_of(exp)
+        free = set()
+        if c.kind == "trend":
+            if c.along not in axes.all:
+                problems.append(f"{where}.along: {c.along!r} is not an axis of experiment {exp.id!r}; axes: {', '.join(axes.all) or 'none'}")
+            elif len(axes.all[c.along]) < 2:
+                problems.append(f"{where}.along: axis {c.along!r} has one value; a trend needs at least two")
+            free.add(c.along)
+        _check_at(m.at, axes, free, where + ".measure", problems)
+    tids = set()
+    for i, t in enumerate(paper.tables):
+        where = f"tables[{i}]"
+        if t.id in tids:
+            problems.append(f"{where}.id: duplicate table id {t.id!r}")
+        tids.add(t.id)
+        exp = exps.get(t.experiment)
+        if exp is None:
+            problems.append(f"{where}.experiment: {t.experiment!r} is not an experiment of this paper; known: {', '.join(exps)}")
+            continue
+        if t.metric not in exp.evaluate.metrics:
+            problems.append(f"{where}.metric: {t.metric!r} is not evaluated in experiment {exp.id!r}; its evaluate.metrics: {', '.join(exp.evaluate.metrics)}")
+        axes = axes_of(exp)
+        choices = ["model", *axes.all]
+        for name in ("rows", "columns"):
+            v = getattr(t, name)
+            if v not in choices:
+                problems.append(f"{where}.{name}: {v!r} is not 'model' or an axis of experiment {exp.id!r}; choose from: {', '.join(choices)}")
+        if t.rows == t.columns:
+            problems.append(f"{where}.columns: same as rows ({t.rows!r}); choose two different axes")
+        _check_at(t.at, axes, {t.rows, t.columns}, where, problems)
+        if t.paper and not t.source:
+            problems.append(f"{where}.source: is required when paper values are given; cite the table or figure")
+
+        def labels(axis):
+            return [x.id for x in exp.models] if axis == "model" else axes.all.get(axis, [])
+
+        for r, cols in t.paper.items():
+            if find_value(labels(t.rows), r) is None:
+                problems.append(f"{where}.paper.{r}: not a row of the table; rows: {labels(t.rows)}")
+            for col in cols:
+                if find_value(labels(t.columns), col) is None:
+                    problems.append(f"{where}.paper.{r}.{col}: not a column of the table; columns: {labels(t.columns)}")
+
+
+# ------------------------------------------------------------------ scales
+
+OVERRIDABLE = ("seeds", "train", "task", "evaluate", "sweep")
+
+
+def apply_overrides(exp: dict, overrides: dict, where: str, problems: list[str]) -> dict:
+    """Apply dotted overrides to an experiment dict (as dumped), checking every path exists."""
+    exp = copy.deepcopy(exp)
+    for key, value in overrides.items():
+        if key == "experiments":
+            continue
+        if key == "sweep" or key == "evaluate.sweep":
+            target = exp["sweep"] if key == "sweep" else exp["evaluate"]["sweep"]
+            if not isinstance(value, dict):
+                problems.append(f"{where}.{key}: must be a mapping of axis -> list of values")
+                continue
+            for axis, values in value.items():
+                if axis not in target:
+                    problems.append(f"{where}.{key}.{axis}: not an axis of the experiment's {key}; axes: {', '.join(target) or 'none'}")
+                else:
+                    target[axis] = values
+            continue
+        parts = key.split(".")
+        if parts[0] not in OVERRIDABLE:
+            problems.append(f"{where}.{key}: cannot be overridden by a scale; overridable: {', '.join(OVERRIDABLE)}, experiments.<id>.<path>")
+            continue
+        if parts[0] == "seeds":
+            if len(parts) != 1:
+                problems.append(f"{where}.{key}: seeds has no sub-keys")
+                continue
+            exp["seeds"] = value
+            continue
+        if len(parts) != 2:
+            problems.append(f"{where}.{key}: expected <section>.<key>, e.g. train.steps")
+            continue
+        section, name = parts
+        if section == "train" and name not in S.TrainSpec.model_fields:
+            problems.append(f"{where}.{key}: {name!r} is not a train key; allowed: {', '.join(S.TrainSpec.model_fields)}")
+            continue
+        if section == "evaluate" and name not in ("metrics",):
+            problems.append(f"{where}.{key}: only evaluate.metrics and evaluate.sweep can be overridden")
+            continue
+        if section == "task" and name == "name":
+            problems.append(f"{where}.{key}: a scale cannot change the task")
+            continue
+        exp[section][name] = value
+    return exp
+
+
+# -------------------------------------------------------------------- jobs
+
+def fmt_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return repr(v) if isinstance(v, float) else str(v)
+
+
+def point_name(point: dict[str, Any]) -> str:
+    """The path-safe name of a sweep point: 'task.sparsity=0.9,model.hidden=5' or 'default'."""
+    if not point:
+        return "default"
+    return ",".join(f"{k}={fmt_value(v)}" for k, v in point.items())
+
+
+def config_hash(cfg: dict) -> str:
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclass
+class Job:
+    paper: str
+    scale: str
+    experiment: str
+    model: str
+    point: dict[str, Any]
+    seed: int
+    config: dict[str, Any] = field(repr=False)         # the train job's resolved config
+    eval_config: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    @property
+    def point_name(self) -> str:
+        return point_name(self.point)
+
+    @property
+    def key(self) -> tuple:
+        return (self.scale, self.paper, self.experiment, self.model, self.point_name, self.seed)
+
+    @property
+    def dir(self) -> str:
+        return f"results/{self.scale}/{self.paper}/{self.experiment}/{self.model}/{self.point_name}/seed{self.seed}"
+
+
+def job_config(exp: S.Experiment, model: S.ModelSpec, point: dict, seed: int) -> dict:
+    """The resolved config of one train job: everything that determines its result, nothing else."""
+    task = {"name": exp.task.name, **exp.task.params}
+    params = dict(model.params)
+    train = exp.train.model_dump()
+    for key, v in point.items():
+        section, name = key.split(".", 1)
+        {"task": task, "model": params, "train": train}[section][name] = v
+    return {"task": task, "model": {"arch": model.arch, **params}, "train": train, "seed": seed}
+
+
+def eval_config(exp: S.Experiment) -> dict:
+    """What an evaluate job needs beyond its trained model: changing it never retrains."""
+    return {"metrics": list(exp.evaluate.metrics), "sweep": {k: list(v) for k, v in exp.evaluate.sweep.items()}}
+
+
+@dataclass
+class LoadedPaper:
+    path: Path
+    spec: S.Paper
+    _resolved: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def id(self) -> str:
+        return self.spec.paper.id
+
+    def experiment(self, exp_id: str, scale: str = "small") -> S.Experiment:
+        return self.experiments(scale)[exp_id]
+
+    def experiments(self, scale: str = "small") -> dict[str, S.Experiment]:
+        if scale not in self._resolved:
+            self._resolved[scale] = resolve_scale(self.path, self.spec, scale)
+        return self._resolved[scale]
+
+    def jobs(self, scale: str = "small") -> list[Job]:
+        jobs = []
+        for exp in self.experiments(scale).values():
+            keys = list(exp.sweep)
+            for model in exp.models:
+                for combo in itertools.product(*(exp.sweep[k] for k in keys)):
+                    point = dict(zip(keys, combo))
+                    for seed in range(exp.seeds):
+                        jobs.append(Job(self.id, scale, exp.id, model.id, point, seed,
+                                        job_config(exp, model, point, seed), eval_config(exp)))
+        return jobs
+
+    def n_jobs(self, scale: str = "small") -> int:
+        n = 0
+        for exp in self.experiments(scale).values():
+            n += len(exp.models) * exp.seeds * math.prod(len(v) for v in exp.sweep.values())
+        return n
+
+
+def resolve_scale(path: Path, paper: S.Paper, scale: str) -> dict[str, S.Experiment]:
+    if scale not in S.SCALES:
+        raise CatalogueError([f"{path}: scale {scale!r} is not known; scales: {', '.join(S.SCALES)}"])
+    overrides = paper.scales.get(scale, {})
+    where = f"scales.{scale}"
+    problems: list[str] = []
+    per_exp = overrides.get("experiments", {})
+    exp_ids = [e.id for e in paper.experiments]
+    if not isinstance(per_exp, dict):
+        problems.append(f"{path}: {where}.experiments: must map experiment ids to overrides")
+        per_exp = {}
+    for eid in per_exp:
+        if eid not in exp_ids:
+            problems.append(f"{path}: {where}.experiments.{eid}: not an experiment of this paper; known: {', '.join(exp_ids)}")
+    out = {}
+    for i, exp in enumerate(paper.experiments):
+        raw = exp.model_dump(exclude_unset=False)
+        # model specs keep their hyperparameters as extra keys
+        raw["models"] = [{"id": m.id, "arch": m.arch, **m.params} for m in exp.models]
+        raw["task"] = {"name": exp.task.name, **exp.task.params}
+        local: list[str] = []
+        raw = apply_overrides(raw, overrides, where, local)
+        extra = per_exp.get(exp.id, {}) if isinstance(per_exp, dict) else {}
+        if isinstance(extra, dict):
+            raw = apply_overrides(raw, extra, f"{where}.experiments.{exp.id}", local)
+        else:
+            local.append(f"{where}.experiments.{exp.id}: must be a mapping of overrides")
+        problems += [f"{path}: {p}" for p in local]
+        if local:
+            continue
+        try:
+            resolved = S.Experiment.model_validate(raw)
+        except ValidationError as e:
+            for p in _pydantic_problems(path, e, raw):
+                problems.append(p.replace(f"{path}: ", f"{path}: {where} gives experiments[{i}].", 1))
+            continue
+        sem: list[str] = []
+        _check_experiment(resolved, f"{where} gives experiments[{i}]", sem)
+        problems += [f"{path}: {p}" for p in sem]
+        out[exp.id] = resolved
+    if problems:
+        raise CatalogueError(problems)
+    return out
+
+
+# -------------------------------------------------------------------- load
+
+def load_paper(path: str | Path) -> LoadedPaper:
+    """Load and fully validate one catalogue file, at every scale it defines."""
+    path = Path(path)
+    data = read_yaml(path)
+    if data is None:
+        raise CatalogueError([f"{path}: the file is empty; a catalogue entry needs paper, experiments and claims"])
+    if not isinstance(data, dict):
+        raise CatalogueError([f"{path}: expected a mapping with keys paper, experiments, claims, not {type(data).__name__}"])
+    try:
+        spec = S.Paper.model_validate(data)
+    except ValidationError as e:
+        raise CatalogueError(_pydantic_problems(path, e, data)) from None
+    problems: list[str] = []
+    if spec.paper.id != path.stem:
+        problems.append(f"{path}: paper.id: {spec.paper.id!r} differs from the file name; rename the file to {spec.paper.id}.yaml or change the id")
+    for i, exp in enumerate(spec.experiments):
+        sem: list[str] = []
+        _check_experiment(exp, f"experiments[{i}]", sem)
+        problems += [f"{path}: {p}" for p in sem]
+    refs: list[str] = []
+    _check_references(spec, refs)
+    problems += [f"{path}: {p}" for p in refs]
+    if problems:
+        raise CatalogueError(problems)
+    loaded = LoadedPaper(path, spec)
+    for scale in S.SCALES:
+        loaded.experiments(scale)
+    return loaded
+
+
+def catalogue_files(directory: Path = CATALOGUE_DIR) -> list[Path]:
+    return sorted(directory.glob("*.yaml"))
+
+
+def load_catalogue(paths: list[Path] | None = None) -> dict[str, LoadedPaper]:
+    """Load every file, collecting all problems across files before raising."""
+    paths = catalogue_files() if paths is None else paths
+    out: dict[str, LoadedPaper] = {}
+    problems: list[str] = []
+    for p in paths:
+        try:
+            lp = load_paper(p)
+        except CatalogueError as e:
+            problems += e.problems
+            continue
+        if lp.id in out:
+            problems.append(f"{p}: paper.id: {lp.id!r} is also the id of {out[lp.id].path}")
+        out[lp.id] = lp
+    if problems:
+        raise CatalogueError(problems)
+    return out
+
+
+def json_schema() -> dict:
+    sch = S.Paper.model_json_schema()
+    sch["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    sch["title"] = "Catalogue entry (catalogue/<paper>.yaml)"
+    return sch
+
+
+# --------------------------------------------------------------------- CLI
+
+def _main(argv: list[str]) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m workflow.catalogue", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    chk = sub.add_parser("check", help="validate catalogue files and print a summary")
+    chk.add_argument("files", nargs="*", type=Path, help="catalogue files (default: catalogue/*.yaml)")
+    chk.add_argument("--max-jobs", type=int, default=None, help="fail when a scale expands to more jobs than this")
+    sub.add_parser("schema", help="print the JSON Schema of a catalogue entry")
+    args = parser.parse_args(argv)
+    if args.cmd == "schema":
+        print(json.dumps(json_schema(), indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    err = Console(stderr=True)
+    try:
+        papers = load_catalogue(args.files or None)
+        if args.max_jobs is not None:
+            check_job_cap(papers, list(S.SCALES), args.max_jobs)
+    except CatalogueError as e:
+        for p in e.problems:
+            err.print(f"[bold red]error[/] {p}", markup=True, highlight=False, soft_wrap=True)
+        return 1
+    table = Table(title=f"{len(papers)} catalogue entr{'y' if len(papers) == 1 else 'ies'}: valid")
+    for col in ("paper", "experiments", "claims", "tables", *(f"jobs ({s})" for s in S.SCALES)):
+        table.add_column(col, justify="left" if col == "paper" else "right")
+    for pid, lp in papers.items():
+        table.add_row(pid, str(len(lp.spec.experiments)), str(len(lp.spec.claims)), str(len(lp.spec.tables)),
+                      *(str(lp.n_jobs(s)) for s in S.SCALES))
+    Console().print(table)
+    return 0
+
+
+def check_job_cap(papers: dict[str, LoadedPaper], scales: list[str], cap: int) -> None:
+    for scale in scales:
+        total = sum(lp.n_jobs(scale) for lp in papers.values())
+        if total > cap:
+            worst = max(papers.values(), key=lambda lp: lp.n_jobs(scale))
+            raise CatalogueError([
+                f"{worst.path}: scale {scale} expands to {total} train jobs in all ({worst.n_jobs(scale)} from this file), "
+                f"more than max_jobs={cap}; shrink the sweeps or seeds, or raise max_jobs in config.yaml"
+            ])
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

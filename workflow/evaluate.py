@@ -1,0 +1,87 @@
+"""Evaluate one trained model at every point of its experiment's evaluation sweep.
+
+    python -m workflow.evaluate --dir results/.../seed0 --config '{"metrics": [...], "sweep": {...}}'
+
+Reads <dir>/train.json and <dir>/model.pt; writes <dir>/eval.json:
+    {"status": "ok", "points": [{"at": {"task.length": 64}, "metrics": {...}}, ...]}
+When training diverged, eval.json says so ("status": "not_run", with the reason) instead
+of failing, so the judge can name the cause.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+from .jobs import now, pick_device, read_json, write_json
+
+EVAL_SEED_OFFSET = 1_000_003  # evaluation data never overlaps a training stream
+
+
+def evaluate(cfg: dict, ecfg: dict, model_path: Path, device: str = "cpu") -> list[dict]:
+    import torch
+
+    from modules.models import build_model
+    from modules.tasks import build_task
+
+    task_params = {k: v for k, v in cfg["task"].items() if k != "name"}
+    base_task = build_task(cfg["task"]["name"], task_params)
+    model = build_model(cfg["model"]["arch"], {k: v for k, v in cfg["model"].items() if k != "arch"}, base_task.spec())
+    model.load_state_dict(torch.load(model_path, map_location=device, weights_only=True))
+    model.to(device).eval()
+    sweep = ecfg["sweep"]
+    keys = list(sweep)
+    points = []
+    for combo in itertools.product(*(sweep[k] for k in keys)):
+        at = dict(zip(keys, combo))
+        task = build_task(cfg["task"]["name"], {**task_params, **{k.split(".", 1)[1]: v for k, v in at.items()}})
+        gen = torch.Generator().manual_seed(EVAL_SEED_OFFSET + int(cfg["seed"]))
+        values = task.evaluate(model, gen, device)
+        missing = [m for m in ecfg["metrics"] if m not in values]
+        if missing:
+            raise RuntimeError(f"task {cfg['task']['name']!r} returned no {missing}")
+        points.append({
+            "at": at,
+            "metrics": {m: (values[m] if math.isfinite(values[m]) else None) for m in ecfg["metrics"]},
+        })
+    return points
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m workflow.evaluate", description="evaluate one trained model")
+    p.add_argument("--dir", required=True, type=Path, help="the train job's folder")
+    p.add_argument("--config", required=True, help="the evaluation config (metrics, sweep) as JSON")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    started = now()
+    tr = read_json(args.dir / "train.json")
+    cfg = tr["config"]
+    ecfg = json.loads(args.config)
+    out = {"config_hash": tr["config_hash"], "eval_config": ecfg, "start": started}
+    if tr["status"] != "ok":
+        reason = f"training {tr['status']}" + (f" at step {tr['diverged_at']}" if tr.get("diverged_at") else "")
+        write_json(args.dir / "eval.json", {**out, "status": "not_run", "reason": reason, "points": []})
+        print(f"{args.dir}: not evaluated: {reason}", file=sys.stderr)
+        return 0
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
+    device = pick_device(args.device)
+    t0 = time.perf_counter()
+    points = evaluate(cfg, ecfg, args.dir / "model.pt", device)
+    write_json(args.dir / "eval.json", {**out, "status": "ok", "points": points,
+                                        "compute_s": time.perf_counter() - t0, "end": now()})
+    for pt in points:
+        at = ", ".join(f"{k}={v}" for k, v in pt["at"].items()) or "default"
+        vals = "  ".join(f"{k}={v:.4g}" if v is not None else f"{k}=nan" for k, v in pt["metrics"].items())
+        print(f"{args.dir} [{at}]: {vals}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

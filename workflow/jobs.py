@@ -1,0 +1,94 @@
+"""Helpers shared by the job entry points (train, evaluate): files, provenance, devices."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Write JSON atomically: a reader never sees a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=1, sort_keys=False, default=_json_default)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _json_default(o):
+    if hasattr(o, "item"):
+        return o.item()
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
+def read_json(path: str | Path) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
+def finite_or_none(x: float) -> float | None:
+    return x if isinstance(x, (int, float)) and math.isfinite(x) else None
+
+
+_GIT: dict | None = None
+
+
+def git_info() -> dict:
+    """Commit and dirty flag of the repo (results/, reports/ and the MLflow store are ignored)."""
+    global _GIT
+    if _GIT is None:
+        try:
+            sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
+            st = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                                capture_output=True, text=True, timeout=10)
+            _GIT = {
+                "git_sha": sha.stdout.strip() if sha.returncode == 0 else "unknown",
+                "git_dirty": bool(st.stdout.strip()) if st.returncode == 0 else None,
+            }
+        except (OSError, subprocess.SubprocessError):
+            _GIT = {"git_sha": "unknown", "git_dirty": None}
+    return _GIT
+
+
+def provenance(device: str) -> dict:
+    import torch
+
+    return {
+        **git_info(),
+        "host": socket.gethostname(),
+        "device": device,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "argv": sys.argv[1:2],
+    }
+
+
+def pick_device(requested: str) -> str:
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("device: cuda was asked for in config.yaml, but torch sees no CUDA device; "
+                         "use device: auto or cpu, or install a CUDA build of torch")
+    return requested
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")

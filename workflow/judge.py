@@ -1,0 +1,300 @@
+"""Judge every claim of a paper from per-seed results: the only place verdicts are decided.
+
+    python -m workflow.judge --paper catalogue/x.yaml --scale smoke --runs runs.json --out verdicts.json
+
+Rules (DESIGN.md): for each claim, the per-seed values, their mean and a 95% t interval.
+  reproduced      the whole interval satisfies the claim
+  not_reproduced  the whole interval contradicts it
+  inconclusive    the interval straddles the boundary
+  not_run         a job it needs failed, diverged or is missing (the reason is recorded)
+A claim resting on a job whose loss was still falling is flagged under_budget, and a
+contradiction on such a job becomes inconclusive (under budget), never not_reproduced.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import schema as S
+from .catalogue import fmt_value, load_paper
+from .jobs import git_info, now, write_json
+from .results import Measurements, NotRun, collect, interval
+
+VERDICTS = ("reproduced", "not_reproduced", "inconclusive", "not_run")
+SATISFIED, CONTRADICTED, UNCERTAIN = "satisfied", "contradicted", "uncertain"
+
+
+def compare(iv: dict, op: str, bound: float) -> str:
+    """Does the whole interval satisfy `x op bound`, contradict it, or straddle it?"""
+    lo, hi = iv["lo"], iv["hi"]
+    if op == ">=":
+        return SATISFIED if lo >= bound else CONTRADICTED if hi < bound else UNCERTAIN
+    if op == ">":
+        return SATISFIED if lo > bound else CONTRADICTED if hi <= bound else UNCERTAIN
+    if op == "<=":
+        return SATISFIED if hi <= bound else CONTRADICTED if lo > bound else UNCERTAIN
+    if op == "<":
+        return SATISFIED if hi < bound else CONTRADICTED if lo >= bound else UNCERTAIN
+    raise ValueError(op)
+
+
+def within(iv: dict, lo: float, hi: float) -> str:
+    if iv["lo"] >= lo and iv["hi"] <= hi:
+        return SATISFIED
+    if iv["hi"] < lo or iv["lo"] > hi:
+        return CONTRADICTED
+    return UNCERTAIN
+
+
+def _paired(a: list, b: list, fn) -> list[float]:
+    """Per-seed combination of two measurements of the same seeds."""
+    bd = {seed: v for seed, v, _ in b}
+    return [fn(v, bd[seed]) for seed, v, _ in a if seed in bd]
+
+
+def _strict_op(margin: float) -> tuple[str, float]:
+    """'a exceeds b by at least margin': strictly greater when the margin is zero."""
+    return (">=", margin) if margin > 0 else (">", 0.0)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def fmt_interval(iv: dict) -> str:
+    if iv["n"] == 1:
+        return f"{_fmt(iv['mean'])} (1 seed)"
+    return f"{_fmt(iv['mean'])} [{_fmt(iv['lo'])}, {_fmt(iv['hi'])}]"
+
+
+def paper_value(c) -> str:
+    """How the report shows what the paper claims."""
+    if c.kind == "value":
+        tol = f"± {_fmt(c.tolerance)}" if c.tolerance is not None else f"± {_fmt(100 * c.rel_tolerance)}%"
+        return f"{_fmt(c.paper)} {tol}"
+    if c.kind == "threshold":
+        return f"{c.op} {_fmt(c.value)}" + (f" (paper: {_fmt(c.paper)})" if c.paper is not None else "")
+    if c.kind == "ordering":
+        return " > ".join(c.order) + (f" (by ≥ {_fmt(c.margin)})" if c.margin else "")
+    if c.kind == "trend":
+        extra = f", up to {c.allow_violations} exception{'s' * (c.allow_violations != 1)}" if c.allow_violations else ""
+        return f"{c.direction.replace('_', '-')} along {c.along}{extra}"
+    if c.kind == "ratio":
+        return f"{c.numerator}/{c.denominator} {c.op} {_fmt(c.value)}" + (f" (paper: {_fmt(c.paper)})" if c.paper is not None else "")
+    raise ValueError(c.kind)
+
+
+def _combine(states: list[str], allow: int = 0) -> str:
+    bad = sum(s != SATISFIED for s in states)
+    contra = sum(s == CONTRADICTED for s in states)
+    if bad <= allow:
+        return "reproduced"
+    if contra > allow:
+        return "not_reproduced"
+    return "inconclusive"
+
+
+def judge_claim(c, ms: Measurements) -> dict:
+    """The verdict record of one claim."""
+    m = c.measure
+    out = {"id": c.id, "kind": c.kind, "text": c.text, "source": c.source, "paper_value": paper_value(c),
+           "experiment": m.experiment, "metric": m.metric, "at": {k: v for k, v in m.at.items()}}
+    used: list = []
+    try:
+        if c.kind in ("value", "threshold"):
+            vals = ms.values(m.experiment, m.model, ms.full_point(m.experiment, m.at), m.metric)
+            used += vals
+            iv = interval([v for _, v, _ in vals])
+            state = within(iv, *c.bounds()) if c.kind == "value" else compare(iv, c.op, c.value)
+            verdict = _combine([state])
+            out["measured"] = iv
+            out["measured_text"] = fmt_interval(iv)
+        elif c.kind == "ordering":
+            point = ms.full_point(m.experiment, m.at)
+            series = {mid: ms.values(m.experiment, mid, point, m.metric) for mid in c.order}
+            for v in series.values():
+                used += v
+            op, bound = _strict_op(c.margin)
+            states, pairs = [], []
+            for a, b in zip(c.order, c.order[1:]):
+                iv = interval(_paired(series[a], series[b], lambda x, y: x - y))
+                states.append(compare(iv, op, bound))
+                pairs.append({"pair": f"{a} - {b}", **iv})
+            verdict = _combine(states)
+            means = {mid: interval([v for _, v, _ in s]) for mid, s in series.items()}
+            out["measured"] = {"models": means, "differences": pairs}
+            out["measured_text"] = "; ".join(f"{p['pair']} = {fmt_interval(p)}" for p in pairs)
+        elif c.kind == "trend":
+            axis_values = list(ms.axes(m.experiment).all[c.along])
+            try:
+                axis_values.sort()
+            except TypeError:
+                pass
+            series = []
+            for x in axis_values:
+                pt = ms.full_point(m.experiment, m.at, {c.along: x})
+                vals = ms.values(m.experiment, m.model, pt, m.metric)
+                used += vals
+                series.append((x, vals))
+            if len(series) < 2:
+                raise NotRun(f"axis {c.along} has fewer than two values at the {ms.scale} scale")
+            up = c.direction in ("increasing", "non_decreasing")
+            strict = c.direction in ("increasing", "decreasing")
+            states, steps = [], []
+            for (x0, a), (x1, b) in zip(series, series[1:]):
+                diff = interval(_paired(b, a, (lambda y, x: y - x) if up else (lambda y, x: x - y)))
+                if strict:
+                    op, bound = _strict_op(c.margin)
+                else:
+                    op, bound = ">=", -c.margin
+                states.append(compare(diff, op, bound))
+                steps.append({"from": x0, "to": x1, "state": states[-1], **diff})
+            verdict = _combine(states, c.allow_violations)
+            out["measured"] = {"series": [{"at": x, **interval([v for _, v, _ in vals])} for x, vals in series],
+                               "steps": steps}
+            ok = sum(s == SATISFIED for s in states)
+            out["measured_text"] = (" → ".join(_fmt(interval([v for _, v, _ in vals])["mean"]) for _, vals in series)
+                                    + f" ({ok}/{len(states)} steps {c.direction.replace('_', '-')})")
+        elif c.kind == "ratio":
+            point = ms.full_point(m.experiment, m.at)
+            num = ms.values(m.experiment, c.numerator, point, m.metric)
+            den = ms.values(m.experiment, c.denominator, point, m.metric)
+            used += num + den
+            if any(v == 0 for _, v, _ in den):
+                raise NotRun(f"{m.metric} of {c.denominator} is zero; the ratio is undefined")
+            iv = interval(_paired(num, den, lambda x, y: x / y))
+            verdict = _combine([compare(iv, c.op, c.value)])
+            out["measured"] = iv
+            out["measured_text"] = fmt_interval(iv)
+        else:  # pragma: no cover - the schema admits no other kind
+            raise ValueError(c.kind)
+    except NotRun as e:
+        out.update(verdict="not_run", reason=str(e), under_budget=False, n_seeds=0, runs=[], jobs=[])
+        return out
+    records = {id(r): r for _, _, r in used}.values()
+    under = any(not r.converged for r in records)
+    reason = ""
+    if under and verdict == "not_reproduced":
+        verdict, reason = "inconclusive", "under budget: the contradiction rests on training whose loss was still falling"
+    elif under:
+        reason = "under budget: some training was still improving at the end"
+    n = out["measured"]["n"] if "n" in out["measured"] else min(
+        (iv["n"] for iv in out["measured"].get("differences", out["measured"].get("steps", []))), default=0)
+    if n == 1:
+        reason = (reason + "; " if reason else "") + "one seed: the interval has zero width"
+    jobs = sorted({r.job_dir for r in records})
+    out.update(verdict=verdict, reason=reason, under_budget=under, n_seeds=n, jobs=jobs,
+               runs=[ms.runs[j] for j in jobs if j in ms.runs])
+    return out
+
+
+def judge_table(t: S.Table, ms: Measurements) -> dict:
+    exp = ms.paper.experiment(t.experiment, ms.scale)
+    axes = ms.axes(t.experiment).all
+
+    def labels(axis):
+        return [m.id for m in exp.models] if axis == "model" else list(axes[axis])
+
+    rows, cols = labels(t.rows), labels(t.columns)
+    cells = []
+    for r in rows:
+        row = []
+        for col in cols:
+            free = {k: v for k, v in ((t.rows, r), (t.columns, col)) if k != "model"}
+            model = r if t.rows == "model" else col if t.columns == "model" else None
+            paper_v = None
+            from .catalogue import find_value
+
+            pr = find_value(list(t.paper), r)
+            if pr is not None:
+                pc = find_value(list(t.paper[pr]), col)
+                paper_v = t.paper[pr][pc] if pc is not None else None
+            cell = {"paper": paper_v}
+            try:
+                if model is None:
+                    raise NotRun("a table needs 'model' as rows or columns")
+                vals = ms.values(t.experiment, model, ms.full_point(t.experiment, t.at, free), t.metric)
+                cell.update(interval([v for _, v, _ in vals]))
+                cell["converged"] = all(rec.converged for _, _, rec in vals)
+            except NotRun as e:
+                cell["not_run"] = str(e)
+            row.append(cell)
+        cells.append(row)
+    return {"id": t.id, "title": t.title, "source": t.source, "metric": t.metric, "experiment": t.experiment,
+            "rows_axis": t.rows, "columns_axis": t.columns,
+            "rows": [fmt_value(x) for x in rows], "columns": [fmt_value(x) for x in cols], "cells": cells}
+
+
+def series(ms: Measurements) -> list[dict]:
+    """Every metric along every axis with more than one value, per model (for figures)."""
+    out = []
+    for exp in ms.paper.experiments(ms.scale).values():
+        axes = ms.axes(exp.id).all
+        for axis, values in axes.items():
+            if len(values) < 2:
+                continue
+            others = {k: v for k, v in axes.items() if k != axis}
+            import itertools
+
+            for combo in itertools.product(*others.values()):
+                fixed = dict(zip(others, combo))
+                for metric in exp.evaluate.metrics:
+                    lines = []
+                    for model in exp.models:
+                        pts = []
+                        for x in values:
+                            try:
+                                vals = ms.values(exp.id, model.id, {**fixed, axis: x}, metric)
+                            except NotRun:
+                                continue
+                            pts.append({"x": x, "seeds": [v for _, v, _ in vals], **interval([v for _, v, _ in vals])})
+                        if pts:
+                            lines.append({"model": model.id, "points": pts})
+                    if lines:
+                        out.append({"experiment": exp.id, "axis": axis, "fixed": fixed, "metric": metric, "lines": lines})
+    return out
+
+
+def judge_paper(paper_path: Path, scale: str, root: Path = Path("."), runs_file: Path | None = None) -> dict:
+    lp = load_paper(paper_path)
+    ms = collect(lp, scale, root, runs_file)
+    claims = [judge_claim(c, ms) for c in lp.spec.claims]
+    counts = {v: sum(c["verdict"] == v for c in claims) for v in VERDICTS}
+    jobs_summary = {"total": len(ms.jobs), "failed": sorted(set(ms.problems.values()))}
+    return {
+        "paper": lp.spec.paper.model_dump(),
+        "scale": scale,
+        "date": now(),
+        **git_info(),
+        "counts": counts,
+        "claims": claims,
+        "tables": [judge_table(t, ms) for t in lp.spec.tables],
+        "series": series(ms),
+        "jobs": jobs_summary,
+        "experiments": {e.id: {"seeds": e.seeds, "train": e.train.model_dump(), "sweep": e.sweep,
+                               "eval_sweep": e.evaluate.sweep, "task": {"name": e.task.name, **e.task.params},
+                               "models": [{"id": m.id, "arch": m.arch, **m.params} for m in e.models]}
+                        for e in lp.experiments(scale).values()},
+        "runs": ms.runs,
+        "compute_s": ms.compute_s,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m workflow.judge", description="judge a paper's claims at one scale")
+    p.add_argument("--paper", required=True, type=Path, help="catalogue file")
+    p.add_argument("--scale", required=True, choices=S.SCALES)
+    p.add_argument("--runs", type=Path, default=None, help="runs.json from the tracking step (MLflow run ids)")
+    p.add_argument("--out", required=True, type=Path)
+    args = p.parse_args(argv)
+    result = judge_paper(args.paper, args.scale, Path("."), args.runs)
+    write_json(args.out, result)
+    c = result["counts"]
+    print(f"{result['paper']['id']} ({args.scale}): " + ", ".join(f"{v.replace('_', ' ')} {c[v]}" for v in VERDICTS),
+          file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

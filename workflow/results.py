@@ -1,0 +1,141 @@
+"""Read the result files of one paper at one scale into measurements the judge and the
+report can address by (experiment, model, point, metric)."""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .catalogue import Axes, LoadedPaper, axes_of, find_value, fmt_value
+
+CONFIDENCE = 0.95
+
+
+class NotRun(Exception):
+    """A measurement that cannot be made; str() says why."""
+
+
+def interval(values: list[float]) -> dict:
+    """Mean and two-sided 95% t interval of the mean. One value gives a zero-width interval."""
+    n = len(values)
+    mean = sum(values) / n
+    if n == 1:
+        return {"mean": mean, "lo": mean, "hi": mean, "n": 1, "sd": 0.0}
+    from scipy.stats import t
+
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = t.ppf(0.5 + CONFIDENCE / 2, n - 1) * sd / math.sqrt(n)
+    return {"mean": mean, "lo": mean - half, "hi": mean + half, "n": n, "sd": sd}
+
+
+@dataclass
+class Record:
+    """One seed of one trained model, evaluated at one point of the full axes."""
+
+    experiment: str
+    model: str
+    seed: int
+    point: dict[str, Any]        # train sweep point + evaluation point
+    metrics: dict[str, float | None]
+    job_dir: str
+    converged: bool
+
+
+@dataclass
+class Measurements:
+    paper: LoadedPaper
+    scale: str
+    records: list[Record] = field(default_factory=list)
+    problems: dict[tuple, str] = field(default_factory=dict)   # (exp, model, point_name, seed) -> why no record
+    runs: dict[str, str] = field(default_factory=dict)         # job_dir -> MLflow run id
+    jobs: list = field(default_factory=list)
+    compute_s: float = 0.0                                     # training + evaluation, summed over jobs
+
+    def axes(self, exp_id: str) -> Axes:
+        return axes_of(self.paper.experiment(exp_id, self.scale))
+
+    def full_point(self, exp_id: str, at: dict, free: dict | None = None) -> dict:
+        """The point on every axis, from `at`, the free axes' values, and single-valued axes."""
+        axes = self.axes(exp_id).all
+        free = free or {}
+        point = {}
+        for key, values in axes.items():
+            if key in free:
+                point[key] = free[key]
+            elif key in at:
+                v = find_value(values, at[key])
+                if v is None:
+                    raise NotRun(f"{key}={fmt_value(at[key])} is not in the {self.scale} scale's sweep ({values})")
+                point[key] = v
+            elif len(values) == 1:
+                point[key] = values[0]
+            else:
+                raise NotRun(f"axis {key} has several values at the {self.scale} scale and the claim does not fix it")
+        return point
+
+    def values(self, exp_id: str, model: str, point: dict, metric: str) -> list[tuple[int, float, Record]]:
+        """(seed, value, record) for every seed of the experiment; NotRun if any is missing."""
+        exp = self.paper.experiment(exp_id, self.scale)
+        train_keys = set(exp.sweep)
+        train_point = {k: v for k, v in point.items() if k in train_keys}
+        from .catalogue import point_name
+
+        pname = point_name({k: train_point[k] for k in exp.sweep})
+        out = []
+        for seed in range(exp.seeds):
+            key = (exp_id, model, pname, seed)
+            if key in self.problems:
+                raise NotRun(self.problems[key])
+            rec = self._index.get((exp_id, model, _freeze(point), seed))
+            if rec is None:
+                raise NotRun(f"no result for {model} at {pname} seed {seed}")
+            v = rec.metrics.get(metric)
+            if v is None or not math.isfinite(v):
+                raise NotRun(f"{metric} is not a finite number for {model} at {pname} seed {seed}")
+            out.append((seed, v, rec))
+        return out
+
+    def index(self) -> None:
+        self._index = {(r.experiment, r.model, _freeze(r.point), r.seed): r for r in self.records}
+
+
+def _freeze(point: dict) -> tuple:
+    return tuple(sorted((k, json.dumps(v)) for k, v in point.items()))
+
+
+def collect(paper: LoadedPaper, scale: str, root: Path = Path("."), runs_file: Path | None = None) -> Measurements:
+    """Read every job's train.json and eval.json for `paper` at `scale`."""
+    ms = Measurements(paper, scale)
+    ms.jobs = paper.jobs(scale)
+    if runs_file and Path(runs_file).exists():
+        try:
+            ms.runs = json.loads(Path(runs_file).read_text()).get("runs", {})
+        except (OSError, ValueError):
+            ms.runs = {}
+    for job in ms.jobs:
+        d = root / job.dir
+        key = (job.experiment, job.model, job.point_name, job.seed)
+        try:
+            tr = json.loads((d / "train.json").read_text())
+            ev = json.loads((d / "eval.json").read_text())
+        except FileNotFoundError as e:
+            ms.problems[key] = f"missing result file {Path(e.filename).relative_to(root) if root in Path(e.filename).parents else e.filename}"
+            continue
+        except (OSError, ValueError) as e:
+            ms.problems[key] = f"unreadable result in {job.dir}: {e}"
+            continue
+        ms.compute_s += float(tr.get("compute_s") or 0) + float(ev.get("compute_s") or 0)
+        if tr.get("status") != "ok":
+            at = f" at step {tr['diverged_at']}" if tr.get("diverged_at") else ""
+            ms.problems[key] = f"training {tr.get('status')}{at} ({job.model}, {job.point_name}, seed {job.seed})"
+            continue
+        if ev.get("status") != "ok":
+            ms.problems[key] = f"evaluation {ev.get('status')}: {ev.get('reason', '')} ({job.model}, {job.point_name}, seed {job.seed})"
+            continue
+        for pt in ev["points"]:
+            ms.records.append(Record(job.experiment, job.model, job.seed, {**job.point, **pt["at"]},
+                                     pt["metrics"], job.dir, bool(tr.get("converged"))))
+    ms.index()
+    return ms

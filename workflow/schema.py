@@ -1,0 +1,218 @@
+"""The catalogue entry as pydantic models: the structure of catalogue/<paper>.yaml.
+
+This module checks shape and types only (unknown keys, wrong types, ranges, ids).
+What refers to what (a claim's experiment, model, metric, sweep point; an arch or task
+name; a model's hyperparameters) is checked in `catalogue.py`, which knows the registries.
+Every field has a description: they are the documentation of the format, and they end up
+in the generated JSON Schema (schemas/catalogue.schema.json) that editors use.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+ID_PATTERN = r"^[a-z0-9][a-z0-9_]*$"
+Id = Annotated[
+    str,
+    StringConstraints(pattern=ID_PATTERN, max_length=64),
+    Field(description="lowercase letters, digits and underscores; used in file paths"),
+]
+# An axis key is a dotted path into a job's config: task.<param>, model.<param> or train.<field>.
+AxisKey = Annotated[str, StringConstraints(pattern=r"^(task|model|train)\.[a-z0-9_]+$")]
+EvalAxisKey = Annotated[str, StringConstraints(pattern=r"^task\.[a-z0-9_]+$")]
+SafeStr = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]+$", max_length=64)]
+Scalar = Union[bool, int, float, SafeStr]
+Number = Annotated[float, Field(allow_inf_nan=False)]
+Op = Literal[">=", ">", "<=", "<"]
+SCALES = ("smoke", "small", "full")
+CLAIM_KINDS = ("value", "threshold", "ordering", "trend", "ratio")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+class PaperMeta(Strict):
+    id: Id = Field(description="the paper's id; must equal the catalogue file's name without .yaml")
+    title: str = Field(min_length=1, max_length=300, description="the paper's title")
+    year: int = Field(ge=1900, le=2100, description="year of publication")
+    url: str | None = Field(None, max_length=500, description="where the paper is (arXiv abstract page)")
+    authors: str | None = Field(None, max_length=500, description="authors, as one string")
+
+
+class ModelSpec(BaseModel):
+    """One model of an experiment. Keys other than id and arch are the arch's hyperparameters."""
+
+    model_config = ConfigDict(extra="allow", strict=True, allow_inf_nan=False)
+    id: Id = Field(description="the model's id within its experiment")
+    arch: str = Field(description="architecture name from the model registry (modules/models)")
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class TaskSpec(BaseModel):
+    """The task generator. Keys other than name are the task's parameters."""
+
+    model_config = ConfigDict(extra="allow", strict=True, allow_inf_nan=False)
+    name: str = Field(description="task name from the task registry (modules/tasks)")
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class TrainSpec(Strict):
+    steps: int = Field(gt=0, description="optimizer steps")
+    batch_size: int = Field(gt=0, description="examples per step")
+    lr: float = Field(gt=0, description="peak learning rate")
+    optimizer: Literal["adam", "adamw", "sgd"] = Field("adamw", description="optimizer")
+    weight_decay: float = Field(0.0, ge=0, description="decoupled weight decay (adamw) or L2 (adam, sgd)")
+    momentum: float = Field(0.0, ge=0, lt=1, description="SGD momentum")
+    schedule: Literal["constant", "cosine", "linear"] = Field("constant", description="learning-rate decay after warmup")
+    warmup_steps: int = Field(0, ge=0, description="linear warmup steps")
+    grad_clip: float | None = Field(None, gt=0, description="clip the gradient norm to this value")
+    log_every: int | None = Field(None, gt=0, description="steps between logged losses (default: steps/100)")
+    converged_rel_drop: float = Field(
+        0.02, ge=0,
+        description="training counts as converged when the mean loss of the last 10% of steps is less than "
+        "this fraction below the mean of the 10% before",
+    )
+
+
+class EvaluateSpec(Strict):
+    metrics: list[str] = Field(min_length=1, description="metrics the task computes at each evaluation point")
+    sweep: dict[EvalAxisKey, Annotated[list[Scalar], Field(min_length=1)]] = Field(
+        default_factory=dict,
+        description="evaluation axes: task parameters varied at evaluation time, without retraining",
+    )
+
+
+class ProbeSpec(Strict):
+    id: Id
+    kind: str = Field(description="probe kind from the probe registry")
+    target: str | None = None
+    layers: Literal["all"] | list[int] = "all"
+
+
+class Experiment(Strict):
+    id: Id = Field(description="the experiment's id within the paper")
+    task: TaskSpec
+    models: list[ModelSpec] = Field(min_length=1, description="models trained on the task, each at every sweep point")
+    sweep: dict[AxisKey, Annotated[list[Scalar], Field(min_length=1)]] = Field(
+        default_factory=dict,
+        description="training axes: dotted paths (task.x, model.x, train.x) to lists; the cartesian product is trained",
+    )
+    train: TrainSpec
+    evaluate: EvaluateSpec
+    probes: list[ProbeSpec] = Field(default_factory=list, description="probes on the trained models' hidden states")
+    seeds: int = Field(1, ge=1, le=1000, description="independent training seeds per model and sweep point")
+
+
+class Measure(Strict):
+    experiment: Id = Field(description="the experiment measured")
+    model: Id | None = Field(None, description="the model measured (not for ordering and ratio claims)")
+    metric: str = Field(description="an evaluate metric of the experiment")
+    at: dict[str, Scalar] = Field(
+        default_factory=dict, description="fixes every sweep axis with more than one value that the claim does not range over"
+    )
+
+
+class ClaimBase(Strict):
+    id: Id
+    text: str = Field(min_length=1, max_length=2000, description="the claim, in the paper's words where possible")
+    source: str = Field(min_length=1, max_length=200, description="where the paper shows it: 'Figure 3', 'Table 2', 'Section 4'")
+    measure: Measure
+
+
+class ValueClaim(ClaimBase):
+    """The measured mean lies within tolerance of the paper's value."""
+
+    kind: Literal["value"]
+    paper: Number = Field(description="the paper's value")
+    tolerance: float | None = Field(None, ge=0, allow_inf_nan=False, description="absolute tolerance")
+    rel_tolerance: float | None = Field(None, ge=0, allow_inf_nan=False, description="tolerance relative to |paper|")
+
+    @model_validator(mode="after")
+    def _one_tolerance(self):
+        if (self.tolerance is None) == (self.rel_tolerance is None):
+            raise ValueError("give exactly one of tolerance or rel_tolerance")
+        return self
+
+    def bounds(self) -> tuple[float, float]:
+        tol = self.tolerance if self.tolerance is not None else abs(self.paper) * self.rel_tolerance
+        return self.paper - tol, self.paper + tol
+
+
+class ThresholdClaim(ClaimBase):
+    """The measured mean compared with a bound."""
+
+    kind: Literal["threshold"]
+    op: Op
+    value: Number = Field(description="the bound")
+    paper: Number | None = Field(None, description="the paper's own value, shown in the report")
+
+
+class OrderingClaim(ClaimBase):
+    """order[0] > order[1] > ... (by at least margin), on the same metric and point."""
+
+    kind: Literal["ordering"]
+    order: list[Id] = Field(min_length=2, description="model ids, the largest metric first")
+    margin: float = Field(0.0, ge=0, allow_inf_nan=False)
+
+
+class TrendClaim(ClaimBase):
+    """The metric is monotone along a sweep or evaluation axis."""
+
+    kind: Literal["trend"]
+    along: str = Field(description="the axis the trend runs along (a sweep or evaluate.sweep key)")
+    direction: Literal["increasing", "decreasing", "non_decreasing", "non_increasing"]
+    margin: float = Field(0.0, ge=0, allow_inf_nan=False, description="minimum change per step (strict directions)")
+    allow_violations: int = Field(0, ge=0, description="steps that may fail the direction")
+
+
+class RatioClaim(ClaimBase):
+    """metric(numerator) / metric(denominator) compared with a value."""
+
+    kind: Literal["ratio"]
+    numerator: Id
+    denominator: Id
+    op: Op
+    value: Number
+    paper: Number | None = Field(None, description="the paper's ratio, shown in the report")
+
+
+Claim = Annotated[
+    Union[ValueClaim, ThresholdClaim, OrderingClaim, TrendClaim, RatioClaim], Field(discriminator="kind")
+]
+
+
+class Table(Strict):
+    id: Id
+    title: str = Field(min_length=1, max_length=300)
+    source: str | None = Field(None, max_length=200, description="the paper's table or figure these values come from")
+    experiment: Id
+    metric: str
+    rows: str = Field("model", description="'model' or an axis key")
+    columns: str = Field(description="'model' or an axis key")
+    at: dict[str, Scalar] = Field(default_factory=dict, description="fixes the other multi-valued axes")
+    paper: dict[Scalar, dict[Scalar, Number]] = Field(
+        default_factory=dict, description="the paper's values: {row: {column: value}}, shown beside the measured ones"
+    )
+
+
+class Paper(Strict):
+    """A catalogue entry: one paper, the experiments its claims need, the claims, the tables."""
+
+    paper: PaperMeta
+    experiments: list[Experiment] = Field(min_length=1)
+    scales: dict[Literal["smoke", "small", "full"], dict[str, Any]] = Field(
+        default_factory=dict,
+        description="per-scale overrides, dotted paths applied to every experiment "
+        "(train.steps, seeds, task.x, evaluate.sweep, sweep: {axis: [values]}); "
+        "experiments.<id>.<path> overrides one experiment. `small` is the default scale.",
+    )
+    claims: list[Claim] = Field(min_length=1)
+    tables: list[Table] = Field(default_factory=list)

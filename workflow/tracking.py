@@ -1,0 +1,258 @@
+"""Log finished jobs to MLflow from their result files.
+
+Jobs never import MLflow (about 3 s per process here, more than a smoke job's math):
+they write train.json and eval.json, and one tracking step per paper logs every job's run
+in one process, with batched calls. Logging is idempotent: a job whose files were already
+logged (same job folder, same result hash) is found by its tags and not logged twice, so
+the step can be rerun, and a failed or unreachable tracking store loses nothing: the
+files stay, the step records the error, and `sync` logs the missing runs later.
+
+    python -m workflow.tracking log  --paper catalogue/x.yaml --scale smoke --out results/smoke/x/runs.json
+    python -m workflow.tracking sync [--scale smoke] [PAPER ...]     # log whatever is on disk and missing
+
+MLflow layout: one experiment per paper and scale ("<paper>/<scale>"); a parent run per
+catalogue experiment; one child run per trained model (a train job and its evaluation)
+with flattened params, the loss history, the evaluation metrics, the JSON files as
+artifacts, and tags paper, experiment, model, seed, scale, point, git sha, dirty flag and
+config hash. The tracking URI is MLFLOW_TRACKING_URI when set, else config.yaml's tracking_uri.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from .catalogue import CatalogueError, catalogue_files, load_paper
+from .jobs import ROOT, write_json
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+
+
+def tracking_uri(configured: str | None = None) -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or configured or DEFAULT_URI
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, str]:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = json.dumps(v) if isinstance(v, (list, bool)) or v is None else str(v)
+    return out
+
+
+def _metric_name(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "_-./ " else "_" for ch in name)
+
+
+@contextlib.contextmanager
+def _lock(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _retry(fn, tries: int = 4, delay: float = 0.5):
+    for i in range(tries):
+        try:
+            return fn()
+        except Exception:  # noqa: BLE001 - MLflow raises many kinds; the last one propagates
+            if i == tries - 1:
+                raise
+            time.sleep(delay * 2 ** i)
+
+
+class Tracker:
+    """Idempotent logging of job folders into one MLflow experiment."""
+
+    def __init__(self, uri: str, experiment_name: str):
+        import logging
+
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
+        from mlflow import MlflowClient
+
+        self.uri = uri
+        self.client = MlflowClient(tracking_uri=uri)
+        exp = _retry(lambda: self.client.get_experiment_by_name(experiment_name))
+        if exp is None:
+            kwargs = {}
+            if uri.startswith("sqlite:"):
+                # beside the store, like `mlflow server`'s default, rather than ./mlruns
+                kwargs["artifact_location"] = (ROOT / "mlartifacts" / experiment_name.replace("/", "-")).as_uri()
+            self.exp_id = _retry(lambda: self.client.create_experiment(experiment_name, **kwargs))
+        else:
+            self.exp_id = exp.experiment_id
+        self._existing = None
+
+    def existing(self) -> dict[tuple[str, str], str]:
+        """(job_key, result_hash) -> run id of every run already in the experiment."""
+        if self._existing is None:
+            self._existing = {}
+            token = None
+            while True:
+                page = _retry(lambda: self.client.search_runs([self.exp_id], max_results=5000, page_token=token))
+                for r in page:
+                    key = r.data.tags.get("job_key")
+                    if key:
+                        self._existing[(key, r.data.tags.get("result_hash", ""))] = r.info.run_id
+                token = page.token
+                if not token:
+                    break
+        return self._existing
+
+    def parent(self, key: str, name: str, tags: dict) -> str:
+        found = self.existing().get((key, "parent"))
+        if found:
+            return found
+        run = _retry(lambda: self.client.create_run(self.exp_id, run_name=name,
+                                                    tags={**tags, "job_key": key, "result_hash": "parent"}))
+        _retry(lambda: self.client.set_terminated(run.info.run_id, "FINISHED"))
+        self.existing()[(key, "parent")] = run.info.run_id
+        return run.info.run_id
+
+    def log_job(self, job, job_dir: Path, parent_id: str) -> str:
+        from mlflow.entities import Metric, Param, RunTag
+
+        tr_text = (job_dir / "train.json").read_text()
+        ev_path = job_dir / "eval.json"
+        ev_text = ev_path.read_text() if ev_path.exists() else ""
+        rhash = hashlib.sha256((tr_text + ev_text).encode()).hexdigest()[:16]
+        found = self.existing().get((job.dir, rhash))
+        if found:
+            return found
+        tr = json.loads(tr_text)
+        ev = json.loads(ev_text) if ev_text else {"status": "missing", "points": []}
+        prov = tr.get("provenance", {})
+        tags = {
+            "paper": job.paper, "experiment": job.experiment, "model": job.model, "seed": str(job.seed),
+            "scale": job.scale, "point": job.point_name, "git_sha": str(prov.get("git_sha")),
+            "git_dirty": str(prov.get("git_dirty")), "config_hash": tr.get("config_hash", ""),
+            "job_key": job.dir, "result_hash": rhash, "status": tr.get("status", ""),
+            "eval_status": ev.get("status", ""), "converged": str(tr.get("converged")),
+            "host": str(prov.get("host")), "device": str(prov.get("device")),
+            "mlflow.parentRunId": parent_id, "mlflow.source.git.commit": str(prov.get("git_sha")),
+        }
+        start_ms = int(job_dir.joinpath("train.json").stat().st_mtime * 1000)
+        run = _retry(lambda: self.client.create_run(
+            self.exp_id, run_name=f"{job.model}/{job.point_name}/seed{job.seed}", tags=tags,
+            start_time=start_ms - int(1000 * (tr.get("wall_s") or 0))))
+        rid = run.info.run_id
+        params = [Param(k, v[:6000]) for k, v in flatten(tr["config"]).items()]
+        metrics = []
+        h = tr.get("history", {})
+        for step, loss, lr in zip(h.get("step", []), h.get("loss", []), h.get("lr", [])):
+            metrics.append(Metric("train/loss", loss, start_ms, step))
+            metrics.append(Metric("train/lr", lr, start_ms, step))
+        for name in ("final_loss", "compute_s", "wall_s", "steps_done", "n_params"):
+            if isinstance(tr.get(name), (int, float)):
+                metrics.append(Metric(f"train/{name}", float(tr[name]), start_ms, 0))
+        for pt in ev.get("points", []):
+            suffix = "".join(f"/{k}={v}" for k, v in pt["at"].items())
+            for m, v in pt["metrics"].items():
+                if v is not None:
+                    metrics.append(Metric(_metric_name(f"eval/{m}{suffix}"), float(v), start_ms, 0))
+        for i in range(0, max(len(params), 1), 100):
+            chunk = params[i:i + 100]
+            if chunk:
+                _retry(lambda: self.client.log_batch(rid, params=chunk))
+        for i in range(0, len(metrics), 1000):
+            chunk = metrics[i:i + 1000]
+            _retry(lambda: self.client.log_batch(rid, metrics=chunk))
+        for f in ("train.json", "eval.json"):
+            if (job_dir / f).exists():
+                _retry(lambda: self.client.log_artifact(rid, str(job_dir / f)))
+        status = "FINISHED" if tr.get("status") == "ok" and ev.get("status") == "ok" else "FAILED"
+        _retry(lambda: self.client.set_terminated(rid, status))
+        self.existing()[(job.dir, rhash)] = rid
+        return rid
+
+
+def log_paper(paper_path: Path, scale: str, uri: str, root: Path = Path(".")) -> dict:
+    """Log every finished job of a paper at a scale; returns {"runs": {job_dir: run_id}, ...}."""
+    lp = load_paper(paper_path)
+    jobs = [j for j in lp.jobs(scale) if (root / j.dir / "train.json").exists()]
+    result = {"uri": _display_uri(uri), "experiment": f"{lp.id}/{scale}", "runs": {}, "parents": {}, "error": None}
+    if not jobs:
+        return result
+    t0 = time.perf_counter()
+    with _lock(root / "results" / ".tracking.lock"):
+        tracker = Tracker(uri, f"{lp.id}/{scale}")
+        result["experiment_id"] = tracker.exp_id
+        for job in jobs:
+            pkey = f"{lp.id}/{scale}/{job.experiment}"
+            if pkey not in result["parents"]:
+                result["parents"][pkey] = tracker.parent(pkey, job.experiment, {
+                    "paper": lp.id, "experiment": job.experiment, "scale": scale})
+            result["runs"][job.dir] = tracker.log_job(job, root / job.dir, result["parents"][pkey])
+    result["seconds"] = time.perf_counter() - t0
+    return result
+
+
+def _display_uri(uri: str) -> str:
+    """The URI without credentials, for files and reports."""
+    if "@" in uri and "://" in uri:
+        scheme, rest = uri.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return uri
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m workflow.tracking", description="log result files to MLflow")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    lg = sub.add_parser("log", help="log one paper's jobs at one scale (the DAG's tracking step)")
+    lg.add_argument("--paper", required=True, type=Path)
+    lg.add_argument("--scale", required=True)
+    lg.add_argument("--uri", default=None, help="tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    lg.add_argument("--out", required=True, type=Path, help="runs.json: job folder -> run id")
+    sy = sub.add_parser("sync", help="log every result on disk that MLflow lacks")
+    sy.add_argument("papers", nargs="*", help="paper ids (default: all in catalogue/)")
+    sy.add_argument("--scale", action="append", choices=["smoke", "small", "full"], help="default: every scale with results")
+    sy.add_argument("--uri", default=None)
+    args = p.parse_args(argv)
+    uri = tracking_uri(args.uri)
+    if args.cmd == "log":
+        try:
+            result = log_paper(args.paper, args.scale, uri)
+            print(f"MLflow: {len(result['runs'])} runs of {result['experiment']} at {result['uri']}"
+                  f" ({result.get('seconds', 0):.1f}s)", file=sys.stderr)
+        except CatalogueError:
+            raise
+        except Exception as e:  # noqa: BLE001 - tracking must never cost a result
+            result = {"uri": _display_uri(uri), "runs": {}, "error": f"{type(e).__name__}: {e}".splitlines()[0]}
+            print(f"warning: MLflow logging failed ({result['error']}); the results are safe in results/. "
+                  f"Log them later with: python -m workflow.tracking sync --scale {args.scale}", file=sys.stderr)
+        write_json(args.out, result)
+        return 0
+    papers = args.papers or [f.stem for f in catalogue_files()]
+    failed = 0
+    for pid in papers:
+        path = ROOT / "catalogue" / f"{pid}.yaml"
+        scales = args.scale or [s for s in ("smoke", "small", "full") if (Path("results") / s / pid).exists()]
+        for scale in scales:
+            try:
+                result = log_paper(path, scale, uri)
+            except Exception as e:  # noqa: BLE001
+                print(f"{pid}/{scale}: failed: {e}", file=sys.stderr)
+                failed += 1
+                continue
+            out = Path("results") / scale / pid / "runs.json"
+            if out.parent.exists():
+                write_json(out, result)
+            print(f"{pid}/{scale}: {len(result['runs'])} runs in MLflow", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
