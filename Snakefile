@@ -1,13 +1,23 @@
 # Reproduce paper claims from catalogue/*.yaml. Read README.md; the design is in DESIGN.md.
 #   snakemake --cores all                         every paper in config.yaml, default scale (small)
 #   snakemake --cores all --config scale=smoke    every paper, CPU-sized
-#   snakemake --cores all toy_superposition       one paper (a rule per catalogue entry)
+#   snakemake --cores all <paper id>              one paper (a rule per catalogue entry)
+import sys
+
 from snakemake.utils import min_version, validate
+
+from workflow.config import config_problems
+from workflow.console import print_problems
 
 min_version("9.0")
 
 
 configfile: "config.yaml"
+
+
+if config_problems(config):
+    print_problems(config_problems(config), what="config")
+    sys.exit(1)
 
 
 validate(config, "schemas/config.schema.yaml")

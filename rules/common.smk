@@ -10,8 +10,10 @@ SCALE = config["scale"]
 RESERVED = {"all", "train", "evaluate", "track", "judge", "report", "report_index"}
 
 try:
-    PAPERS = load_catalogue()
+    PAPERS = load_catalogue(sorted(Path("catalogue").glob("*.yaml")))
     _sel = config["papers"]
+    if isinstance(_sel, str) and _sel != "all":
+        _sel = [_sel]
     if _sel == "all":
         SELECTED = sorted(PAPERS)
     else:

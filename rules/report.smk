@@ -38,7 +38,7 @@ rule report_index:
         "python -m workflow.report index --scale {wildcards.scale} --out {output:q} {input:q} > {log:q} 2>&1"
 
 
-# A target per catalogue entry: `snakemake --cores all toy_superposition`.
+# A target per catalogue entry: `snakemake --cores all <paper id>`.
 for _pid in PAPERS:
 
     rule:

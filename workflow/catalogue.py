@@ -27,8 +27,7 @@ from . import schema as S
 
 MAX_FILE_BYTES = 1_000_000
 MAX_ALIASES = 100
-ROOT = Path(__file__).resolve().parent.parent
-CATALOGUE_DIR = ROOT / "catalogue"
+CATALOGUE_DIR = Path("catalogue")  # relative to the working directory, like every Snakemake path
 
 
 class CatalogueError(Exception):
@@ -203,6 +202,14 @@ def _pydantic_problems(path: Path, err: ValidationError, data: Any) -> list[str]
 # ------------------------------------------------------------ semantic checks
 
 def _values_equal(a: Any, b: Any) -> bool:
+    # a table's paper values may be keyed by "0.9" (quoted, or from JSON) for the axis value 0.9
+    if isinstance(a, str) and isinstance(b, (int, float)) and not isinstance(b, bool):
+        a, b = b, a
+    if isinstance(b, str) and isinstance(a, (int, float)) and not isinstance(a, bool):
+        try:
+            b = float(b)
+        except ValueError:
+            return False
     if isinstance(a, bool) or isinstance(b, bool):
         return a is b
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):

@@ -5,17 +5,18 @@ import json
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 STYLE = {"reproduced": "bold green", "not_reproduced": "bold red", "inconclusive": "bold yellow", "not_run": "dim"}
 
 
-def print_problems(problems: list[str]) -> None:
+def print_problems(problems: list[str], what: str = "catalogue") -> None:
     err = Console(stderr=True, soft_wrap=True)
     n = len(problems)
-    err.print(f"[bold red]The catalogue has {n} problem{'s' * (n != 1)}; nothing was run.[/]")
+    err.print(f"[bold red]The {what} has {n} problem{'s' * (n != 1)}; nothing was run.[/]")
     for p in problems:
-        err.print(f"[red]error[/] {p}", markup=True, highlight=False)
+        err.print(f"[red]error[/] {escape(p)}", markup=True, highlight=False)
 
 
 def print_verdicts(scale: str, papers: list[str], root: Path = Path(".")) -> None:

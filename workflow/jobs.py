@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def write_json(path: str | Path, obj: Any) -> None:
@@ -54,8 +53,8 @@ def git_info() -> dict:
     global _GIT
     if _GIT is None:
         try:
-            sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
-            st = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+            sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+            st = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
                                 capture_output=True, text=True, timeout=10)
             _GIT = {
                 "git_sha": sha.stdout.strip() if sha.returncode == 0 else "unknown",

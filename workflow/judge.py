@@ -78,11 +78,46 @@ def paper_value(c) -> str:
     if c.kind == "ordering":
         return " > ".join(c.order) + (f" (by ≥ {_fmt(c.margin)})" if c.margin else "")
     if c.kind == "trend":
+        if c.statistic == "spearman":
+            sign = "≥ " if c.direction in ("increasing", "non_decreasing") else "≤ -"
+            return f"{c.direction.replace('_', '-')} along {c.along} (Spearman ρ {sign}{_fmt(c.min_correlation)})"
         extra = f", up to {c.allow_violations} exception{'s' * (c.allow_violations != 1)}" if c.allow_violations else ""
         return f"{c.direction.replace('_', '-')} along {c.along}{extra}"
     if c.kind == "ratio":
         return f"{c.numerator}/{c.denominator} {c.op} {_fmt(c.value)}" + (f" (paper: {_fmt(c.paper)})" if c.paper is not None else "")
     raise ValueError(c.kind)
+
+
+class _Done(Exception):
+    """A verdict reached early inside judge_claim."""
+
+    def __init__(self, verdict: str):
+        self.verdict = verdict
+
+
+def spearman(xs: list, ys: list[float]) -> float:
+    """Spearman rank correlation with average ranks for ties; 0 when a series is constant."""
+
+    def ranks(v):
+        order = sorted(range(len(v)), key=lambda i: v[i])
+        r = [0.0] * len(v)
+        i = 0
+        while i < len(v):
+            j = i
+            while j + 1 < len(v) and v[order[j + 1]] == v[order[i]]:
+                j += 1
+            for k in range(i, j + 1):
+                r[order[k]] = (i + j) / 2
+            i = j + 1
+        return r
+
+    rx, ry = ranks(list(xs)), ranks(list(ys))
+    n = len(rx)
+    mx, my = sum(rx) / n, sum(ry) / n
+    sxy = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    sxx = sum((a - mx) ** 2 for a in rx)
+    syy = sum((b - my) ** 2 for b in ry)
+    return sxy / (sxx * syy) ** 0.5 if sxx > 0 and syy > 0 else 0.0
 
 
 def _combine(states: list[str], allow: int = 0) -> str:
@@ -141,6 +176,18 @@ def judge_claim(c, ms: Measurements) -> dict:
                 raise NotRun(f"axis {c.along} has fewer than two values at the {ms.scale} scale")
             up = c.direction in ("increasing", "non_decreasing")
             strict = c.direction in ("increasing", "decreasing")
+            means = " → ".join(_fmt(interval([v for _, v, _ in vals])["mean"]) for _, vals in series)
+            out["measured"] = {"series": [{"at": x, **interval([v for _, v, _ in vals])} for x, vals in series]}
+            if c.statistic == "spearman":
+                xs = [x for x, _ in series]
+                per_seed = [dict((seed, v) for seed, v, _ in vals) for _, vals in series]
+                seeds = sorted(set.intersection(*(set(d) for d in per_seed)))
+                rhos = [spearman(xs, [d[s] for d in per_seed]) for s in seeds]
+                iv = interval(rhos)
+                verdict = _combine([compare(iv, ">=", c.min_correlation) if up else compare(iv, "<=", -c.min_correlation)])
+                out["measured"]["spearman"] = {**iv, "per_seed": rhos}
+                out["measured_text"] = f"{means} (Spearman ρ {fmt_interval(iv)})"
+                raise _Done(verdict)
             states, steps = [], []
             for (x0, a), (x1, b) in zip(series, series[1:]):
                 diff = interval(_paired(b, a, (lambda y, x: y - x) if up else (lambda y, x: x - y)))
@@ -151,11 +198,9 @@ def judge_claim(c, ms: Measurements) -> dict:
                 states.append(compare(diff, op, bound))
                 steps.append({"from": x0, "to": x1, "state": states[-1], **diff})
             verdict = _combine(states, c.allow_violations)
-            out["measured"] = {"series": [{"at": x, **interval([v for _, v, _ in vals])} for x, vals in series],
-                               "steps": steps}
+            out["measured"]["steps"] = steps
             ok = sum(s == SATISFIED for s in states)
-            out["measured_text"] = (" → ".join(_fmt(interval([v for _, v, _ in vals])["mean"]) for _, vals in series)
-                                    + f" ({ok}/{len(states)} steps {c.direction.replace('_', '-')})")
+            out["measured_text"] = f"{means} ({ok}/{len(states)} steps {c.direction.replace('_', '-')})"
         elif c.kind == "ratio":
             point = ms.full_point(m.experiment, m.at)
             num = ms.values(m.experiment, c.numerator, point, m.metric)
@@ -172,6 +217,8 @@ def judge_claim(c, ms: Measurements) -> dict:
     except NotRun as e:
         out.update(verdict="not_run", reason=str(e), under_budget=False, n_seeds=0, runs=[], jobs=[])
         return out
+    except _Done as d:
+        verdict = d.verdict
     records = {id(r): r for _, _, r in used}.values()
     under = any(not r.converged for r in records)
     reason = ""
@@ -179,8 +226,9 @@ def judge_claim(c, ms: Measurements) -> dict:
         verdict, reason = "inconclusive", "under budget: the contradiction rests on training whose loss was still falling"
     elif under:
         reason = "under budget: some training was still improving at the end"
-    n = out["measured"]["n"] if "n" in out["measured"] else min(
-        (iv["n"] for iv in out["measured"].get("differences", out["measured"].get("steps", []))), default=0)
+    meas = out["measured"]
+    parts = meas.get("differences") or meas.get("steps") or ([meas["spearman"]] if "spearman" in meas else [])
+    n = meas["n"] if "n" in meas else min((iv["n"] for iv in parts), default=0)
     if n == 1:
         reason = (reason + "; " if reason else "") + "one seed: the interval has zero width"
     jobs = sorted({r.job_dir for r in records})

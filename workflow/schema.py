@@ -169,8 +169,15 @@ class TrendClaim(ClaimBase):
     kind: Literal["trend"]
     along: str = Field(description="the axis the trend runs along (a sweep or evaluate.sweep key)")
     direction: Literal["increasing", "decreasing", "non_decreasing", "non_increasing"]
-    margin: float = Field(0.0, ge=0, allow_inf_nan=False, description="minimum change per step (strict directions)")
-    allow_violations: int = Field(0, ge=0, description="steps that may fail the direction")
+    statistic: Literal["steps", "spearman"] = Field(
+        "steps",
+        description="steps: every step along the axis must move in the direction (paired over seeds); "
+        "spearman: the per-seed rank correlation between the axis and the metric must reach min_correlation",
+    )
+    margin: float = Field(0.0, ge=0, allow_inf_nan=False, description="steps: minimum change per step (strict directions)")
+    allow_violations: int = Field(0, ge=0, description="steps: steps that may fail the direction")
+    min_correlation: float = Field(0.9, gt=0, le=1, allow_inf_nan=False,
+                                   description="spearman: the rank correlation the trend needs (its sign follows direction)")
 
 
 class RatioClaim(ClaimBase):

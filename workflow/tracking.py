@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from .catalogue import CatalogueError, catalogue_files, load_paper
-from .jobs import ROOT, write_json
+from .jobs import write_json
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 
@@ -90,7 +90,7 @@ class Tracker:
             kwargs = {}
             if uri.startswith("sqlite:"):
                 # beside the store, like `mlflow server`'s default, rather than ./mlruns
-                kwargs["artifact_location"] = (ROOT / "mlartifacts" / experiment_name.replace("/", "-")).as_uri()
+                kwargs["artifact_location"] = (Path.cwd() / "mlartifacts" / experiment_name.replace("/", "-")).as_uri()
             self.exp_id = _retry(lambda: self.client.create_experiment(experiment_name, **kwargs))
         else:
             self.exp_id = exp.experiment_id
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     papers = args.papers or [f.stem for f in catalogue_files()]
     failed = 0
     for pid in papers:
-        path = ROOT / "catalogue" / f"{pid}.yaml"
+        path = Path("catalogue") / f"{pid}.yaml"
         scales = args.scale or [s for s in ("smoke", "small", "full") if (Path("results") / s / pid).exists()]
         for scale in scales:
             try:

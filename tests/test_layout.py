@@ -1,0 +1,69 @@
+"""The project's rules of the road, checked."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def py_files(folder: str):
+    return sorted((ROOT / folder).rglob("*.py"))
+
+
+def snake_files():
+    return [ROOT / "Snakefile", *sorted((ROOT / "rules").glob("*.smk"))]
+
+
+def test_modules_never_import_snakemake_or_mlflow():
+    for f in py_files("modules"):
+        text = f.read_text()
+        assert not re.search(r"^\s*(import|from)\s+(snakemake|mlflow)\b", text, re.M), f
+
+
+def test_snakefiles_import_the_engine_only_with_from_workflow_x():
+    for f in snake_files():
+        for line in f.read_text().splitlines():
+            s = line.strip()
+            assert not re.match(r"import\s+workflow\b", s), f"{f.name}: {s}"
+            if s.startswith("from workflow"):
+                assert re.match(r"from workflow\.\w+ import ", s), f"{f.name}: {s}"
+
+
+def test_no_lambdas_in_rules():
+    for f in snake_files():
+        assert "lambda" not in f.read_text(), f
+
+
+def test_every_rule_has_log_and_benchmark():
+    for f in snake_files():
+        text = f.read_text()
+        for block in re.split(r"\n(?=rule )", text):
+            if not block.startswith("rule ") or "localrule: True" in block:
+                continue
+            assert "log:" in block and "benchmark:" in block, block.splitlines()[0]
+
+
+def test_the_engine_never_names_a_paper():
+    ids = [yaml.safe_load(f.read_text())["paper"]["id"] for f in (ROOT / "catalogue").glob("*.yaml")]
+    assert ids
+    for f in [*py_files("workflow"), *py_files("modules"), *snake_files()]:
+        text = f.read_text()
+        for pid in ids:
+            assert pid not in text, f"{f} names the paper {pid}"
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci/run").read_text()
+    cmd = [line for line in ci.splitlines() if line.strip() and not line.startswith(("#", "set ", "cd "))]
+    assert len(cmd) == 1, cmd
+    assert cmd[0].strip() in readme
+
+
+def test_results_and_reports_are_ignored():
+    ignored = (ROOT / ".gitignore").read_text().split()
+    for p in ("results/", "reports/", "mlflow.db", ".snakemake/"):
+        assert p in ignored
