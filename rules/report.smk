@@ -19,6 +19,8 @@ rule report:
     shell:
         "python -m workflow.report paper --verdicts {input.verdicts:q} --runs {input.runs:q}"
         " --out-dir {params.outdir:q} > {log:q} 2>&1"
+        " && python -m workflow.tracking report --runs {input.runs:q} --verdicts {input.verdicts:q}"
+        " --dir {params.outdir:q} >> {log:q} 2>&1"
 
 
 rule report_index:

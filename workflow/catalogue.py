@@ -27,6 +27,7 @@ from . import schema as S
 
 MAX_FILE_BYTES = 1_000_000
 MAX_ALIASES = 100
+MAX_NODES = 200_000      # values in the file once aliases are expanded
 CATALOGUE_DIR = Path("catalogue")  # relative to the working directory, like every Snakemake path
 
 
@@ -72,6 +73,28 @@ class _Loader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+def _expanded_size(obj: Any, memo: dict) -> int:
+    """How many values `obj` holds with every alias expanded (memoized: no expansion happens)."""
+    key = id(obj)
+    if key in memo:
+        return memo[key]
+    memo[key] = 1
+    if isinstance(obj, dict):
+        n = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in obj.items())
+    elif isinstance(obj, list):
+        n = 1 + sum(_expanded_size(v, memo) for v in obj)
+    else:
+        n = 1
+    memo[key] = n
+    return n
+
+
+def short(value: Any, limit: int = 80) -> str:
+    """repr() of a value for a message, cut to `limit` characters."""
+    r = repr(value)
+    return r if len(r) <= limit else r[: limit - 5] + "...'" if r.startswith("'") else r[: limit - 3] + "..."
+
+
 def read_yaml(path: Path) -> Any:
     """Parse a YAML file safely; problems become a CatalogueError naming the file."""
     try:
@@ -87,7 +110,7 @@ def read_yaml(path: Path) -> Any:
     except UnicodeDecodeError as e:
         raise CatalogueError([f"{path}: not UTF-8 text (byte {e.start}); save the file as UTF-8"]) from None
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
     except yaml.constructor.ConstructorError as e:
         where = f" (line {e.problem_mark.line + 1})" if e.problem_mark else ""
         raise CatalogueError([f"{path}: {e.problem}{where}; only plain YAML data is allowed (no tags such as !!python/...)"]) from None
@@ -98,6 +121,10 @@ def read_yaml(path: Path) -> Any:
         else:
             msg = str(e)
         raise CatalogueError([f"{path}: {msg}"]) from None
+    if _expanded_size(data, {}) > MAX_NODES:
+        raise CatalogueError([f"{path}: the file expands to more than {MAX_NODES} values once its YAML aliases are "
+                              "expanded (an alias bomb?); write the values out instead"])
+    return data
 
 
 # ------------------------------------------------------------------ error paths
@@ -155,14 +182,38 @@ def _model_at(cls: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
     return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
 
 
+class _Short:
+    """A value that formats with !r as a shortened repr."""
+
+    def __init__(self, v):
+        self.v = v
+
+    def __repr__(self):
+        return short(self.v)
+
+
+def _claim_class(data: Any, loc: tuple) -> type[BaseModel] | None:
+    """The claim model of claims[i] from its kind, so unknown-key messages list the right keys."""
+    if len(loc) == 2 and loc[0] == "claims" and isinstance(loc[1], int):
+        try:
+            kind = data["claims"][loc[1]]["kind"]
+        except (KeyError, IndexError, TypeError):
+            return None
+        return {"value": S.ValueClaim, "threshold": S.ThresholdClaim, "ordering": S.OrderingClaim,
+                "trend": S.TrendClaim, "ratio": S.RatioClaim}.get(kind) if isinstance(kind, str) else None
+    return None
+
+
 def _pydantic_problems(path: Path, err: ValidationError, data: Any) -> list[str]:
     problems = []
     for e in err.errors():
         loc = _clean_loc(e["loc"])
         kind = e["type"]
         value = e.get("input")
+        if isinstance(value, (str, list, dict)):
+            value = _Short(value)
         if kind == "extra_forbidden":
-            parent = _model_at(S.Paper, loc[:-1])
+            parent = _claim_class(data, loc[:-1]) or _model_at(S.Paper, loc[:-1])
             allowed = ", ".join(parent.model_fields) if parent else "see the README"
             msg = f"unknown key; allowed here: {allowed}"
         elif kind == "missing":
@@ -299,8 +350,8 @@ def _check_experiment(exp: S.Experiment, where: str, problems: list[str]) -> Non
                     msg = f"unknown train key; allowed: {', '.join(S.TrainSpec.model_fields)}"
                 problems.append(f"{where}.sweep.{key}: {v!r}: {msg}")
                 break
-        if len(values) != len({json.dumps(v) for v in values}):
-            problems.append(f"{where}.sweep.{key}: lists a value twice")
+        if any(find_value(values[:j], v) is not None for j, v in enumerate(values)):
+            problems.append(f"{where}.sweep.{key}: lists a value twice ({values})")
     for key, values in exp.evaluate.sweep.items():
         name = key.split(".", 1)[1]
         if name not in task_cls.eval_axes:
@@ -364,16 +415,16 @@ def _check_references(paper: S.Paper, problems: list[str]) -> None:
         if not needs_model and m.model is not None:
             field = "order" if c.kind == "ordering" else "numerator/denominator"
             problems.append(f"{where}.measure.model: not used by a {c.kind} claim; name the models in {field}")
-        named = [m.model] if needs_model and m.model else []
+        named = [("measure.model", m.model)] if needs_model and m.model else []
         if c.kind == "ordering":
-            named = list(c.order)
+            named = [(f"order[{j}]", mid) for j, mid in enumerate(c.order)]
             if len(set(c.order)) != len(c.order):
                 problems.append(f"{where}.order: names a model twice")
         if c.kind == "ratio":
-            named = [c.numerator, c.denominator]
-        for mid in named:
+            named = [("numerator", c.numerator), ("denominator", c.denominator)]
+        for key, mid in named:
             if mid not in model_ids:
-                problems.append(f"{where}: model {mid!r} is not in experiment {exp.id!r}; models: {', '.join(model_ids)}")
+                problems.append(f"{where}.{key}: {mid!r} is not a model of experiment {exp.id!r}; models: {', '.join(model_ids)}")
         axes = axes_of(exp)
         free = set()
         if c.kind == "trend":
@@ -566,10 +617,20 @@ class LoadedPaper:
 def resolve_scale(path: Path, paper: S.Paper, scale: str) -> dict[str, S.Experiment]:
     if scale not in S.SCALES:
         raise CatalogueError([f"{path}: scale {scale!r} is not known; scales: {', '.join(S.SCALES)}"])
-    overrides = paper.scales.get(scale, {})
+    overrides = dict(paper.scales.get(scale, {}))
     where = f"scales.{scale}"
     problems: list[str] = []
     per_exp = overrides.get("experiments", {})
+    # experiments.<id>.<path>: value  is the same as  experiments: {<id>: {<path>: value}}
+    for key in [k for k in overrides if k.startswith("experiments.")]:
+        parts = key.split(".", 2)
+        value = overrides.pop(key)
+        if len(parts) < 3:
+            problems.append(f"{path}: {where}.{key}: expected experiments.<id>.<path>, e.g. experiments.my_exp.train.steps")
+            continue
+        if not isinstance(per_exp, dict):
+            continue
+        per_exp = {**per_exp, parts[1]: {**per_exp.get(parts[1], {}), parts[2]: value}}
     exp_ids = [e.id for e in paper.experiments]
     if not isinstance(per_exp, dict):
         problems.append(f"{path}: {where}.experiments: must map experiment ids to overrides")
@@ -688,18 +749,21 @@ def _main(argv: list[str]) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    err = Console(stderr=True)
+    from .console import print_problems
+
     try:
         papers = load_catalogue(args.files or None)
         if args.max_jobs is not None:
             check_job_cap(papers, list(S.SCALES), args.max_jobs)
     except CatalogueError as e:
-        for p in e.problems:
-            err.print(f"[bold red]error[/] {p}", markup=True, highlight=False, soft_wrap=True)
+        print_problems(e.problems)
         return 1
     table = Table(title=f"{len(papers)} catalogue entr{'y' if len(papers) == 1 else 'ies'}: valid")
     for col in ("paper", "experiments", "claims", "tables", *(f"jobs ({s})" for s in S.SCALES)):
-        table.add_column(col, justify="left" if col == "paper" else "right")
+        if col == "paper":
+            table.add_column(col, no_wrap=True, min_width=max(len(p) for p in papers) if papers else 5)
+        else:
+            table.add_column(col, justify="right")
     for pid, lp in papers.items():
         table.add_row(pid, str(len(lp.spec.experiments)), str(len(lp.spec.claims)), str(len(lp.spec.tables)),
                       *(str(lp.n_jobs(s)) for s in S.SCALES))

@@ -20,21 +20,27 @@ def print_problems(problems: list[str], what: str = "catalogue") -> None:
 
 
 def print_verdicts(scale: str, papers: list[str], root: Path = Path(".")) -> None:
-    """A table of every claim's verdict for the papers that have verdicts at `scale`."""
-    table = Table(title=f"Verdicts at scale {scale}", show_lines=False)
-    for col in ("paper", "claim", "paper value", "measured", "verdict"):
-        table.add_column(col, overflow="fold")
-    found = 0
+    """A table of every claim's verdict, per paper that has verdicts at `scale`."""
+    import sys
+
+    # logs and pipes get a wide table rather than rich's default of 80 columns
+    console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+    console.print(f"[bold]Verdicts at scale {scale}[/]")
     for pid in papers:
         f = root / "results" / scale / pid / "verdicts.json"
         if not f.exists():
             continue
-        found += 1
         v = json.loads(f.read_text())
+        counts = ", ".join(f"{k.replace('_', ' ')} {n}" for k, n in v["counts"].items() if n)
+        table = Table(title=f"{pid}: {counts}", title_justify="left")
+        table.add_column("claim", no_wrap=True)
+        table.add_column("verdict", no_wrap=True)
+        table.add_column("paper")
+        table.add_column("measured: mean [95% interval]")
         for c in v["claims"]:
             verdict = c["verdict"].replace("_", " ") + (" (under budget)" if c.get("under_budget") else "")
-            table.add_row(pid, c["id"], c["paper_value"], c.get("measured_text") or c.get("reason", ""),
-                          f"[{STYLE[c['verdict']]}]{verdict}[/]")
-    if found:
-        Console(stderr=True).print(table)
-        Console(stderr=True).print(f"Reports: {root / 'reports' / scale / 'index.html'}")
+            table.add_row(escape(c["id"]), f"[{STYLE[c['verdict']]}]{verdict}[/]", escape(c["paper_value"]),
+                          escape(c.get("measured_text") or c.get("reason", "")))
+        console.print(table)
+        console.print(f"  report: {root / 'reports' / scale / pid / 'index.html'}")
+    console.print(f"All papers: {root / 'reports' / scale / 'index.html'}")

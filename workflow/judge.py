@@ -133,7 +133,7 @@ def _combine(states: list[str], allow: int = 0) -> str:
 def judge_claim(c, ms: Measurements) -> dict:
     """The verdict record of one claim."""
     m = c.measure
-    out = {"id": c.id, "kind": c.kind, "text": c.text, "source": c.source, "paper_value": paper_value(c),
+    out = {"id": c.id, "kind": c.kind, "text": c.text, "source": c.source, "note": c.note, "paper_value": paper_value(c),
            "experiment": m.experiment, "metric": m.metric, "at": {k: v for k, v in m.at.items()}}
     used: list = []
     try:

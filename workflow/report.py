@@ -43,6 +43,8 @@ PAPER_HTML = """<!doctype html>
 <p class="meta">Scale <b>{{ p.scale }}</b> · git <code>{{ p.git_sha[:12] }}</code>{% if p.git_dirty %} (uncommitted changes){% endif %}
  · judged {{ p.date }} · {{ p.jobs.total }} training jobs, {{ '%.0f' % p.compute_s }} s of compute
 {% if tracking %} · MLflow experiment <code>{{ tracking.experiment }}</code> at <code>{{ tracking.uri }}</code>{% endif %}</p>
+{% if tracking and tracking.uri and tracking.uri.startswith('sqlite') %}<p class="note">Run links open in a local MLflow UI:
+ <code>mlflow ui --backend-store-uri {{ tracking.uri }}</code> from the repository root.</p>{% endif %}
 {% if tracking and tracking.error %}<p class="note">MLflow logging failed: {{ tracking.error }}. The results are complete on disk;
  log them with <code>python -m workflow.tracking sync --scale {{ p.scale }}</code>.</p>{% endif %}
 <p class="counts">{% for v, n in p.counts.items() %}<span><span class="verdict" style="background:{{ colors[v] }}">{{ labels[v] }}</span> {{ n }}</span>{% endfor %}</p>
@@ -52,7 +54,7 @@ PAPER_HTML = """<!doctype html>
 {% for c in p.claims %}<tr id="claim-{{ c.id }}">
 <td><b>{{ c.id }}</b> <span class="note">({{ c.kind }})</span><br>{{ c.text }}<br><span class="note">{{ c.metric }} in {{ c.experiment }}{% if c.at %} at {% for k, v in c.at.items() %}{{ k }}={{ v }}{% if not loop.last %}, {% endif %}{% endfor %}{% endif %}</span></td>
 <td>{{ c.source }}</td><td class="num">{{ c.paper_value }}</td>
-<td class="num">{{ c.measured_text or '' }}{% if c.reason %}<br><span class="note">{{ c.reason }}</span>{% endif %}</td>
+<td class="num">{{ c.measured_text or '' }}{% if c.reason %}<br><span class="note">{{ c.reason }}</span>{% endif %}{% if c.note %}<br><span class="note">Note: {{ c.note }}</span>{% endif %}</td>
 <td class="num">{{ c.n_seeds }}</td>
 <td><span class="verdict" style="background:{{ colors[c.verdict] }}">{{ labels[c.verdict] }}</span>{% if c.under_budget %}<br><span class="note">under budget</span>{% endif %}</td>
 <td class="note">{% for r in c.runs %}{% if run_url %}<a href="{{ run_url(r) }}">{{ r[:8] }}</a>{% else %}<code>{{ r[:8] }}</code>{% endif %} {% endfor %}</td>
@@ -133,6 +135,11 @@ def make_figures(p: dict, out_dir: Path) -> list[dict]:
                             color=h.get_color(), alpha=0.15, linewidth=0)
             for x, pt in zip(xpos, line["points"]):
                 ax.scatter([x] * len(pt["seeds"]), pt["seeds"], s=8, color=h.get_color(), alpha=0.6)
+            paper = _paper_points(p, s, line["model"])
+            if paper:
+                px = [xpos[xs.index(x)] for x, _ in paper]
+                ax.scatter(px, [v for _, v in paper], marker="x", s=50, color=h.get_color(), zorder=5,
+                           label=f"{line['model']} (paper)")
             if not numeric or _categorical(s):
                 ax.set_xticks(xpos, [fmt(x) for x in xs], rotation=30, fontsize=8)
         fixed = ", ".join(f"{k}={v}" for k, v in s["fixed"].items())
@@ -149,6 +156,26 @@ def make_figures(p: dict, out_dir: Path) -> list[dict]:
         (out_dir / name).write_bytes(buf.getvalue())
         figs.append({"title": title, "file": f"figures/{name}", "b64": base64.b64encode(buf.getvalue()).decode()})
     return figs
+
+
+def _paper_points(p: dict, s: dict, model: str) -> list[tuple]:
+    """The paper's values for this model along this series' axis, from a catalogue table."""
+    from .catalogue import fmt_value
+
+    xs = [pt["x"] for line in s["lines"] if line["model"] == model for pt in line["points"]]
+    for t in p["tables"]:
+        if (t["experiment"], t["metric"], t["rows_axis"], t["columns_axis"]) != (s["experiment"], s["metric"], "model", s["axis"]):
+            continue
+        if model not in t["rows"] or s["fixed"]:  # other axes fixed: the table may be at another point
+            continue
+        row = t["cells"][t["rows"].index(model)]
+        out = []
+        for label, cell in zip(t["columns"], row):
+            x = next((x for x in xs if fmt_value(x) == label), None)
+            if x is not None and cell.get("paper") is not None:
+                out.append((x, cell["paper"]))
+        return out
+    return []
 
 
 def _categorical(s: dict) -> bool:
@@ -176,7 +203,8 @@ def render_markdown(p: dict, tracking: dict | None) -> str:
         lines.append("| " + " | ".join(_md_escape(x) for x in (
             f"**{c['id']}**: {c['text']}", c["source"], c["paper_value"], c.get("measured_text", ""),
             c["n_seeds"], LABELS[c["verdict"]] + (" (under budget)" if c["under_budget"] else ""),
-            c.get("reason", "") + ("; runs " + ", ".join(r[:8] for r in c["runs"]) if c["runs"] else ""))) + " |")
+            "; ".join(x for x in (c.get("reason"), c.get("note") and f"Note: {c['note']}",
+                                  c["runs"] and "runs " + ", ".join(r[:8] for r in c["runs"])) if x))) + " |")
     for t in p["tables"]:
         lines += ["", f"## {t['title']}", "", f"{t['metric']}; paper | reproduced (mean ± 95% half-width)"
                   + (f"; paper values: {t['source']}" if t.get("source") else ""), ""]
@@ -200,8 +228,11 @@ def render_paper(verdicts: Path, out_dir: Path, tracking_file: Path | None = Non
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = make_figures(p, out_dir / "figures")
     run_url = None
-    if tracking and str(tracking.get("uri", "")).startswith("http") and tracking.get("experiment_id"):
-        base, eid = tracking["uri"].rstrip("/"), tracking["experiment_id"]
+    if tracking and tracking.get("experiment_id"):
+        # a server's own address, else where `mlflow ui` listens by default
+        uri = str(tracking.get("uri", ""))
+        base = uri.rstrip("/") if uri.startswith("http") else "http://127.0.0.1:5000"
+        eid = tracking["experiment_id"]
         run_url = lambda r: f"{base}/#/experiments/{eid}/runs/{r}"  # noqa: E731
     html = _env().from_string(PAPER_HTML).render(p=p, figures=figures, tracking=tracking, run_url=run_url)
     (out_dir / "index.html").write_text(html)

@@ -125,6 +125,11 @@ class ClaimBase(Strict):
     text: str = Field(min_length=1, max_length=2000, description="the claim, in the paper's words where possible")
     source: str = Field(min_length=1, max_length=200, description="where the paper shows it: 'Figure 3', 'Table 2', 'Section 4'")
     measure: Measure
+    note: str | None = Field(
+        None, max_length=2000,
+        description="the catalogue author's finding on this claim (e.g. why it is not reproduced: the paper, "
+        "our budget or our setup); shown beside the verdict, never used to decide it",
+    )
 
 
 class ValueClaim(ClaimBase):

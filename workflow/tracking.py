@@ -200,6 +200,32 @@ def log_paper(paper_path: Path, scale: str, uri: str, root: Path = Path(".")) ->
     return result
 
 
+def log_report(runs_file: Path, verdicts_file: Path, report_dir: Path) -> int:
+    """Attach the paper's report, figures and verdicts to its experiments' parent runs, and tag
+    each parent run with its claims' verdicts. Returns the number of parent runs updated."""
+    runs = json.loads(Path(runs_file).read_text())
+    if runs.get("error") or not runs.get("parents"):
+        return 0
+    verdicts = json.loads(Path(verdicts_file).read_text())
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri(None) if os.environ.get("MLFLOW_TRACKING_URI") else runs["uri"])
+    n = 0
+    for key, run_id in runs["parents"].items():
+        experiment = key.rsplit("/", 1)[1]
+        for c in verdicts["claims"]:
+            if c["experiment"] == experiment:
+                _retry(lambda: client.set_tag(run_id, f"claim.{c['id']}", c["verdict"]))
+        _retry(lambda: client.log_artifact(run_id, str(verdicts_file), "report"))
+        for f in ("index.html", "report.md"):
+            if (report_dir / f).exists():
+                _retry(lambda: client.log_artifact(run_id, str(report_dir / f), "report"))
+        if (report_dir / "figures").is_dir():
+            _retry(lambda: client.log_artifacts(run_id, str(report_dir / "figures"), "report/figures"))
+        n += 1
+    return n
+
+
 def _display_uri(uri: str) -> str:
     """The URI without credentials, for files and reports."""
     if "@" in uri and "://" in uri:
@@ -216,12 +242,16 @@ def main(argv: list[str] | None = None) -> int:
     lg.add_argument("--scale", required=True)
     lg.add_argument("--uri", default=None, help="tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     lg.add_argument("--out", required=True, type=Path, help="runs.json: job folder -> run id")
+    rp = sub.add_parser("report", help="attach a paper's report and verdicts to its MLflow parent runs")
+    rp.add_argument("--runs", required=True, type=Path, help="runs.json of the tracking step")
+    rp.add_argument("--verdicts", required=True, type=Path)
+    rp.add_argument("--dir", required=True, type=Path, help="the paper's report folder")
     sy = sub.add_parser("sync", help="log every result on disk that MLflow lacks")
     sy.add_argument("papers", nargs="*", help="paper ids (default: all in catalogue/)")
     sy.add_argument("--scale", action="append", choices=["smoke", "small", "full"], help="default: every scale with results")
     sy.add_argument("--uri", default=None)
     args = p.parse_args(argv)
-    uri = tracking_uri(args.uri)
+    uri = tracking_uri(getattr(args, "uri", None))
     if args.cmd == "log":
         try:
             result = log_paper(args.paper, args.scale, uri)
@@ -234,6 +264,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"warning: MLflow logging failed ({result['error']}); the results are safe in results/. "
                   f"Log them later with: python -m workflow.tracking sync --scale {args.scale}", file=sys.stderr)
         write_json(args.out, result)
+        return 0
+    if args.cmd == "report":
+        try:
+            n = log_report(args.runs, args.verdicts, args.dir)
+            print(f"MLflow: report attached to {n} parent run(s)", file=sys.stderr)
+        except Exception as e:  # noqa: BLE001 - the report on disk is what matters
+            print(f"warning: could not attach the report to MLflow ({type(e).__name__}: {e})".splitlines()[0],
+                  file=sys.stderr)
         return 0
     papers = args.papers or [f.stem for f in catalogue_files()]
     failed = 0

@@ -388,7 +388,7 @@ SCALE_ERRORS = [
     pytest.param(setv("scales", "smoke", "experiments", {"nope": {"seeds": 1}}),
                  ["scales.smoke.experiments.nope", "not an experiment", EXP_ID], id="experiments-nope-seeds"),
     pytest.param(setv("scales", "smoke", "experiments.nope.seeds", 1),
-                 ["scales.smoke.experiments.nope.seeds"], id="experiments.nope.seeds-dotted"),
+                 ["scales.smoke.experiments.nope", "not an experiment"], id="experiments.nope.seeds-dotted"),
     pytest.param(setv("scales", "smoke", "experiments", {EXP_ID: {"train.stepz": 1}}),
                  [f"scales.smoke.experiments.{EXP_ID}.train.stepz", "'stepz'", "steps"], id="experiments-id-train.stepz"),
     pytest.param(setv("scales", "smoke", "experiments", {EXP_ID: 3}),
@@ -428,9 +428,6 @@ def test_bad_scale_override(tmp_path, change, expect):
     assert_mentions(error_of(path), path, *expect)
 
 
-@pytest.mark.xfail(reason="BUG: the schema and the error message document scale overrides of the form "
-                   "'experiments.<id>.<path>', but a dotted key of that form is refused as not overridable; "
-                   "only the nested form experiments: {<id>: {<path>: v}} works", strict=True)
 def test_dotted_per_experiment_override_as_documented(tmp_path):
     d = base()
     d["scales"]["smoke"][f"experiments.{EXP_ID}.seeds"] = 1
@@ -463,13 +460,8 @@ BAD = [
     pytest.param(setv("claims", I_TREND, "directon", "x"), [f"claims[{I_TREND}].directon", "unknown key"],
                  id="unknown-key-trend-claim"),
     pytest.param(setv("claims", I_TREND, "directon", "x"), [f"claims[{I_TREND}].directon", "direction", "along"],
-                 marks=pytest.mark.xfail(strict=True, reason="BUG: an unknown key in a non-value claim lists the "
-                                         "allowed keys of a value claim (paper, tolerance, rel_tolerance), not those "
-                                         "of its own kind (along, direction, ...)"),
                  id="unknown-key-trend-claim-allowed-keys"),
     pytest.param(setv("claims", I_THRESHOLD, "oper", ">"), [f"claims[{I_THRESHOLD}].oper", "op", "value"],
-                 marks=pytest.mark.xfail(strict=True, reason="BUG: an unknown key in a threshold claim lists the "
-                                         "allowed keys of a value claim; 'op' is missing from the list"),
                  id="unknown-key-threshold-claim-allowed-keys"),
     pytest.param(setv("claims", I_VALUE, "measure", "models", M0),
                  [f"claims[{I_VALUE}].measure.models", "unknown key", "model", "metric"], id="unknown-key-measure"),
@@ -513,13 +505,9 @@ BAD = [
                  [f"claims[{I_VALUE}]", "'gelu'", f"{M0}, {M1}"], id="claim-missing-model-detected"),
     pytest.param(setv("claims", I_VALUE, "measure", "model", "gelu"),
                  [f"claims[{I_VALUE}].measure.model", "'gelu'", M0],
-                 marks=pytest.mark.xfail(strict=True, reason="BUG: a claim's unknown model is reported at "
-                                         "'claims[i]', not at the key path 'claims[i].measure.model'"),
                  id="claim-missing-model-key-path"),
     pytest.param(setv("claims", I_ORDERING, "order", [M0, "gelu"]),
                  [f"claims[{I_ORDERING}].order[1]", "'gelu'", M0],
-                 marks=pytest.mark.xfail(strict=True, reason="BUG: an ordering claim's unknown model is reported "
-                                         "at 'claims[i]', not at the key path 'claims[i].order[1]'"),
                  id="ordering-missing-model-key-path"),
     pytest.param(setv("claims", I_RATIO, "denominator", "gelu"),
                  [f"claims[{I_RATIO}]", "'gelu'", M0], id="ratio-missing-model"),
@@ -583,9 +571,6 @@ BAD = [
                  [f"experiments[0].sweep.{AXIS}", "twice"], id="duplicate-sweep-value"),
     pytest.param(setv("experiments", 0, "sweep", AXIS, [0, *AXIS_VALUES]),
                  [f"experiments[0].sweep.{AXIS}", "twice"],
-                 marks=pytest.mark.xfail(strict=True, reason="BUG: sweep values 0 and 0.0 are not reported as "
-                                         "duplicates (the check compares json.dumps), yet they are the same point: "
-                                         "two job dirs train the same model and `at` matches either"),
                  id="duplicate-sweep-value-int-and-float"),
     # ---- numbers out of range
     pytest.param(setv("experiments", 0, "train", "steps", 0), ["experiments[0].train.steps", "(got 0)"], id="steps-zero"),
@@ -785,7 +770,7 @@ def test_billion_laughs_under_the_cap_is_refused_quickly(tmp_path):
     t = time.perf_counter()
     msg = error_of(path)
     assert time.perf_counter() - t < 2
-    assert_mentions(msg, path, "x8: unknown key", "paper: is required")
+    assert_mentions(msg, path, "alias")
     assert len(msg) < 5000
 
 
@@ -798,17 +783,23 @@ def test_aliases_below_the_cap_are_fine(tmp_path):
     assert lp.id == PAPER
 
 
-@pytest.mark.xfail(reason="BUG: a nested-alias bomb under the alias cap (45 aliases, 9**6 strings) that lands in a "
-                   "typed field gives a multi-megabyte message, because the bad value is repr()'d in full; 9 levels "
-                   "of 11 aliases (99, under the cap) would be 11**9 strings and hang or exhaust memory", strict=True)
 def test_alias_bomb_below_the_cap_gives_a_short_message(tmp_path):
     d = base()
     d["paper"]["title"] = "TITLE"
     text = "\n".join(_laughs(6, 9)) + "\n" + dump(d).replace("TITLE", "*x5")
     path = write(tmp_path, text=text)
     msg = error_of(path)
-    assert_mentions(msg[:2000], path, "paper.title")
+    assert_mentions(msg, path, "alias")
     assert len(msg) < 20_000, f"the message is {len(msg)} characters long"
+
+
+def test_long_bad_values_are_shortened_in_messages(tmp_path):
+    d = base()
+    d["paper"]["year"] = "x" * 10_000
+    path = write(tmp_path, d)
+    msg = error_of(path)
+    assert_mentions(msg, path, "paper.year")
+    assert len(msg) < 1000
 
 
 # ------------------------------------------------------------- 4. the CLI
@@ -830,8 +821,6 @@ def test_cli_check_good_file(good_check):
     assert "valid" in good_check.stdout
 
 
-@pytest.mark.xfail(reason="BUG: `check` prints its summary as a rich table that, at 80 columns (any pipe or CI "
-                   "log), shortens the paper column to 'toy_supe…', so the paper id is not printed", strict=True)
 def test_cli_check_prints_the_paper_id(good_check):
     assert good_check.returncode == 0
     assert PAPER in good_check.stdout, good_check.stdout
@@ -859,8 +848,6 @@ def test_cli_check_missing_file(tmp_path):
     assert_mentions(r.stderr, path, "no such file")
 
 
-@pytest.mark.xfail(reason="BUG: `check` prints each problem with rich markup on, so a bad value such as '[/]' "
-                   "raises rich.errors.MarkupError: a Python traceback instead of the message", strict=True)
 def test_cli_check_value_that_looks_like_markup(tmp_path):
     d = base()
     d["paper"]["year"] = "[/]"
@@ -872,9 +859,6 @@ def test_cli_check_value_that_looks_like_markup(tmp_path):
     assert_mentions(r.stderr, path, "paper.year", "'[/]'")
 
 
-@pytest.mark.xfail(reason="BUG: `check` prints each problem with rich markup on, so text in square brackets "
-                   "vanishes from the message: the pattern '^(task|model|train)\\.[a-z0-9_]+$' is shown as "
-                   "'^(task|model|train)\\.+$'", strict=True)
 def test_cli_check_prints_messages_verbatim(tmp_path):
     d = base()
     d["experiments"][0]["sweep"] = {"Task.sparsity": [0.5]}
