@@ -38,7 +38,7 @@ def repo(tmp_path_factory) -> Path:
         elif src.exists():
             shutil.copy(src, dst / name)
     # the paper's own target first, then the whole catalogue (adds the index)
-    first = snakemake(dst, "--cores", "2", "--config", "scale=smoke", "toy_superposition")
+    first = snakemake(dst, "--cores", "2", "toy_superposition", "--config", "scale=smoke")
     (dst / "first_run.txt").write_text(first.stdout + first.stderr)
     snakemake(dst, "--cores", "2", "--config", "scale=smoke")
     return dst
