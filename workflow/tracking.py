@@ -251,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     sy.add_argument("--scale", action="append", choices=["smoke", "small", "full"], help="default: every scale with results")
     sy.add_argument("--uri", default=None)
     args = p.parse_args(argv)
+    # an unreachable server should cost seconds, not MLflow's default minutes of retries
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     uri = tracking_uri(getattr(args, "uri", None))
     if args.cmd == "log":
         try:

@@ -53,7 +53,7 @@ def convergence(losses: list[float], rel_drop: float) -> tuple[bool, float | Non
     return drop < rel_drop, drop
 
 
-def train(cfg: dict, out: Path, device: str = "cpu", label: str = "", log=print) -> dict:
+def train(cfg: dict, out: Path, device: str = "cpu", label: str = "", log=print, progress=None) -> dict:
     """Run the training loop of one job config; return the train.json record."""
     import torch
 
@@ -78,7 +78,6 @@ def train(cfg: dict, out: Path, device: str = "cpu", label: str = "", log=print)
     acc, acc_n = 0.0, 0
     status, diverged_at = "ok", None
     t0 = time.perf_counter()
-    last_print = t0
     model.train()
     for step in range(steps):
         f = lr_factor(step, t_cfg)
@@ -103,13 +102,14 @@ def train(cfg: dict, out: Path, device: str = "cpu", label: str = "", log=print)
             hist_loss.append(acc / acc_n)
             hist_lr.append(t_cfg["lr"] * f)
             acc, acc_n = 0.0, 0
-        if (step + 1) % report_every == 0 or step + 1 == steps:
+            if progress is not None:
+                progress(step + 1, steps, hist_loss[-1])
+        if progress is None and ((step + 1) % report_every == 0 or step + 1 == steps):
             t = time.perf_counter()
             rate = (step + 1) / (t - t0)
             eta = (steps - step - 1) / rate if rate > 0 else float("nan")
             log(f"{label}: step {step + 1:>7}/{steps} ({100 * (step + 1) / steps:3.0f}%)  loss {hist_loss[-1]:.6g}  "
                 f"{rate:8.1f} steps/s  eta {eta:5.1f}s")
-            last_print = t
     compute_s = time.perf_counter() - t0
     converged, drop = convergence(hist_loss, t_cfg["converged_rel_drop"])
     torch.save(model.state_dict(), out / "model.pt")  # also when diverged: the declared output exists
@@ -144,7 +144,17 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     label = args.label or str(args.out)
     print(f"{label}: training on {device}, {cfg['train']['steps']} steps", file=sys.stderr, flush=True)
-    record = train(cfg, args.out, device, label, log=lambda s: print(s, file=sys.stderr, flush=True))
+    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    if sys.stderr.isatty():  # a person watching: a live bar; in a log file: a line every 10%
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                      TextColumn("loss {task.fields[loss]:.5g}"), TimeRemainingColumn(), transient=False) as bar:
+            tid = bar.add_task(label, total=cfg["train"]["steps"], loss=float("nan"))
+            record = train(cfg, args.out, device, label, log=log,
+                           progress=lambda step, total, loss: bar.update(tid, completed=step, loss=loss))
+    else:
+        record = train(cfg, args.out, device, label, log=log)
     from .catalogue import config_hash
 
     record = {

@@ -1,0 +1,69 @@
+"""MLflow logging from result files: idempotent, complete, and harmless when the store is down."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from workflow.tracking import flatten, log_paper
+
+from .fakes import make_paper, plant
+
+
+def values(model, point, seed):
+    return {"loss": 1.0 + seed, "features_represented": 2.0}
+
+
+def test_flatten():
+    assert flatten({"a": {"b": 1, "c": [1, 2]}, "d": None}) == {"a.b": "1", "a.c": "[1, 2]", "d": "null"}
+
+
+def test_log_is_idempotent_and_complete(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    lp = make_paper(tmp_path)
+    plant(tmp_path, lp, "smoke", values)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    first = log_paper(lp.path, "smoke", uri, tmp_path)
+    jobs = lp.jobs("smoke")
+    assert set(first["runs"]) == {j.dir for j in jobs}
+    again = log_paper(lp.path, "smoke", uri, tmp_path)
+    assert again["runs"] == first["runs"] and again["parents"] == first["parents"]
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    runs = client.search_runs([first["experiment_id"]], max_results=1000)
+    assert len(runs) == len(jobs) + 1                     # no duplicates; one parent
+    child = client.get_run(first["runs"][jobs[0].dir])
+    assert child.data.tags["paper"] == "fake" and child.data.tags["seed"] == str(jobs[0].seed)
+    assert child.data.tags["mlflow.parentRunId"] == next(iter(first["parents"].values()))
+    assert child.data.metrics["eval/loss"] == 1.0 + jobs[0].seed
+    assert child.data.params["task.name"] == "superposition"
+    arts = {a.path for a in client.list_artifacts(child.info.run_id)}
+    assert arts == {"train.json", "eval.json"}
+    # a changed result is logged again as a new run; the old one stays
+    d = tmp_path / jobs[0].dir
+    ev = json.loads((d / "eval.json").read_text())
+    ev["points"][0]["metrics"]["loss"] = 9.0
+    (d / "eval.json").write_text(json.dumps(ev))
+    third = log_paper(lp.path, "smoke", uri, tmp_path)
+    assert third["runs"][jobs[0].dir] != first["runs"][jobs[0].dir]
+    assert all(third["runs"][j.dir] == first["runs"][j.dir] for j in jobs[1:])
+
+
+def test_unreachable_store_loses_nothing(tmp_path, root):
+    lp = make_paper(tmp_path)
+    plant(tmp_path, lp, "smoke", values)
+    out = tmp_path / "runs.json"
+    env = {**os.environ, "PYTHONPATH": str(root), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+           "MLFLOW_HTTP_REQUEST_TIMEOUT": "2"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.run([sys.executable, "-m", "workflow.tracking", "log", "--paper", str(lp.path), "--scale", "smoke",
+                           "--uri", "http://127.0.0.1:9", "--out", str(out)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "workflow.tracking sync" in proc.stderr and "Traceback" not in proc.stderr
+    rec = json.loads(out.read_text())
+    assert rec["runs"] == {} and "Connection refused" in rec["error"] or "refused" in rec["error"].lower()
+    assert all((tmp_path / j.dir / "eval.json").exists() for j in lp.jobs("smoke"))
