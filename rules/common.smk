@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 from workflow.catalogue import CatalogueError, check_job_cap, load_catalogue
+from workflow.config import select_papers
 from workflow.console import print_problems, print_verdicts
 
 SCALE = config["scale"]
@@ -11,18 +12,9 @@ RESERVED = {"all", "train", "evaluate", "track", "judge", "report", "report_inde
 
 try:
     PAPERS = load_catalogue(sorted(Path("catalogue").glob("*.yaml")))
-    _sel = config["papers"]
-    if isinstance(_sel, str) and _sel != "all":
-        _sel = [_sel]
-    if _sel == "all":
-        SELECTED = sorted(PAPERS)
-    else:
-        _unknown = [p for p in _sel if p not in PAPERS]
-        if _unknown:
-            raise CatalogueError([
-                f"config.yaml: papers: {', '.join(map(repr, _unknown))} not in catalogue/; known: {', '.join(sorted(PAPERS))}"
-            ])
-        SELECTED = list(_sel)
+    if not PAPERS:
+        raise CatalogueError(["catalogue/: no catalogue entries (*.yaml); add one, see README.md"])
+    SELECTED = select_papers(config, list(PAPERS))
     for _pid, _lp in PAPERS.items():
         if _pid in RESERVED:
             raise CatalogueError([f"{_lp.path}: paper.id: {_pid!r} is the name of a rule; choose another id"])

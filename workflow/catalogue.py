@@ -430,6 +430,7 @@ def _check_references(paper: S.Paper, problems: list[str]) -> None:
         if c.kind == "trend":
             if c.along not in axes.all:
                 problems.append(f"{where}.along: {c.along!r} is not an axis of experiment {exp.id!r}; axes: {', '.join(axes.all) or 'none'}")
+                continue  # which axes `at` must fix depends on a valid `along`
             elif len(axes.all[c.along]) < 2:
                 problems.append(f"{where}.along: axis {c.along!r} has one value; a trend needs at least two")
             free.add(c.along)
@@ -448,12 +449,17 @@ def _check_references(paper: S.Paper, problems: list[str]) -> None:
             problems.append(f"{where}.metric: {t.metric!r} is not evaluated in experiment {exp.id!r}; its evaluate.metrics: {', '.join(exp.evaluate.metrics)}")
         axes = axes_of(exp)
         choices = ["model", *axes.all]
+        bad_axes = False
         for name in ("rows", "columns"):
             v = getattr(t, name)
             if v not in choices:
                 problems.append(f"{where}.{name}: {v!r} is not 'model' or an axis of experiment {exp.id!r}; choose from: {', '.join(choices)}")
+                bad_axes = True
         if t.rows == t.columns:
             problems.append(f"{where}.columns: same as rows ({t.rows!r}); choose two different axes")
+            bad_axes = True
+        if bad_axes:
+            continue  # `at` and the paper values are read along rows and columns
         _check_at(t.at, axes, {t.rows, t.columns}, where, problems)
         if t.paper and not t.source:
             problems.append(f"{where}.source: is required when paper values are given; cite the table or figure")

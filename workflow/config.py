@@ -29,3 +29,57 @@ def config_problems(config: dict, schema_path: str | Path = "schemas/config.sche
         value = err.instance
         problems.append(f"config: {key}: {value!r} is not valid{allowed} (set it in config.yaml or with --config {key}=...)")
     return problems
+
+
+def select_papers(config: dict, known: list[str]) -> list[str]:
+    """The paper ids `rule all` reproduces; CatalogueError for ids not in catalogue/."""
+    from .catalogue import CatalogueError
+
+    sel = config.get("papers", "all")
+    if isinstance(sel, str) and sel != "all":
+        sel = [sel]
+    if sel == "all":
+        return sorted(known)
+    unknown = [p for p in sel if p not in known]
+    if unknown:
+        raise CatalogueError([
+            f"config: papers: {', '.join(map(repr, unknown))} not in catalogue/; known: {', '.join(sorted(known)) or 'none'}"
+        ])
+    return list(sel)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m workflow.config check [config.yaml]: the checks the Snakefile runs first."""
+    import argparse
+    import sys
+
+    from .catalogue import CatalogueError, catalogue_files
+    from .console import print_problems
+
+    p = argparse.ArgumentParser(prog="python -m workflow.config")
+    p.add_argument("cmd", choices=["check"])
+    p.add_argument("file", nargs="?", default="config.yaml", type=Path)
+    args = p.parse_args(argv)
+    try:
+        config = yaml.safe_load(args.file.read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        print_problems([f"{args.file}: cannot read: {e}".splitlines()[0]], what="config")
+        return 1
+    if not isinstance(config, dict):
+        print_problems([f"{args.file}: expected a mapping of settings"], what="config")
+        return 1
+    problems = config_problems(config)
+    if not problems:
+        try:
+            select_papers(config, [f.stem for f in catalogue_files()])
+        except CatalogueError as e:
+            problems = e.problems
+    if problems:
+        print_problems([pr.replace("config:", f"{args.file}:", 1) for pr in problems], what="config")
+        return 1
+    print(f"{args.file}: valid", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
