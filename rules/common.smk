@@ -52,6 +52,26 @@ def eval_config(w):
     return json.dumps(_job(w).eval_config, sort_keys=True)
 
 
+def _attempt(w, name):
+    """A retry token: a job whose record says "failed" gets a new token, which changes its params,
+    so Snakemake reruns it next time; a finished job keeps the token it ran with."""
+    try:
+        rec = json.loads((Path(_job(w).dir) / name).read_text())
+    except (OSError, ValueError):
+        return ""
+    if rec.get("status") == "failed":
+        return f"retry-after-{rec.get('end') or rec.get('provenance', {}).get('end', 'failure')}"
+    return rec.get("attempt", "")
+
+
+def train_attempt(w):
+    return _attempt(w, "train.json")
+
+
+def eval_attempt(w):
+    return _attempt(w, "eval.json")
+
+
 def job_dir(w):
     return _job(w).dir
 

@@ -7,6 +7,7 @@ rule evaluate:
     params:
         config=eval_config,
         dir=job_dir,
+        attempt=eval_attempt,
     log:
         "logs/{scale}/{paper}/{experiment}/{model}/{point}/seed{seed}/evaluate.log",
     benchmark:
@@ -14,4 +15,4 @@ rule evaluate:
     threads: 1
     shell:
         "python -m workflow.evaluate --dir {params.dir:q} --config {params.config:q}"
-        " --device {config[device]} --threads {threads} > {log:q} 2>&1"
+        " --device {config[device]} --threads {threads} --attempt={params.attempt:q} > {log:q} 2>&1"

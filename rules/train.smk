@@ -5,6 +5,7 @@ rule train:
     params:
         config=train_config,
         label=job_label,
+        attempt=train_attempt,
         outdir=job_dir,
     log:
         "logs/{scale}/{paper}/{experiment}/{model}/{point}/seed{seed}/train.log",
@@ -13,4 +14,5 @@ rule train:
     threads: 1
     shell:
         "python -m workflow.train --config {params.config:q} --out {params.outdir:q}"
-        " --device {config[device]} --threads {threads} --label {params.label:q} > {log:q} 2>&1"
+        " --device {config[device]} --threads {threads} --label {params.label:q} --attempt={params.attempt:q}"
+        " --checkpoint-seconds {config[checkpoint_seconds]} > {log:q} 2>&1"

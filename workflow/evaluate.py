@@ -57,14 +57,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", required=True, help="the evaluation config (metrics, sweep) as JSON")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--attempt", default="", help="retry token from the Snakefile (recorded)")
     args = p.parse_args(argv)
     started = now()
     tr = read_json(args.dir / "train.json")
     cfg = tr["config"]
     ecfg = json.loads(args.config)
-    out = {"config_hash": tr["config_hash"], "eval_config": ecfg, "start": started}
+    out = {"config_hash": tr["config_hash"], "eval_config": ecfg, "start": started, "attempt": args.attempt}
     if tr["status"] != "ok":
         reason = f"training {tr['status']}" + (f" at step {tr['diverged_at']}" if tr.get("diverged_at") else "")
+        if tr.get("error"):
+            reason += f": {tr['error']}"
         write_json(args.dir / "eval.json", {**out, "status": "not_run", "reason": reason, "points": []})
         print(f"{args.dir}: not evaluated: {reason}", file=sys.stderr)
         return 0
@@ -73,7 +76,16 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(max(1, args.threads))
     device = pick_device(args.device)
     t0 = time.perf_counter()
-    points = evaluate(cfg, ecfg, args.dir / "model.pt", device)
+    try:
+        points = evaluate(cfg, ecfg, args.dir / "model.pt", device)
+    except Exception as e:  # noqa: BLE001 - a failed job is a result the report must show
+        import traceback
+
+        traceback.print_exc()
+        last = (traceback.format_exception_only(type(e), e)[-1].strip() or type(e).__name__)[:500]
+        write_json(args.dir / "eval.json", {**out, "status": "failed", "reason": last, "points": [], "end": now()})
+        print(f"{args.dir}: evaluation FAILED: {last}", file=sys.stderr)
+        return 0
     write_json(args.dir / "eval.json", {**out, "status": "ok", "points": points,
                                         "compute_s": time.perf_counter() - t0, "end": now()})
     for pt in points:

@@ -129,7 +129,8 @@ def collect(paper: LoadedPaper, scale: str, root: Path = Path("."), runs_file: P
         ms.compute_s += float(tr.get("compute_s") or 0) + float(ev.get("compute_s") or 0)
         if tr.get("status") != "ok":
             at = f" at step {tr['diverged_at']}" if tr.get("diverged_at") else ""
-            ms.problems[key] = f"training {tr.get('status')}{at} ({job.model}, {job.point_name}, seed {job.seed})"
+            err = f": {tr['error']}" if tr.get("error") else ""
+            ms.problems[key] = f"training {tr.get('status')}{at} ({job.model}, {job.point_name}, seed {job.seed}){err}"
             continue
         if ev.get("status") != "ok":
             ms.problems[key] = f"evaluation {ev.get('status')}: {ev.get('reason', '')} ({job.model}, {job.point_name}, seed {job.seed})"

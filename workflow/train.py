@@ -53,9 +53,35 @@ def convergence(losses: list[float], rel_drop: float) -> tuple[bool, float | Non
     return drop < rel_drop, drop
 
 
-def train(cfg: dict, out: Path, device: str = "cpu", label: str = "", log=print, progress=None) -> dict:
-    """Run the training loop of one job config; return the train.json record."""
+class Interrupted(Exception):
+    """SIGTERM, SIGUSR1 or Ctrl-C arrived; a checkpoint was written (exit code `code`)."""
+
+    def __init__(self, step: int, code: int):
+        super().__init__(f"interrupted at step {step}; checkpoint written")
+        self.step = step
+        self.code = code
+
+
+_SIGNAL: list[int] = []
+
+
+def _on_signal(signum, frame):  # noqa: ARG001
+    _SIGNAL.append(signum)
+
+
+def train(cfg: dict, out: Path, device: str = "cpu", label: str = "", log=print, progress=None,
+          ckpt_every_steps: int | None = None, ckpt_every_seconds: float = 60.0, stop_after: int | None = None) -> dict:
+    """Run the training loop of one job config; return the train.json record.
+
+    Checkpoints go to out/ckpt every `ckpt_every_steps` steps (or every `ckpt_every_seconds`),
+    and when SIGTERM/SIGUSR1 arrives (then Interrupted is raised). A run resumes from the
+    newest valid checkpoint of the same config. `stop_after` stops with a checkpoint after
+    that many steps, as a signal would (for tests).
+    """
     import torch
+
+    from . import checkpoint
+    from .catalogue import config_hash
 
     from modules.models import build_model
     from modules.tasks import build_task
@@ -77,9 +103,30 @@ def train(cfg: dict, out: Path, device: str = "cpu", label: str = "", log=print,
     hist_step, hist_loss, hist_lr = [], [], []
     acc, acc_n = 0.0, 0
     status, diverged_at = "ok", None
+    start, resumed_from = 0, None
+    chash = config_hash(cfg)
+    ckpt_dir = out / "ckpt"
+    state = checkpoint.load_latest(ckpt_dir, chash, log=lambda m: log(f"{label}: {m}"))
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        gen.set_state(state["data_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        start = resumed_from = state["step"]
+        hist_step, hist_loss, hist_lr = state["hist_step"], state["hist_loss"], state["hist_lr"]
+        acc, acc_n = state["acc"], state["acc_n"]
+
+    def snapshot(step_done: int) -> None:
+        checkpoint.save(ckpt_dir, step_done, {
+            "config_hash": chash, "step": step_done, "model": model.state_dict(), "optimizer": opt.state_dict(),
+            "data_rng": gen.get_state(), "torch_rng": torch.get_rng_state(),
+            "hist_step": hist_step, "hist_loss": hist_loss, "hist_lr": hist_lr, "acc": acc, "acc_n": acc_n,
+        })
+
     t0 = time.perf_counter()
+    last_ckpt = t0
     model.train()
-    for step in range(steps):
+    for step in range(start, steps):
         f = lr_factor(step, t_cfg)
         for g in opt.param_groups:
             g["lr"] = t_cfg["lr"] * f
@@ -104,9 +151,21 @@ def train(cfg: dict, out: Path, device: str = "cpu", label: str = "", log=print,
             acc, acc_n = 0.0, 0
             if progress is not None:
                 progress(step + 1, steps, hist_loss[-1])
+        done = step + 1
+        if _SIGNAL or (stop_after is not None and done >= stop_after):
+            snapshot(done)
+            code = 128 + _SIGNAL[0] if _SIGNAL else 143
+            log(f"{label}: stopping at step {done} on {'signal ' + str(_SIGNAL[0]) if _SIGNAL else 'request'}; "
+                "checkpoint written, a rerun resumes here")
+            raise Interrupted(done, code)
+        now_t = time.perf_counter()
+        if done < steps and ((ckpt_every_steps and done % ckpt_every_steps == 0)
+                             or (not ckpt_every_steps and now_t - last_ckpt >= ckpt_every_seconds)):
+            snapshot(done)
+            last_ckpt = now_t
         if progress is None and ((step + 1) % report_every == 0 or step + 1 == steps):
             t = time.perf_counter()
-            rate = (step + 1) / (t - t0)
+            rate = (step + 1 - start) / (t - t0)
             eta = (steps - step - 1) / rate if rate > 0 else float("nan")
             log(f"{label}: step {step + 1:>7}/{steps} ({100 * (step + 1) / steps:3.0f}%)  loss {hist_loss[-1]:.6g}  "
                 f"{rate:8.1f} steps/s  eta {eta:5.1f}s")
@@ -122,8 +181,22 @@ def train(cfg: dict, out: Path, device: str = "cpu", label: str = "", log=print,
         "loss_rel_drop_last_10pct": drop,
         "history": {"step": hist_step, "loss": hist_loss, "lr": hist_lr},
         "compute_s": compute_s,
+        "resumed_from_step": resumed_from,
         "n_params": sum(p.numel() for p in model.parameters()),
     }
+
+
+def _inject_fault(label: str) -> None:
+    """Fault injection for the fault tests: CLAIMCHECK_INJECT_FAULT="raise:<label part>" makes the
+    matching jobs raise; "sleep:<seconds>" makes every job wait first (a long job to interrupt)."""
+    import os
+
+    fault = os.environ.get("CLAIMCHECK_INJECT_FAULT", "")
+    kind, _, arg = fault.partition(":")
+    if kind == "raise" and arg and arg in label:
+        raise RuntimeError(f"injected fault in {label}")
+    if kind == "sleep" and arg:
+        time.sleep(float(arg))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,6 +206,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     p.add_argument("--label", default="", help="how log lines name this job")
+    p.add_argument("--attempt", default="", help="retry token from the Snakefile (recorded; see rules/common.smk)")
+    p.add_argument("--checkpoint-seconds", type=float, default=60.0, help="seconds between checkpoints")
+    p.add_argument("--checkpoint-steps", type=int, default=None, help="steps between checkpoints (overrides seconds)")
+    p.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     started = now()
     t_wall = time.perf_counter()
@@ -145,28 +222,53 @@ def main(argv: list[str] | None = None) -> int:
     label = args.label or str(args.out)
     print(f"{label}: training on {device}, {cfg['train']['steps']} steps", file=sys.stderr, flush=True)
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
-    if sys.stderr.isatty():  # a person watching: a live bar; in a log file: a line every 10%
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    import signal
 
-        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                      TextColumn("loss {task.fields[loss]:.5g}"), TimeRemainingColumn(), transient=False) as bar:
-            tid = bar.add_task(label, total=cfg["train"]["steps"], loss=float("nan"))
-            record = train(cfg, args.out, device, label, log=log,
-                           progress=lambda step, total, loss: bar.update(tid, completed=step, loss=loss))
-    else:
-        record = train(cfg, args.out, device, label, log=log)
+    signal.signal(signal.SIGTERM, _on_signal)   # SLURM preemption, `kill`: checkpoint, then exit
+    signal.signal(signal.SIGUSR1, _on_signal)   # SLURM's --signal=USR1@<seconds> before the time limit
+    kw = dict(ckpt_every_steps=args.checkpoint_steps, ckpt_every_seconds=args.checkpoint_seconds,
+              stop_after=args.stop_after)
+    try:
+        _inject_fault(label)
+        if sys.stderr.isatty():  # a person watching: a live bar; in a log file: a line every 10%
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                          TextColumn("loss {task.fields[loss]:.5g}"), TimeRemainingColumn(), transient=False) as bar:
+                tid = bar.add_task(label, total=cfg["train"]["steps"], loss=float("nan"))
+                record = train(cfg, args.out, device, label, log=log,
+                               progress=lambda step, total, loss: bar.update(tid, completed=step, loss=loss), **kw)
+        else:
+            record = train(cfg, args.out, device, label, log=log, **kw)
+    except Interrupted as e:
+        return e.code
+    except KeyboardInterrupt:
+        log(f"{label}: interrupted (Ctrl-C); the newest checkpoint in {args.out / 'ckpt'} is kept")
+        return 130
+    except Exception as e:  # noqa: BLE001 - a failed job is a result the report must show
+        import traceback
+
+        traceback.print_exc()
+        last = (traceback.format_exception_only(type(e), e)[-1].strip() or type(e).__name__)[:500]
+        record = {"status": "failed", "error": last, "diverged_at": None, "steps_done": None, "final_loss": None,
+                  "converged": False, "history": {"step": [], "loss": [], "lr": []}, "compute_s": None}
+        (args.out / "model.pt").unlink(missing_ok=True)
+        torch.save({}, args.out / "model.pt")   # the declared output exists; eval.json will say why it is empty
+        log(f"{label}: FAILED: {last}")
     from .catalogue import config_hash
 
     record = {
         **record,
+        "attempt": args.attempt,
         "config": cfg,
         "config_hash": config_hash(cfg),
         "provenance": {**provenance(device), "start": started, "end": now()},
         "wall_s": time.perf_counter() - t_wall,
     }
     write_json(args.out / "train.json", record)
-    print(f"{label}: {record['status']}, final loss {record['final_loss']}, converged={record['converged']}, "
-          f"{record['compute_s']:.1f}s of compute", file=sys.stderr, flush=True)
+    if record["status"] != "failed":
+        print(f"{label}: {record['status']}, final loss {record['final_loss']}, converged={record['converged']}, "
+              f"{record['compute_s']:.1f}s of compute", file=sys.stderr, flush=True)
     return 0
 
 
