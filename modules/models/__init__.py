@@ -11,6 +11,10 @@ import importlib
 # arch -> "module:ModelClass:ConfigClass"; imported lazily.
 ARCHS: dict[str, str] = {
     "toy_autoencoder": "modules.models.toy_autoencoder:ToyAutoencoder:ToyAutoencoderConfig",
+    "transformer": "modules.models.transformer:Transformer:TransformerConfig",
+    "rnn": "modules.models.rnn:ElmanRNN:ElmanConfig",
+    "gru": "modules.models.rnn:GRU:GRUConfig",
+    "lstm": "modules.models.lstm:LSTM:LSTMConfig",
 }
 
 

@@ -8,6 +8,13 @@ import importlib
 # name -> "module:Class"; modules import lazily so listing names costs nothing.
 TASKS: dict[str, str] = {
     "superposition": "modules.tasks.superposition:SuperpositionTask",
+    "copy": "modules.tasks.copy:CopyTask",
+    "mqar": "modules.tasks.mqar:MQARTask",
+    "selective_copy": "modules.tasks.selective_copy:SelectiveCopyTask",
+    "induction": "modules.tasks.induction:InductionTask",
+    "parity": "modules.tasks.parity:ParityTask",
+    "flip_flop": "modules.tasks.flip_flop:FlipFlopTask",
+    "dyck": "modules.tasks.dyck:DyckTask",
 }
 
 

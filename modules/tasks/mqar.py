@@ -1,0 +1,67 @@
+"""Multi-query associative recall (MQAR), the synthetic task of Arora et al. 2023, "Zoology:
+Measuring and Improving Recall in Efficient Language Models" (section 3.1), generated as
+zoology's `multiquery_ar`.
+
+    x:  k_1 v_1 k_2 v_2 ... k_n v_n | ... k_a ? ... k_b ? ...
+    y:  at a query key k_j, its value v_j; every other position is not scored
+
+Keys are drawn without replacement from [1, vocab_size/2), values from [vocab_size/2,
+vocab_size). After the 2n context tokens, each key is queried once, at an even offset g of the
+query region chosen with a power law p(g) ~ g^(power_a - 1) (short gaps are likelier). The
+remaining tokens are uniform random noise over the whole vocabulary (zoology's
+`random_non_queries`), or 0 when that is off. accuracy is per query, sequence_accuracy counts
+sequences whose queries are all answered.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from ..config import require
+from .sequence import IGNORE, SequenceTask, check_pos, randint
+
+
+@dataclass
+class MQARTask(SequenceTask):
+    vocab_size: int = 8192
+    seq_len: int = 64
+    num_kv_pairs: int = 4
+    power_a: float = 0.01
+    random_non_queries: bool = True
+
+    eval_axes: ClassVar[tuple[str, ...]] = ("seq_len", "num_kv_pairs")
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_pos(self, "vocab_size", "seq_len", "num_kv_pairs")
+        require(self.seq_len % 2 == 0, "seq_len", f"{self.seq_len} must be even")
+        require(4 * self.num_kv_pairs <= self.seq_len, "num_kv_pairs",
+                f"{self.num_kv_pairs} pairs need seq_len >= {4 * self.num_kv_pairs} (pairs, then a query slot each)")
+        require(self.num_kv_pairs <= self.vocab_size // 2 - 1, "vocab_size",
+                f"{self.vocab_size} is too small for {self.num_kv_pairs} distinct keys (keys are 1 .. vocab_size/2 - 1)")
+        require(0.0 < self.power_a <= 1.0, "power_a", f"{self.power_a} must be in (0, 1]")
+
+    def spec(self) -> dict:
+        return {"vocab_size": self.vocab_size}
+
+    def batch(self, gen: torch.Generator, batch_size: int) -> dict[str, torch.Tensor]:
+        B, n, V, T = batch_size, self.num_kv_pairs, self.vocab_size, self.seq_len
+        half = V // 2
+        keys = torch.rand(B, half - 1, generator=gen).argsort(-1)[:, :n] + 1          # (B, n), distinct
+        values = torch.rand(B, V - half, generator=gen).argsort(-1)[:, :n] + half     # (B, n), distinct
+        context = torch.stack([keys, values], dim=-1).flatten(1)                       # (B, 2n): k v k v ...
+        space = (T - 2 * n) // 2                                                       # query slots
+        p = self.power_a * torch.arange(1, space + 1, dtype=torch.float64) ** (self.power_a - 1)
+        gaps = torch.multinomial((p / p.sum()).expand(B, space), n, replacement=False, generator=gen)  # (B, n)
+        queries = torch.zeros(B, T - 2 * n + 1, dtype=torch.long)
+        queries.scatter_(1, 2 * gaps, keys)
+        examples = torch.cat([context, queries], dim=1)                                # (B, T+1)
+        labels = torch.full((B, T + 1), IGNORE, dtype=torch.long)
+        labels.scatter_(1, 2 * gaps + 2 * n + 1, values)
+        x, y = examples[:, :-1], labels[:, 1:]                                         # (B, T) each
+        noise = randint(gen, 0, V, (B, T))
+        if self.random_non_queries:
+            x = torch.where(x == 0, noise, x)
+        return {"x": x.contiguous(), "y": y.contiguous()}

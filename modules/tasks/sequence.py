@@ -1,0 +1,85 @@
+"""What the synthetic sequence tasks share: token batches, a scored-position loss, and the metrics.
+
+A batch is {"x": (B, T) int64 tokens, "y": (B, T) int64 targets}. The model's logits at
+position t are scored against y[:, t] wherever y is not IGNORE (-100, torch's ignore_index);
+every other position is free. A task that trains on more positions than it evaluates (e.g. the
+full language-modelling loss of flip-flop) adds "y_loss" with the same layout, used by `loss`.
+
+Metrics, over the scored positions of `eval_size` sequences drawn by `eval_batch`:
+  loss               mean cross-entropy per scored token (nats)
+  accuracy           fraction of scored tokens whose argmax is right
+  sequence_accuracy  fraction of sequences whose scored tokens are all right
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from ..config import require
+from .base import Task
+
+IGNORE = -100
+EVAL_CHUNK = 256   # sequences per forward pass at evaluation
+
+
+@dataclass
+class SequenceTask(Task):
+    eval_size: int = 512           # sequences drawn for evaluate()
+
+    metrics: ClassVar[tuple[str, ...]] = ("loss", "accuracy", "sequence_accuracy")
+
+    def __post_init__(self):
+        require(self.eval_size >= 1, "eval_size", f"{self.eval_size} must be at least 1")
+
+    def eval_batch(self, gen: torch.Generator, batch_size: int) -> dict[str, torch.Tensor]:
+        """The evaluation distribution; the training one unless a task's eval axes change it."""
+        return self.batch(gen, batch_size)
+
+    def loss(self, model, batch) -> torch.Tensor:
+        y = batch.get("y_loss", batch["y"])
+        logits = model(batch["x"])                                                     # (B, T, V)
+        return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=IGNORE)
+
+    @torch.no_grad()
+    def evaluate(self, model, gen: torch.Generator, device: str = "cpu") -> dict[str, float]:
+        nll = correct = tokens = seq_right = seqs = 0.0
+        left = self.eval_size
+        while left > 0:
+            n = min(EVAL_CHUNK, left)
+            left -= n
+            b = self.eval_batch(gen, n)
+            x, y = b["x"].to(device), b["y"].to(device)
+            logits = model(x).float()                                                  # (B, T, V)
+            scored = y != IGNORE                                                       # (B, T)
+            nll += F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=IGNORE,
+                                   reduction="sum").item()
+            right = (logits.argmax(-1) == y) & scored                                  # (B, T)
+            correct += right.sum().item()
+            tokens += scored.sum().item()
+            has = scored.any(1)
+            seq_right += ((right | ~scored).all(1) & has).sum().item()
+            seqs += has.sum().item()
+        return {
+            "loss": nll / tokens if tokens else float("nan"),
+            "accuracy": correct / tokens if tokens else float("nan"),
+            "sequence_accuracy": seq_right / seqs if seqs else float("nan"),
+        }
+
+
+def check_pos(task, *keys: str, minimum: int = 1) -> None:
+    for key in keys:
+        v = getattr(task, key)
+        require(v >= minimum, key, f"{v} must be at least {minimum}")
+
+
+def randint(gen: torch.Generator, low: int, high: int, shape) -> torch.Tensor:
+    """Uniform integers in [low, high), drawn on the CPU from `gen`."""
+    return torch.randint(low, high, tuple(shape), generator=gen)
+
+
+def sample_lengths(gen: torch.Generator, batch_size: int, lo: int, hi: int) -> torch.Tensor:
+    """A length per sequence, uniform in [lo, hi]; (B,)."""
+    return randint(gen, lo, hi + 1, (batch_size,))
