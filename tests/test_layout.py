@@ -67,3 +67,27 @@ def test_results_and_reports_are_ignored():
     ignored = (ROOT / ".gitignore").read_text().split()
     for p in ("results/", "reports/", "mlflow.db", ".snakemake/"):
         assert p in ignored
+
+
+def test_no_eval_exec_or_pickle_of_catalogue_data():
+    for f in [*py_files("workflow"), *py_files("modules"), *snake_files()]:
+        text = f.read_text()
+        assert not re.search(r"(?<![\w.])(eval|exec)\(", text), f
+        assert "import pickle" not in text and "pickle.load" not in text, f
+        assert "yaml.load(" not in text or "_Loader" in text, f        # safe loading only
+        for m in re.finditer(r"torch\.load\(([^)]*)\)", text):
+            assert "weights_only=True" in m.group(1), f"{f}: {m.group(0)}"
+
+
+def test_job_paths_stay_inside_results(tmp_path):
+    from workflow.catalogue import load_catalogue
+
+    base = (ROOT / "results").resolve()
+    for lp in load_catalogue(sorted((ROOT / "catalogue").glob("*.yaml"))).values():
+        for scale in ("smoke", "small", "full"):
+            for job in lp.jobs(scale):
+                assert (ROOT / job.dir).resolve().is_relative_to(base), job.dir
+    # string sweep values that look like paths stay one path component
+    from workflow.catalogue import point_name
+
+    assert "/" not in point_name({"task.mode": ".."}) and point_name({"task.mode": ".."}) == "task.mode=.."

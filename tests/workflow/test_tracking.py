@@ -67,3 +67,28 @@ def test_unreachable_store_loses_nothing(tmp_path, root):
     rec = json.loads(out.read_text())
     assert rec["runs"] == {} and "Connection refused" in rec["error"] or "refused" in rec["error"].lower()
     assert all((tmp_path / j.dir / "eval.json").exists() for j in lp.jobs("smoke"))
+
+
+def test_a_locked_store_is_retried_with_backoff(tmp_path, monkeypatch):
+    """Another process holds the sqlite store for a few seconds: logging waits, then succeeds."""
+    import sqlite3
+    import threading
+    import time
+
+    monkeypatch.chdir(tmp_path)
+    lp = make_paper(tmp_path)
+    plant(tmp_path, lp, "smoke", values)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    log_paper(lp.path, "smoke", uri, tmp_path)                  # creates the store
+    for job in lp.jobs("smoke"):                                 # new results to log
+        ev = tmp_path / job.dir / "eval.json"
+        rec = json.loads(ev.read_text())
+        rec["points"][0]["metrics"]["loss"] += 0.5
+        ev.write_text(json.dumps(rec))
+    holder = sqlite3.connect(tmp_path / "mlflow.db", timeout=0, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")
+    threading.Timer(3.0, holder.rollback).start()
+    t0 = time.time()
+    result = log_paper(lp.path, "smoke", uri, tmp_path)
+    assert time.time() - t0 >= 2.5                               # it waited for the lock
+    assert len(result["runs"]) == len(lp.jobs("smoke"))
