@@ -6,8 +6,12 @@ from pathlib import Path
 from workflow.catalogue import CatalogueError, check_job_cap, load_catalogue
 from workflow.config import select_papers
 from workflow.console import print_problems, print_verdicts
+from workflow.gpu import has_gpu
 
 SCALE = config["scale"]
+# train and evaluate jobs ask Snakemake for a GPU when they will run on one; bound the
+# concurrency with --resources gpu=N (each running job then holds its own GPU: workflow/gpu.py)
+GPU_PER_JOB = 1 if config["device"] == "cuda" or (config["device"] == "auto" and has_gpu()) else 0
 RESERVED = {"all", "train", "evaluate", "track", "judge", "report", "report_index"}
 
 try:

@@ -13,6 +13,8 @@ rule evaluate:
     benchmark:
         "benchmarks/{scale}/{paper}/{experiment}/{model}/{point}/seed{seed}/evaluate.tsv"
     threads: 1
+    resources:
+        gpu=GPU_PER_JOB,
     shell:
         "python -m workflow.evaluate --dir {params.dir:q} --config {params.config:q}"
         " --device {config[device]} --threads {threads} --attempt={params.attempt:q} > {log:q} 2>&1"

@@ -12,6 +12,8 @@ rule train:
     benchmark:
         "benchmarks/{scale}/{paper}/{experiment}/{model}/{point}/seed{seed}/train.tsv"
     threads: 1
+    resources:
+        gpu=GPU_PER_JOB,
     shell:
         "python -m workflow.train --config {params.config:q} --out {params.outdir:q}"
         " --device {config[device]} --threads {threads} --label {params.label:q} --attempt={params.attempt:q}"

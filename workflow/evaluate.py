@@ -71,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         write_json(args.dir / "eval.json", {**out, "status": "not_run", "reason": reason, "points": []})
         print(f"{args.dir}: not evaluated: {reason}", file=sys.stderr)
         return 0
+    if args.device in ("auto", "cuda"):
+        from .gpu import claim_gpu
+
+        claim_gpu(log=lambda s: print(s, file=sys.stderr, flush=True))
     import torch
 
     torch.set_num_threads(max(1, args.threads))

@@ -65,16 +65,34 @@ def git_info() -> dict:
     return _GIT
 
 
+PACKAGES = ("torch", "numpy", "scipy", "pydantic", "snakemake", "mlflow", "claimcheck")
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions, read from package metadata (nothing is imported)."""
+    from importlib import metadata
+
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
 def provenance(device: str) -> dict:
-    import torch
+    """Where and with what a job ran: git state, host, device, Python and package versions."""
+    import os
 
     return {
         **git_info(),
         "host": socket.gethostname(),
         "device": device,
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "python": platform.python_version(),
-        "torch": torch.__version__,
-        "argv": sys.argv[1:2],
+        "packages": package_versions(),
     }
 
 

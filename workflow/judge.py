@@ -304,6 +304,24 @@ def series(ms: Measurements) -> list[dict]:
     return out
 
 
+def summarize_provenance(records: list[dict]) -> dict:
+    """What the jobs behind a report ran on: every distinct value, so mixed runs show."""
+
+    def distinct(key):
+        return sorted({str(r.get(key)) for r in records})
+
+    packages: dict[str, set] = {}
+    for r in records:
+        for name, version in (r.get("packages") or {}).items():
+            packages.setdefault(name, set()).add(version)
+    starts = [r["start"] for r in records if r.get("start")]
+    ends = [r["end"] for r in records if r.get("end")]
+    return {"jobs": len(records), "git_sha": distinct("git_sha"), "git_dirty": distinct("git_dirty"),
+            "host": distinct("host"), "device": distinct("device"), "python": distinct("python"),
+            "packages": {k: sorted(v) for k, v in sorted(packages.items())},
+            "first_start": min(starts) if starts else None, "last_end": max(ends) if ends else None}
+
+
 def judge_paper(paper_path: Path, scale: str, root: Path = Path("."), runs_file: Path | None = None) -> dict:
     lp = load_paper(paper_path)
     ms = collect(lp, scale, root, runs_file)
@@ -325,6 +343,7 @@ def judge_paper(paper_path: Path, scale: str, root: Path = Path("."), runs_file:
                                "models": [{"id": m.id, "arch": m.arch, **m.params} for m in e.models]}
                         for e in lp.experiments(scale).values()},
         "runs": ms.runs,
+        "provenance": summarize_provenance(ms.provenance),
         "compute_s": ms.compute_s,
     }
 

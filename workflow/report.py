@@ -82,6 +82,16 @@ under budget), not run when a job it needs failed, diverged or is missing at thi
 {% for eid, e in p.experiments.items() %}<p><b>{{ eid }}</b>: task <code>{{ e.task }}</code>; {{ e.seeds }} seed(s);
 train <code>{{ e.train }}</code>; sweep <code>{{ e.sweep }}</code>{% if e.eval_sweep %}; evaluation sweep <code>{{ e.eval_sweep }}</code>{% endif %}</p>
 <ul>{% for m in e.models %}<li><code>{{ m }}</code></li>{% endfor %}</ul>{% endfor %}
+{% if p.provenance %}<h2>Provenance</h2>
+<p class="note">Every distinct value over the {{ p.provenance.jobs }} finished training jobs (each job folder's manifest.json, also MLflow tags).</p>
+<table>
+<tr><th>git commit</th><td><code>{{ p.provenance.git_sha|join(', ') }}</code> (uncommitted changes: {{ p.provenance.git_dirty|join(', ') }})</td></tr>
+<tr><th>hosts</th><td>{{ p.provenance.host|join(', ') }}</td></tr>
+<tr><th>devices</th><td>{{ p.provenance.device|join(', ') }}</td></tr>
+<tr><th>Python</th><td>{{ p.provenance.python|join(', ') }}</td></tr>
+<tr><th>packages</th><td>{% for k, v in p.provenance.packages.items() %}{{ k }} {{ v|join('/') }}{% if not loop.last %}, {% endif %}{% endfor %}</td></tr>
+<tr><th>ran</th><td>{{ p.provenance.first_start }} to {{ p.provenance.last_end }}</td></tr>
+</table>{% endif %}
 {% if p.jobs.failed %}<h2>Jobs without results</h2><ul>{% for f in p.jobs.failed %}<li>{{ f }}</li>{% endfor %}</ul>{% endif %}
 </body></html>
 """

@@ -52,6 +52,7 @@ class Measurements:
     runs: dict[str, str] = field(default_factory=dict)         # job_dir -> MLflow run id
     jobs: list = field(default_factory=list)
     compute_s: float = 0.0                                     # training + evaluation, summed over jobs
+    provenance: list = field(default_factory=list)             # each finished train job's provenance
 
     def axes(self, exp_id: str) -> Axes:
         return axes_of(self.paper.experiment(exp_id, self.scale))
@@ -127,6 +128,8 @@ def collect(paper: LoadedPaper, scale: str, root: Path = Path("."), runs_file: P
             ms.problems[key] = f"unreadable result in {job.dir}: {e}"
             continue
         ms.compute_s += float(tr.get("compute_s") or 0) + float(ev.get("compute_s") or 0)
+        if tr.get("provenance"):
+            ms.provenance.append(tr["provenance"])
         if tr.get("status") != "ok":
             at = f" at step {tr['diverged_at']}" if tr.get("diverged_at") else ""
             err = f": {tr['error']}" if tr.get("error") else ""

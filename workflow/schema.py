@@ -75,6 +75,7 @@ class TrainSpec(Strict):
     warmup_steps: int = Field(0, ge=0, description="linear warmup steps")
     grad_clip: float | None = Field(None, gt=0, description="clip the gradient norm to this value")
     log_every: int | None = Field(None, gt=0, description="steps between logged losses (default: steps/100)")
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 autocast on CUDA (fp32 elsewhere)")
     converged_rel_drop: float = Field(
         0.02, ge=0,
         description="training counts as converged when the mean loss of the last 10% of steps is less than "

@@ -97,7 +97,8 @@ class Tracker:
         self._existing = None
 
     def existing(self) -> dict[tuple[str, str], str]:
-        """(job_key, result_hash) -> run id of every run already in the experiment."""
+        """(job_key, result_hash) -> run id of every complete run already in the experiment.
+        A run left RUNNING (logging died half-way) is not complete: it is deleted and redone."""
         if self._existing is None:
             self._existing = {}
             token = None
@@ -105,8 +106,13 @@ class Tracker:
                 page = _retry(lambda: self.client.search_runs([self.exp_id], max_results=5000, page_token=token))
                 for r in page:
                     key = r.data.tags.get("job_key")
-                    if key:
-                        self._existing[(key, r.data.tags.get("result_hash", ""))] = r.info.run_id
+                    if not key:
+                        continue
+                    if r.info.status == "RUNNING" and r.data.tags.get("result_hash") != "parent":
+                        rid = r.info.run_id
+                        _retry(lambda: self.client.delete_run(rid))
+                        continue
+                    self._existing[(key, r.data.tags.get("result_hash", ""))] = r.info.run_id
                 token = page.token
                 if not token:
                     break
@@ -142,6 +148,8 @@ class Tracker:
             "job_key": job.dir, "result_hash": rhash, "status": tr.get("status", ""),
             "eval_status": ev.get("status", ""), "converged": str(tr.get("converged")),
             "host": str(prov.get("host")), "device": str(prov.get("device")),
+            "start": str(prov.get("start")), "end": str(prov.get("end")),
+            **{f"version.{k}": str(v) for k, v in (prov.get("packages") or {}).items()},
             "mlflow.parentRunId": parent_id, "mlflow.source.git.commit": str(prov.get("git_sha")),
         }
         start_ms = int(job_dir.joinpath("train.json").stat().st_mtime * 1000)
@@ -246,6 +254,13 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("--runs", required=True, type=Path, help="runs.json of the tracking step")
     rp.add_argument("--verdicts", required=True, type=Path)
     rp.add_argument("--dir", required=True, type=Path, help="the paper's report folder")
+    sv = sub.add_parser("server", help="start a shared MLflow server (foreground; Ctrl-C stops it)")
+    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback; 0.0.0.0 opens it to the network)")
+    sv.add_argument("--port", type=int, default=5000)
+    sv.add_argument("--store", default="sqlite:///mlflow-server.db",
+                    help="backend store URI: sqlite:///file.db, or postgresql://user@host/db for many writers")
+    sv.add_argument("--artifacts", default="mlartifacts-server", help="folder the server keeps artifacts in")
+    sv.add_argument("--workers", type=int, default=2, help="server worker processes")
     sy = sub.add_parser("sync", help="log every result on disk that MLflow lacks")
     sy.add_argument("papers", nargs="*", help="paper ids (default: all in catalogue/)")
     sy.add_argument("--scale", action="append", choices=["smoke", "small", "full"], help="default: every scale with results")
@@ -268,6 +283,15 @@ def main(argv: list[str] | None = None) -> int:
                   f"Log them later with: python -m workflow.tracking sync --scale {args.scale}", file=sys.stderr)
         write_json(args.out, result)
         return 0
+    if args.cmd == "server":
+        cmd = ["mlflow", "server", "--host", args.host, "--port", str(args.port), "--backend-store-uri", args.store,
+               "--artifacts-destination", str(Path(args.artifacts).resolve()), "--serve-artifacts",
+               "--workers", str(args.workers)]
+        print(f"MLflow server on http://{args.host}:{args.port} (store {args.store}); point jobs at it with\n"
+              f"  export MLFLOW_TRACKING_URI=http://{args.host}:{args.port}", file=sys.stderr, flush=True)
+        mlflow_bin = Path(sys.executable).with_name("mlflow")
+        cmd[0] = str(mlflow_bin) if mlflow_bin.exists() else "mlflow"
+        os.execvp(cmd[0], cmd)
     if args.cmd == "report":
         try:
             n = log_report(args.runs, args.verdicts, args.dir)

@@ -123,6 +123,12 @@ def train(cfg: dict, out: Path, device: str = "cpu", label: str = "", log=print,
             "hist_step": hist_step, "hist_loss": hist_loss, "hist_lr": hist_lr, "acc": acc, "acc_n": acc_n,
         })
 
+    import contextlib
+
+    bf16 = t_cfg.get("precision", "fp32") == "bf16" and device == "cuda"
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    if t_cfg.get("precision", "fp32") == "bf16" and not bf16:
+        log(f"{label}: precision bf16 applies on CUDA only; training in fp32 on {device}")
     t0 = time.perf_counter()
     last_ckpt = t0
     model.train()
@@ -131,7 +137,8 @@ def train(cfg: dict, out: Path, device: str = "cpu", label: str = "", log=print,
         for g in opt.param_groups:
             g["lr"] = t_cfg["lr"] * f
         batch = {k: v.to(device, non_blocking=True) for k, v in task.batch(gen, t_cfg["batch_size"]).items()}
-        loss = task.loss(model, batch)
+        with autocast:
+            loss = task.loss(model, batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if t_cfg["grad_clip"]:
@@ -182,6 +189,7 @@ def train(cfg: dict, out: Path, device: str = "cpu", label: str = "", log=print,
         "history": {"step": hist_step, "loss": hist_loss, "lr": hist_lr},
         "compute_s": compute_s,
         "resumed_from_step": resumed_from,
+        "precision_used": "bf16" if bf16 else "fp32",
         "n_params": sum(p.numel() for p in model.parameters()),
     }
 
@@ -214,13 +222,19 @@ def main(argv: list[str] | None = None) -> int:
     started = now()
     t_wall = time.perf_counter()
     cfg = json.loads(args.config)
+    gpu = None
+    if args.device in ("auto", "cuda"):
+        from .gpu import claim_gpu
+
+        gpu = claim_gpu(log=lambda s: print(s, file=sys.stderr, flush=True))
     import torch
 
     torch.set_num_threads(max(1, args.threads))
     device = pick_device(args.device)
     args.out.mkdir(parents=True, exist_ok=True)
     label = args.label or str(args.out)
-    print(f"{label}: training on {device}, {cfg['train']['steps']} steps", file=sys.stderr, flush=True)
+    where = f"{device} (GPU {gpu})" if gpu is not None and device == "cuda" else device
+    print(f"{label}: training on {where}, {cfg['train']['steps']} steps", file=sys.stderr, flush=True)
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     import signal
 
@@ -265,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
         "provenance": {**provenance(device), "start": started, "end": now()},
         "wall_s": time.perf_counter() - t_wall,
     }
+    manifest = {**record["provenance"], "config_hash": record["config_hash"], "status": record["status"],
+                "wall_s": record["wall_s"]}
+    write_json(args.out / "manifest.json", manifest)   # undeclared: provenance beside the outputs
     write_json(args.out / "train.json", record)
     if record["status"] != "failed":
         print(f"{label}: {record['status']}, final loss {record['final_loss']}, converged={record['converged']}, "

@@ -1,0 +1,193 @@
+"""Benchmarks that print ratios, not timed tests.
+
+    python -m workflow.bench kernels [--out results/bench/kernels.json] [--threads N]
+
+`kernels`: every kernel's loop reference against its fast path at B=8, T=1024, D=64
+(H=4, K=V=16 for attention-style ops, N=16 for SSM states): the median time of a few runs
+after a warm-up, forward only (under no_grad) and forward+backward, and their ratio.
+The loop references are slow at T=1024, so they get fewer repeats (never less than one).
+Imports only torch, modules.kernels and the standard library.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from modules import kernels as K
+
+# ops whose fast path must be >= 10x its loop reference on a CPU (the issue's targets)
+TARGETS = {"scan": 10.0, "linear_attn_chunked": 10.0}
+
+
+def _cases(B: int, T: int, D: int, H: int, Kd: int, N: int, device: str, seed: int = 0):
+    """(name, ref, fast, inputs): ref and fast take the same inputs and return (out, state)."""
+    g = torch.Generator().manual_seed(seed)
+
+    def rn(*s):
+        return torch.randn(*s, generator=g).to(device)
+
+    def ru(*s):
+        return torch.rand(*s, generator=g).to(device)
+
+    P = D // H
+    a, b = 0.5 + 0.5 * ru(B, T, D), rn(B, T, D)
+    u, delta = rn(B, D, T), rn(B, D, T) * 0.5 - 1
+    A_ss, B_ss, C_ss = -ru(D, N) - 0.1, rn(B, N, T), rn(B, N, T)
+    Dskip, z, dbias = rn(D), rn(B, D, T), rn(D) * 0.1
+    q, k, v = rn(B, T, H, Kd) * 0.25, rn(B, T, H, Kd) * 0.25, rn(B, T, H, Kd)
+    k_unit = F.normalize(rn(B, T, H, Kd), dim=-1)
+    gate = F.logsigmoid(rn(B, T, H) + 3)
+    beta = ru(B, T, H)
+    uc, kernel = rn(B, T, D), rn(D, T) * torch.exp(-0.01 * torch.arange(T, dtype=torch.float32)).to(device)
+    x, dt = rn(B, T, H, P), F.softplus(rn(B, T, H) - 1)
+    A_ssd = dt * -torch.linspace(0.5, 4.0, H).to(device)
+    B_ssd, C_ssd = rn(B, T, 1, N), rn(B, T, 1, N)
+
+    def ss(fn):
+        return lambda *xs: fn(*xs[:5], D=xs[5], z=xs[6], delta_bias=xs[7], delta_softplus=True, output_final_state=True)
+
+    return [
+        ("scan", K.scan_ref, K.scan, (a, b)),
+        ("selective_scan", ss(K.selective_scan_ref), ss(K.selective_scan), (u, delta, A_ss, B_ss, C_ss, Dskip, z, dbias)),
+        ("linear_attn_parallel", lambda *t: K.linear_attn_recurrent_ref(*t, output_final_state=True),
+         lambda *t: K.linear_attn_parallel(*t, output_final_state=True), (q, k, v)),
+        ("linear_attn_chunked", lambda *t: K.linear_attn_recurrent_ref(*t, output_final_state=True),
+         lambda *t: K.linear_attn_chunked(*t, output_final_state=True), (q, k, v)),
+        ("gated_linear_attn_chunked", lambda q, k, v, d: K.linear_attn_recurrent_ref(q, k, v, None, True, d),
+         lambda q, k, v, d: K.linear_attn_chunked(q, k, v, None, True, d), (q, k, v, gate)),
+        ("delta_rule_chunked", lambda *t: K.delta_rule_ref(*t, output_final_state=True),
+         lambda *t: K.delta_rule_chunked(*t, output_final_state=True), (q, k_unit, v, beta)),
+        ("fftconv", K.fftconv_ref, K.fftconv, (uc, kernel)),
+        ("ssd_chunked", K.ssd_ref, K.ssd_chunked, (x, dt, A_ssd, B_ssd, C_ssd)),
+    ]
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _time(fn, device: str, repeats: int, budget_s: float) -> float:
+    """Median seconds of `repeats` runs after one warm-up; fewer runs when one run is slow."""
+    t0 = time.perf_counter()
+    fn()
+    _sync(device)
+    first = time.perf_counter() - t0
+    n = max(1, min(repeats, int(budget_s / max(first, 1e-9))))
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _forward(fn, inputs):
+    def run():
+        with torch.no_grad():
+            fn(*inputs)
+    return run
+
+
+def _forward_backward(fn, inputs):
+    leaves = [t.detach().clone().requires_grad_(t.is_floating_point()) for t in inputs]
+    out, state = fn(*leaves)
+    w_out = torch.randn_like(out)
+    w_state = None if state is None else torch.randn_like(state)
+
+    def run():
+        for t in leaves:
+            t.grad = None
+        o, s = fn(*leaves)
+        loss = (o * w_out).sum() + (0 if s is None else (s * w_state).sum())
+        loss.backward()
+    return run
+
+
+def bench_kernels(B=8, T=1024, D=64, H=4, Kd=16, N=16, device="cpu", repeats=7, ref_repeats=3,
+                  ref_budget_s=20.0, ops=None, log=print) -> dict:
+    rows = []
+    for name, ref, fast, inputs in _cases(B, T, D, H, Kd, N, device):
+        if ops and name not in ops:
+            continue
+        row = {"op": name}
+        for mode, make in (("fwd", _forward), ("fwd_bwd", _forward_backward)):
+            t_ref = _time(make(ref, inputs), device, ref_repeats, ref_budget_s)
+            t_fast = _time(make(fast, inputs), device, repeats, 10.0)
+            row[mode] = {"ref_ms": 1e3 * t_ref, "fast_ms": 1e3 * t_fast, "ratio": t_ref / t_fast}
+        if name in TARGETS:
+            row["target_ratio"] = TARGETS[name]
+        rows.append(row)
+        log(_format_row(row))
+    return {
+        "config": {"B": B, "T": T, "D": D, "H": H, "K": Kd, "V": Kd, "N": N, "device": device,
+                   "threads": torch.get_num_threads(), "torch": torch.__version__,
+                   "machine": platform.processor() or platform.machine(), "repeats": repeats,
+                   "ref_repeats": ref_repeats, "statistic": "median after one warm-up"},
+        "ops": rows,
+    }
+
+
+HEADER = (f"{'op':<26} {'ref fwd ms':>11} {'fast fwd ms':>12} {'ratio':>7}   "
+          f"{'ref f+b ms':>11} {'fast f+b ms':>12} {'ratio':>7}  target")
+
+
+def _format_row(r: dict) -> str:
+    f, fb = r["fwd"], r["fwd_bwd"]
+    target = ""
+    if "target_ratio" in r:
+        ok = f["ratio"] >= r["target_ratio"] and fb["ratio"] >= r["target_ratio"]
+        target = f">={r['target_ratio']:g}x {'met' if ok else 'MISSED'}"
+    return (f"{r['op']:<26} {f['ref_ms']:>11.2f} {f['fast_ms']:>12.2f} {f['ratio']:>6.1f}x   "
+            f"{fb['ref_ms']:>11.2f} {fb['fast_ms']:>12.2f} {fb['ratio']:>6.1f}x  {target}")
+
+
+def _write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m workflow.bench", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    p = sub.add_parser("kernels", help="each kernel's loop reference against its fast path")
+    p.add_argument("--out", type=Path, default=Path("results/bench/kernels.json"), help="JSON file to write")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (on cuda the fast ops use mamba-ssm/fla when installed)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--repeats", type=int, default=7, help="timed runs of each fast op (median)")
+    p.add_argument("--ref-repeats", type=int, default=3, help="timed runs of each loop reference (median)")
+    p.add_argument("--ops", nargs="*", default=None, help="only these ops")
+    for flag, default in (("B", 8), ("T", 1024), ("D", 64), ("H", 4), ("K", 16), ("N", 16)):
+        p.add_argument(f"-{flag}", type=int, default=default, help=f"default {default}")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.D % args.H:
+        parser.error(f"-D {args.D} must be divisible by -H {args.H} (SSD splits D into H heads)")
+    print(f"kernels at B={args.B} T={args.T} D={args.D} H={args.H} K=V={args.K} N={args.N} on {args.device}, "
+          f"{torch.get_num_threads()} threads, torch {torch.__version__}", flush=True)
+    print(HEADER, flush=True)
+    result = bench_kernels(args.B, args.T, args.D, args.H, args.K, args.N, args.device, args.repeats,
+                           args.ref_repeats, ops=args.ops, log=lambda s: print(s, flush=True))
+    _write_json(args.out, result)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""GPU slots on a workstation: each running job gets its own GPU.
+
+Snakemake counts `--resources gpu=N` but never says which GPU a job should use (snakemake
+issue 281), so two jobs would share GPU 0. A job calls `claim_gpu()` before it touches CUDA:
+it takes the first free slot of a pool of lock files (one per visible GPU, under
+.snakemake/gpu-slots/) with a non-blocking `flock`, and sets CUDA_VISIBLE_DEVICES to that GPU.
+The lock belongs to the process, so the operating system releases it on any exit, a
+SIGKILL included: no slot is ever leaked. Under SLURM the allocation already names the
+job's GPUs, so the pool is skipped.
+
+The device list is, in order: CLAIMCHECK_GPUS (comma-separated ids; tests fake GPUs on a
+CPU machine with it), the CUDA_VISIBLE_DEVICES the job started with, or `nvidia-smi -L`.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+SLOT_DIR = Path(".snakemake") / "gpu-slots"
+_HELD: list = []  # open lock files, kept for the life of the process
+
+
+def visible_gpus() -> list[str]:
+    for var in ("CLAIMCHECK_GPUS", "CUDA_VISIBLE_DEVICES"):
+        value = os.environ.get(var)
+        if value is not None and value.strip():
+            return [g.strip() for g in value.split(",") if g.strip() and g.strip() != "-1"]
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
+        except (OSError, subprocess.SubprocessError):
+            return []
+        return [str(i) for i, line in enumerate(out.splitlines()) if line.startswith("GPU ")]
+    return []
+
+
+def has_gpu() -> bool:
+    """Cheap check at DAG-build time (no torch import): does this machine show a GPU?"""
+    return bool(visible_gpus())
+
+
+def claim_gpu(slot_dir: Path = SLOT_DIR, wait_s: float = 24 * 3600, log=print) -> str | None:
+    """Hold a free GPU slot for the rest of this process and point CUDA_VISIBLE_DEVICES at it.
+    Returns the GPU id, or None when there is nothing to claim (no GPU, or under SLURM)."""
+    if os.environ.get("SLURM_JOB_ID") and not os.environ.get("CLAIMCHECK_GPUS"):
+        return None
+    gpus = visible_gpus()
+    if not gpus:
+        return None
+    slot_dir.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait_s
+    said = False
+    while True:
+        for gpu in gpus:
+            f = open(slot_dir / f"gpu-{gpu}.lock", "a+")
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.close()
+                continue
+            f.seek(0)
+            f.truncate()
+            f.write(f"{os.getpid()}\n")
+            f.flush()
+            _HELD.append(f)
+            os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+            return gpu
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no free GPU among {gpus} after {wait_s:.0f} s")
+        if not said:
+            log(f"all {len(gpus)} GPU slots are busy; waiting (run snakemake with --resources gpu={len(gpus)})")
+            said = True
+        time.sleep(0.5)
+
+
+def release_gpu() -> None:
+    while _HELD:
+        f = _HELD.pop()
+        fcntl.flock(f, fcntl.LOCK_UN)
+        f.close()
