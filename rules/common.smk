@@ -15,7 +15,7 @@ GPU_PER_JOB = 1 if config["device"] == "cuda" or (config["device"] == "auto" and
 RESERVED = {"all", "train", "evaluate", "track", "judge", "report", "report_index"}
 
 try:
-    PAPERS = load_catalogue(sorted(Path("catalogue").glob("*.yaml")))
+    PAPERS = load_catalogue(sorted(Path("catalogue").glob("*.yaml")), cache=Path(".snakemake/catalogue-validated"))
     if not PAPERS:
         raise CatalogueError(["catalogue/: no catalogue entries (*.yaml); add one, see README.md"])
     SELECTED = select_papers(config, list(PAPERS))

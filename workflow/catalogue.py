@@ -292,8 +292,13 @@ def axes_of(exp: S.Experiment) -> Axes:
     return Axes(train=dict(exp.sweep), evaluate=dict(exp.evaluate.sweep))
 
 
+_REGISTRY_CHECKS = [True]   # off only while loading files a cache says passed these checks
+
+
 def _check_experiment(exp: S.Experiment, where: str, problems: list[str]) -> None:
     """Registry checks: task name and params, archs and their hyperparameters, sweeps, metrics."""
+    if not _REGISTRY_CHECKS[0]:
+        return
     from modules.config import ConfigError
     from modules.models import arch_names, build_config_for
     from modules.tasks import build_task, get_task_class, task_names
@@ -711,9 +716,46 @@ def catalogue_files(directory: Path = CATALOGUE_DIR) -> list[Path]:
     return sorted(directory.glob("*.yaml"))
 
 
-def load_catalogue(paths: list[Path] | None = None) -> dict[str, LoadedPaper]:
-    """Load every file, collecting all problems across files before raising."""
+def _validation_key(paths: list[Path]) -> str:
+    """A hash of what validation depends on: the catalogue files and the code that checks them."""
+    here = Path(__file__).resolve().parent
+    code = sorted((here.parent / "modules").rglob("*.py")) + [here / "catalogue.py", here / "schema.py"]
+    h = hashlib.sha256()
+    for f in [*sorted(paths), *code]:
+        h.update(str(f).encode())
+        h.update(Path(f).read_bytes())
+    return h.hexdigest()
+
+
+def load_catalogue(paths: list[Path] | None = None, cache: Path | None = None) -> dict[str, LoadedPaper]:
+    """Load every file, collecting all problems across files before raising.
+
+    With `cache`, a set of files that passed every check before, with the same checking code,
+    skips the registry checks (they import torch: seconds per snakemake start, and per job on
+    a cluster, where every job parses the Snakefile again)."""
     paths = catalogue_files() if paths is None else paths
+    key = None
+    if cache is not None:
+        key = _validation_key(paths)
+        try:
+            if Path(cache).read_text().strip() == key:
+                _REGISTRY_CHECKS[0] = False
+        except OSError:
+            pass
+    try:
+        out = _load_all(paths)
+    finally:
+        _REGISTRY_CHECKS[0] = True
+    if cache is not None:
+        try:
+            Path(cache).parent.mkdir(parents=True, exist_ok=True)
+            Path(cache).write_text(key + "\n")
+        except OSError:
+            pass
+    return out
+
+
+def _load_all(paths: list[Path]) -> dict[str, LoadedPaper]:
     out: dict[str, LoadedPaper] = {}
     problems: list[str] = []
     for p in paths:

@@ -14,6 +14,7 @@ import math
 import os
 import re
 import subprocess
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -891,3 +892,23 @@ def test_json_schema_accepts_the_real_entry_and_rejects_unknown_keys():
     d["experiments"][0]["repeats"] = 2
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(d, sch)
+
+
+def test_validation_cache_skips_only_what_passed(tmp_path):
+    """A cache hit skips the registry checks (no torch import); any edit re-runs them."""
+    import subprocess
+
+    cat = tmp_path / "catalogue"
+    cat.mkdir()
+    shutil.copy(TOY, cat / TOY.name)
+    cache = tmp_path / "validated"
+    code = ("import sys; from pathlib import Path; from workflow.catalogue import load_catalogue; "
+            f"load_catalogue(sorted(Path({str(cat)!r}).glob('*.yaml')), cache=Path({str(cache)!r})); "
+            "print('torch' in sys.modules)")
+    run = lambda: subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)  # noqa: E731
+    first = run()
+    assert first.stdout.strip() == "True" and cache.exists()
+    assert run().stdout.strip() == "False"                                  # cached: no torch
+    (cat / TOY.name).write_text((cat / TOY.name).read_text().replace("arch: toy_autoencoder", "arch: mamba3", 1))
+    bad = run()
+    assert bad.returncode != 0 and "mamba3" in bad.stderr                    # edited: checked again
