@@ -1,0 +1,80 @@
+"""Helpers shared by the kernels: working precision, padding, optional CUDA kernels."""
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import os
+import warnings
+
+import torch
+
+
+def work_dtype(*tensors: torch.Tensor | None) -> torch.dtype:
+    """fp32 (complex64 if anything is complex); fp64 when an input is fp64, so gradcheck
+    in double precision really runs in double."""
+    ts = [t for t in tensors if t is not None]
+    cplx = any(t.is_complex() for t in ts)
+    double = any(t.dtype in (torch.float64, torch.complex128) for t in ts)
+    if cplx:
+        return torch.complex128 if double else torch.complex64
+    return torch.float64 if double else torch.float32
+
+
+def real_dtype(dtype: torch.dtype) -> torch.dtype:
+    return {torch.complex64: torch.float32, torch.complex128: torch.float64}.get(dtype, dtype)
+
+
+def pad_time(x: torch.Tensor, dim: int, multiple: int) -> torch.Tensor:
+    """Zero-pad `dim` up to a multiple of `multiple` (zeros are exact no-ops for these ops:
+    a zero key/value/input adds nothing to the state, a zero log-decay keeps it)."""
+    extra = -x.shape[dim] % multiple
+    if extra == 0:
+        return x
+    shape = list(x.shape)
+    shape[dim] = extra
+    return torch.cat([x, x.new_zeros(shape)], dim=dim)
+
+
+# --- optional CUDA/Triton kernels ----------------------------------------------------------
+# Set CLAIMCHECK_TORCH_KERNELS=1 to force the torch paths everywhere (e.g. to compare).
+_FORCE_TORCH = os.environ.get("CLAIMCHECK_TORCH_KERNELS", "") == "1"
+
+
+@functools.cache
+def optional_kernel(module: str, name: str):
+    """`module.name` from an optional package (mamba_ssm, fla), or None when it is absent or
+    fails to import (a broken triton install must not break the torch path)."""
+    if _FORCE_TORCH:
+        return None
+    try:
+        return getattr(importlib.import_module(module), name)
+    except Exception:  # ImportError, or triton/CUDA errors raised at import time
+        return None
+
+
+def on_cuda(*tensors: torch.Tensor | None) -> bool:
+    ts = [t for t in tensors if t is not None]
+    return bool(ts) and all(t.is_cuda for t in ts)
+
+
+@functools.cache
+def _warn_once(op: str, err: str) -> None:
+    warnings.warn(f"{op}: the CUDA kernel failed ({err}); using the torch path instead", stacklevel=3)
+
+
+def try_kernel(op: str, fn, *args, **kwargs):
+    """Call an optional kernel; on any error warn once and return None (caller falls back).
+    fla releases that still take `head_first` default it to True in some versions: always ask
+    for the [B, T, H, K] layout explicitly."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        params = {}
+    if "head_first" in params:
+        kwargs.setdefault("head_first", False)
+    try:
+        return fn(*args, **kwargs)
+    except Exception as e:  # unsupported dtype/shape/version: the torch path is always correct
+        _warn_once(op, f"{type(e).__name__}: {e}")
+        return None

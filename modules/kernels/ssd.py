@@ -1,0 +1,134 @@
+"""SSD, the state space dual of Mamba-2 (Dao & Gu 2024): a selective SSM whose A is a
+scalar times the identity per head, so the whole sequence map is one semiseparable matrix.
+
+    h_t = exp(A_t) h_{t-1} + dt_t x_t B_t^T        h: (B, H, P, N)
+    y_t = h_t C_t
+
+Shapes follow mamba's ssd_minimal: x (B, T, H, P); dt (B, T, H); A (B, T, H) is the per-step
+log-decay, already multiplied by dt (A_t = dt_t * A_head <= 0); B, C (B, T, G, N) with H
+divisible by G (head h reads group h // (H / G); G = H gives per-head B, C). dt scales the
+input (x dt, mamba's Euler-like discretization of B); pass dt=None when x is already scaled.
+Final state (B, H, P, N), as mamba's. The D skip, gate and dt_bias/softplus belong to the
+layer, not the kernel.
+
+`ssd_chunked` follows the paper's minimal chunked algorithm (ssd_minimal_discrete, Listing 1):
+  1. intra-chunk outputs (diagonal blocks, a masked quadratic form),
+  2. each chunk's own end state (right factor of the off-diagonal blocks),
+  3. a recurrence over chunk states (the A terms),
+  4. state-to-output for every position (left factor).
+On a GPU with flash-linear-attention importable it runs fla's chunk_simple_gla, which is
+the same recurrence (q=C, k=B, v=x dt, g=A) with the state transposed.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ._common import on_cuda, optional_kernel, pad_time, try_kernel, work_dtype
+
+
+def _check(x, dt, A, B, C):
+    b, T, H, _ = x.shape if x.dim() == 4 else (None,) * 4
+    if x.dim() != 4 or A.shape != (b, T, H) or (dt is not None and dt.shape != (b, T, H)):
+        raise ValueError(f"ssd: x must be (B, T, H, P), dt and A (B, T, H); got {tuple(x.shape)}, "
+                         f"{None if dt is None else tuple(dt.shape)}, {tuple(A.shape)}")
+    for name, M in (("B", B), ("C", C)):
+        if M.dim() != 4 or M.shape[:2] != (b, T) or H % M.shape[2]:
+            raise ValueError(f"ssd: {name} must be (B, T, G, N) with H={H} divisible by G; got {tuple(M.shape)}")
+
+
+def _heads(M, H):
+    return M if M.shape[2] == H else M.repeat_interleave(H // M.shape[2], dim=2)
+
+
+def ssd_ref(x, dt, A, B, C, chunk_size=64, initial_state=None):
+    """Reference loop (fp32):  h_t = exp(A_t) h_{t-1} + dt_t x_t B_t^T,  y_t = h_t C_t.
+    `chunk_size` is accepted for a signature identical to `ssd_chunked`, and unused.
+    Returns (y (B, T, H, P), final_state (B, H, P, N))."""
+    _check(x, dt, A, B, C)
+    dtype = x.dtype
+    work = work_dtype(x, A, B, C)
+    x, dt, A, B, C, h = (None if t is None else t.to(work) for t in (x, dt, A, B, C, initial_state))
+    H = x.shape[2]
+    B, C = _heads(B, H), _heads(C, H)
+    if dt is not None:
+        x = x * dt[..., None]
+    if h is None:
+        h = x.new_zeros(x.shape[0], H, x.shape[3], B.shape[3])
+    ys = []
+    for x_t, a_t, B_t, C_t in zip(x.unbind(1), A.unbind(1), B.unbind(1), C.unbind(1)):
+        h = a_t.exp()[..., None, None] * h + x_t[..., :, None] * B_t[..., None, :]
+        ys.append(torch.einsum("bhpn,bhn->bhp", h, C_t))
+    return torch.stack(ys, dim=1).to(dtype), h
+
+
+def segsum(x: torch.Tensor) -> torch.Tensor:
+    """segsum(x)[..., i, j] = x[j+1] + ... + x[i] for j <= i, -inf above the diagonal.
+    Built from one masked cumsum rather than a difference of cumsums, which would cancel
+    catastrophically for long sequences (as in the paper's listing)."""
+    T = x.shape[-1]
+    x = x[..., None].expand(*x.shape, T)                                 # x[..., i, j] = x_i
+    x = x.masked_fill(~torch.ones(T, T, dtype=torch.bool, device=x.device).tril(-1), 0)
+    s = x.cumsum(dim=-2)
+    return s.masked_fill(~torch.ones(T, T, dtype=torch.bool, device=x.device).tril(), float("-inf"))
+
+
+def _chunks(t, L):
+    """(b, T, h, d) -> (b, h, c, L, d): zero-padded to whole chunks, heads first, contiguous."""
+    t = pad_time(t, 1, L)
+    b, T, h, d = t.shape
+    return t.view(b, T // L, L, h, d).permute(0, 3, 1, 2, 4).contiguous()
+
+
+def _ssd_torch(x, dt, A, B, C, chunk_size, initial_state):
+    dtype = x.dtype
+    work = work_dtype(x, A, B, C)
+    x, dt, A, B, C = (None if t is None else t.to(work) for t in (x, dt, A, B, C))
+    b, T, H, P = x.shape
+    B, C = _heads(B, H), _heads(C, H)
+    if dt is not None:
+        x = x * dt[..., None]
+    L = chunk_size
+    # zero-padded steps: A = 0 keeps the state, x = 0 adds nothing; their outputs are cut off
+    x, B, C = _chunks(x, L), _chunks(B, L), _chunks(C, L)                # (b, h, c, l, *)
+    A_cumsum = _chunks(A[..., None], L)[..., 0].cumsum(dim=-1)           # (b, h, c, l), within chunk
+    c = x.shape[2]
+
+    # 1. intra-chunk outputs (diagonal blocks): (C_l . B_s) exp(A_s+1 + ... + A_l) x_s for s <= l.
+    # Within one chunk the difference of cumsums is accurate (mamba's kernels use it too); the
+    # listing's segsum is kept for step 3, where the sums run over the whole sequence.
+    causal = torch.ones(L, L, dtype=torch.bool, device=x.device).tril()
+    decay = (A_cumsum[..., :, None] - A_cumsum[..., None, :]).masked_fill_(~causal, float("-inf")).exp_()
+    Y_diag = ((C @ B.transpose(-1, -2)) * decay) @ x                     # (b, h, c, l, p)
+    # 2. each chunk's own state at its end: sum_s exp(A_s+1 + ... + A_end) B_s x_s^T
+    decay_states = (A_cumsum[..., -1:] - A_cumsum).exp()                 # (b, h, c, l)
+    states = (B * decay_states[..., None]).transpose(-1, -2) @ x         # (b, h, c, n, p)
+    # 3. recurrence over chunks: the state entering every chunk, and the final state
+    if initial_state is None:
+        init = states.new_zeros(b, H, 1, B.shape[-1], P)
+    else:
+        init = initial_state.to(work).transpose(-1, -2)[:, :, None]      # (b, h, 1, n, p)
+    states = torch.cat([init, states], dim=2)                            # (b, h, c+1, n, p)
+    decay_chunk = segsum(F.pad(A_cumsum[..., -1], (1, 0))).exp()         # (b, h, c+1, c+1)
+    new_states = torch.einsum("bhzc,bhcnp->bhznp", decay_chunk, states)
+    states, final_state = new_states[:, :, :-1], new_states[:, :, -1]
+    # 4. state -> output within each chunk: exp(A_1 + ... + A_l) C_l h_chunk_start
+    Y_off = (C * A_cumsum.exp()[..., None]) @ states                     # (b, h, c, l, p)
+    y = (Y_diag + Y_off).permute(0, 2, 3, 1, 4).reshape(b, c * L, H, P)[:, :T]
+    return y.to(dtype), final_state.transpose(-1, -2)                    # state (b, h, p, n)
+
+
+def ssd_chunked(x, dt, A, B, C, chunk_size=64, initial_state=None):
+    """Chunked SSD (the paper's minimal algorithm). Same signature and returns as `ssd_ref`."""
+    _check(x, dt, A, B, C)
+    fn = optional_kernel("fla.ops.simple_gla", "chunk_simple_gla")
+    if fn is not None and on_cuda(x, A, B, C):
+        H = x.shape[2]
+        v = x if dt is None else x * dt[..., None].to(x.dtype)
+        h0 = None if initial_state is None else initial_state.transpose(-1, -2).contiguous()
+        res = try_kernel("ssd_chunked", fn, _heads(C, H).contiguous(), _heads(B, H).contiguous(), v.contiguous(),
+                         g=A.float().contiguous(), scale=1.0, initial_state=h0, output_final_state=True)
+        if res is not None:
+            y, S = res
+            return y, S.transpose(-1, -2)  # fla keeps (K=N, V=P); ours is (P, N) as mamba's
+    return _ssd_torch(x, dt, A, B, C, chunk_size, initial_state)

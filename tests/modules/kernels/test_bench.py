@@ -1,0 +1,42 @@
+"""`python -m workflow.bench kernels` at toy sizes: it runs every op and writes its JSON."""
+from __future__ import annotations
+
+import ast
+import json
+import sys
+from pathlib import Path
+
+from workflow import bench
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_bench_kernels_writes_every_op(tmp_path, capsys):
+    out = tmp_path / "kernels.json"
+    rc = bench.main(["kernels", "--out", str(out), "-B", "1", "-T", "12", "-D", "8", "-H", "2", "-K", "4", "-N", "3",
+                     "--repeats", "1", "--ref-repeats", "1"])
+    assert rc == 0
+    result = json.loads(out.read_text())
+    ops = {r["op"] for r in result["ops"]}
+    assert {"scan", "selective_scan", "linear_attn_chunked", "delta_rule_chunked", "fftconv", "ssd_chunked"} <= ops
+    for r in result["ops"]:
+        for mode in ("fwd", "fwd_bwd"):
+            assert r[mode]["ref_ms"] > 0 and r[mode]["fast_ms"] > 0 and r[mode]["ratio"] > 0
+    assert result["config"]["T"] == 12
+    assert "ratio" in capsys.readouterr().out
+
+
+def test_bench_imports_only_torch_kernels_and_the_standard_library():
+    tree = ast.parse((ROOT / "workflow" / "bench.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [node.module or ""]
+        else:
+            continue
+        for name in names:
+            top = name.split(".")[0]
+            assert top in sys.stdlib_module_names or top in ("torch", "modules", "__future__"), name
+            if top == "modules":
+                assert name in ("modules",) and all(a.name == "kernels" for a in node.names), name
