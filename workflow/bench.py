@@ -1,6 +1,7 @@
 """Benchmarks that print ratios, not timed tests.
 
     python -m workflow.bench kernels [--out results/bench/kernels.json] [--threads N]
+    python -m workflow.bench archs [--out results/bench/archs.json] [--threads N] [--archs ...]
 
 `kernels`: every kernel's loop reference against its fast path at B=8, T=1024, D=64
 (H=4, K=V=16 for attention-style ops, N=16 for SSM states): the median time of a few runs
@@ -8,11 +9,17 @@ after a warm-up, forward only (under no_grad) and forward+backward, and their ra
 The loop references are slow at T=1024, so they get fewer repeats (never less than one).
 One CPU thread by default (see --threads). Wall-clock times on a shared machine move with
 its load: the JSON records the load average, and ratios are the numbers to compare.
-Imports only torch, modules.kernels and the standard library.
+
+`archs`: training throughput of every registered sequence model at d_model=128, 2 layers,
+T=256, batch 8, vocabulary 64: tokens per second of forward + backward (cross-entropy on
+random targets, no optimizer step), the median of a few steps after a warm-up. An arch whose
+config cannot be built from those sizes (e.g. a non-sequence model) is listed as skipped.
+Imports only torch, modules (kernels, models) and the standard library.
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import platform
@@ -169,6 +176,50 @@ def _write_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
+def bench_archs(archs=None, B=8, T=256, d_model=128, n_layer=2, vocab=64, device="cpu", steps=5,
+                budget_s=30.0, log=print) -> dict:
+    """tokens/s of forward+backward per arch; median of up to `steps` timed steps after one warm-up
+    (fewer when one step takes long: about `budget_s` per arch)."""
+    # Loaded here, not at the top: the `kernels` subcommand stays import-light (torch and
+    # modules.kernels only, which tests/modules/kernels/test_bench.py checks on the import statements)
+    models = importlib.import_module("modules.models")
+    unknown = [a for a in archs or [] if a not in models.arch_names()]
+    if unknown:
+        raise ValueError(f"unknown arch {', '.join(unknown)}; known: {', '.join(models.arch_names())}")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, vocab, (B, T), generator=g).to(device)
+    y = torch.randint(0, vocab, (B, T), generator=g).to(device)
+    rows = []
+    for arch in archs or models.arch_names():
+        try:
+            torch.manual_seed(0)
+            model = models.build_model(arch, {"n_layer": n_layer, "d_model": d_model}, {"vocab_size": vocab}).to(device)
+        except (TypeError, ValueError) as e:  # ConfigError is a ValueError
+            rows.append({"arch": arch, "skipped": f"{type(e).__name__}: {e}"})
+            log(f"{arch:<18} skipped ({e})")
+            continue
+
+        def run():
+            for p in model.parameters():
+                p.grad = None
+            loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
+            loss.backward()
+
+        t = _time(run, device, steps, budget_s)
+        row = {"arch": arch, "tokens_per_s": B * T / t, "step_ms": 1e3 * t,
+               "params": sum(p.numel() for p in model.parameters())}
+        rows.append(row)
+        log(f"{arch:<18} {row['tokens_per_s']:>12,.0f} {row['step_ms']:>10.1f} {row['params']:>10,}")
+    return {
+        "config": {"B": B, "T": T, "d_model": d_model, "n_layer": n_layer, "vocab": vocab, "device": device,
+                   "threads": torch.get_num_threads(), "torch": torch.__version__,
+                   "machine": platform.processor() or platform.machine(), "steps": steps,
+                   "statistic": "median after one warm-up", "mode": "forward+backward",
+                   "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None},
+        "archs": rows,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workflow.bench", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -184,9 +235,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ops", nargs="*", default=None, help="only these ops")
     for flag, default in (("B", 8), ("T", 1024), ("D", 64), ("H", 4), ("K", 16), ("N", 16)):
         p.add_argument(f"-{flag}", type=int, default=default, help=f"default {default}")
+    a = sub.add_parser("archs", help="tokens/s of forward+backward for every registered arch")
+    a.add_argument("--out", type=Path, default=Path("results/bench/archs.json"), help="JSON file to write")
+    a.add_argument("--device", default="cpu", help="cpu or cuda")
+    a.add_argument("--threads", type=int, default=1, help="torch CPU threads; 0 keeps torch's default")
+    a.add_argument("--steps", type=int, default=5, help="timed steps per arch (median), after one warm-up")
+    a.add_argument("--archs", nargs="*", default=None, help="only these archs (default: every registered one)")
+    for flag, default in (("B", 8), ("T", 256), ("d-model", 128), ("n-layer", 2), ("vocab", 64)):
+        a.add_argument(f"--{flag}" if len(flag) > 1 else f"-{flag}", type=int, default=default, help=f"default {default}")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.what == "archs":
+        print(f"archs at B={args.B} T={args.T} d_model={args.d_model} n_layer={args.n_layer} vocab={args.vocab} "
+              f"on {args.device}, forward+backward, {torch.get_num_threads()} threads, torch {torch.__version__}",
+              flush=True)
+        print(f"{'arch':<18} {'tokens/s':>12} {'step ms':>10} {'params':>10}", flush=True)
+        try:
+            result = bench_archs(args.archs, args.B, args.T, args.d_model, args.n_layer, args.vocab, args.device,
+                                 args.steps, log=lambda s: print(s, flush=True))
+        except ValueError as e:
+            parser.error(str(e))
+        _write_json(args.out, result)
+        print(f"wrote {args.out}")
+        return 0
     if args.D % args.H:
         parser.error(f"-D {args.D} must be divisible by -H {args.H} (SSD splits D into H heads)")
     print(f"kernels at B={args.B} T={args.T} D={args.D} H={args.H} K=V={args.K} N={args.N} on {args.device}, "

@@ -15,6 +15,16 @@ ARCHS: dict[str, str] = {
     "rnn": "modules.models.rnn:ElmanRNN:ElmanConfig",
     "gru": "modules.models.rnn:GRU:GRUConfig",
     "lstm": "modules.models.lstm:LSTM:LSTMConfig",
+    # state-space and linear-attention mixers on one pre-norm backbone (mixer_lm.py)
+    "s4d": "modules.models.s4d:S4D:S4DConfig",
+    "dss": "modules.models.dss:DSS:DSSConfig",
+    "lru": "modules.models.lru:LRU:LRUConfig",
+    "mamba": "modules.models.mamba:Mamba:MambaConfig",
+    "mamba2": "modules.models.mamba2:Mamba2:Mamba2Config",
+    "linear_attention": "modules.models.linear_attention:LinearAttention:LinearAttentionConfig",
+    "gla": "modules.models.linear_attention:GLA:GLAConfig",
+    "deltanet": "modules.models.deltanet:DeltaNet:DeltaNetConfig",
+    "hybrid": "modules.models.hybrid:Hybrid:HybridConfig",
 }
 
 

@@ -1,0 +1,159 @@
+"""One block, many mixers (zoology): the backbone every state-space and linear-attention model
+in the zoo shares.
+
+    h_0 = embed(x)
+    h_l = h_{l-1} + Mixer_l(LN(h_{l-1}));  h_l = h_l + MLP(LN(h_l))       (MLP left out when d_ff = 0)
+    logits = W_out LN(h_L)
+
+A mixer is an nn.Module built as `Mixer(cfg, layer_idx)` with three methods:
+    forward(x)                 (B, T, D) -> (B, T, D), the parallel / chunked / convolution form
+    init_state(batch, device)  the empty recurrent state of one layer
+    step(x_t, state)           (B, D) -> ((B, D), state), the recurrent form of the same map
+and `step` run over a sequence must equal `forward` (the tests check it for every arch).
+An arch file subclasses `MixerLM` with its mixer in `mixer_cls` and its config, which extends
+`MixerLMConfig`; `hybrid.py` builds a stack from several mixers.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+
+from ..config import require
+from .common import MLP, SeqInput, SeqIOConfig, check_int
+
+
+@dataclass
+class MixerLMConfig(SeqIOConfig):
+    n_layer: int = 2
+    d_model: int = 128
+    d_ff: int | None = None        # MLP width; default 4 * d_model; 0: no MLP (the Mamba paper's block)
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        self.check_io()
+        check_int(self, "n_layer")
+        check_int(self, "d_model")
+        require(self.d_ff is None or self.d_ff >= 0, "d_ff", f"{self.d_ff} must be at least 0 (0: no MLP)")
+        require(0.0 <= self.dropout < 1.0, "dropout", f"{self.dropout} must be in [0, 1)")
+        if self.d_ff is None:
+            self.d_ff = 4 * self.d_model
+
+
+class RMSNorm(nn.Module):
+    """x / rms(x) * w over the last dim (Zhang & Sennrich 2019); used per head and in Mamba-2's gate."""
+
+    def __init__(self, d: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+def inverse_softplus(x: torch.Tensor) -> torch.Tensor:
+    """softplus^-1(x) = x + log(1 - exp(-x)), for initialising a bias that goes through softplus."""
+    return x + torch.log(-torch.expm1(-x))
+
+
+def log_uniform(n: int, lo: float, hi: float, floor: float = 0.0) -> torch.Tensor:
+    """n values exp(U(log lo, log hi)), at least `floor`: the step sizes Delta of S4/Mamba."""
+    dt = torch.exp(torch.rand(n) * (math.log(hi) - math.log(lo)) + math.log(lo))
+    return dt.clamp(min=floor) if floor > 0 else dt
+
+
+def check_dt_range(cfg) -> None:
+    require(cfg.dt_min > 0, "dt_min", f"{cfg.dt_min} must be above 0")
+    require(cfg.dt_max >= cfg.dt_min, "dt_max", f"{cfg.dt_max} must be at least dt_min={cfg.dt_min}")
+
+
+class CausalConv(nn.Module):
+    """Short causal depthwise convolution over time (Mamba's conv1d, H3's shift), with a step form
+    that keeps the last width-1 inputs."""
+
+    def __init__(self, channels: int, width: int, bias: bool = True):
+        super().__init__()
+        self.width = width
+        self.conv = nn.Conv1d(channels, channels, width, groups=channels, padding=width - 1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        T = x.shape[1]
+        return self.conv(x.transpose(1, 2))[..., :T].transpose(1, 2)                  # (B, T, C)
+
+    def init_state(self, batch_size: int, device) -> torch.Tensor:
+        return torch.zeros(batch_size, self.conv.in_channels, self.width - 1, device=device)
+
+    def step(self, x_t: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        window = torch.cat([state, x_t[..., None]], dim=-1)                           # (B, C, width)
+        y = (window * self.conv.weight[:, 0]).sum(-1)                                  # (B, C)
+        if self.conv.bias is not None:
+            y = y + self.conv.bias
+        return y, window[..., 1:]
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: MixerLMConfig, mixer: nn.Module):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(cfg.d_model)
+        self.mixer = mixer
+        self.drop = nn.Dropout(cfg.dropout)
+        self.mlp = MLP(cfg.d_model, cfg.d_ff, dropout=cfg.dropout) if cfg.d_ff else None
+        self.ln2 = nn.LayerNorm(cfg.d_model) if cfg.d_ff else None
+
+    def _mlp(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.mlp is None else x + self.mlp(self.ln2(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._mlp(x + self.drop(self.mixer(self.ln1(x))))                      # (B, T, D)
+
+    def step(self, x_t: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        y, state = self.mixer.step(self.ln1(x_t), state)                               # (B, D)
+        return self._mlp(x_t + y), state
+
+
+class MixerLM(nn.Module):
+    """Input -> n_layer pre-norm blocks (mixer + MLP) -> final norm -> readout."""
+
+    mixer_cls: type | None = None   # set by each arch; built as mixer_cls(cfg, layer_idx)
+
+    def __init__(self, cfg: MixerLMConfig, make_mixer: Callable[[int], nn.Module] | None = None):
+        super().__init__()
+        self.cfg = cfg
+        make_mixer = make_mixer or (lambda i: self.mixer_cls(cfg, i))
+        self.inp = SeqInput(cfg, cfg.d_model)
+        self.blocks = nn.ModuleList(Block(cfg, make_mixer(i)) for i in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(cfg.d_model)
+        self.head = nn.Linear(cfg.d_model, cfg.out_size, bias=False)
+        if self.inp.tokens:
+            nn.init.normal_(self.inp.proj.weight, std=0.02)
+
+    def forward(self, x: torch.Tensor, return_hidden: bool = False):
+        h = self.inp(x)                                                                # (B, T, D)
+        hiddens = []
+        for block in self.blocks:
+            h = block(h)
+            hiddens.append(h)                                                          # (B, T, D)
+        logits = self.head(self.ln_f(h))                                               # (B, T, V)
+        return (logits, hiddens) if return_hidden else logits
+
+    def init_state(self, batch_size: int) -> list:
+        device = self.head.weight.device
+        return [b.mixer.init_state(batch_size, device) for b in self.blocks]
+
+    def step(self, x_t: torch.Tensor, state: list) -> tuple[torch.Tensor, list]:
+        """One position: x_t is (B,) token ids or (B, d_input); returns logits (B, V) and the state."""
+        h = self.inp(x_t)                                                              # (B, D)
+        new_state = []
+        for block, s in zip(self.blocks, state):
+            h, s = block.step(h, s)
+            new_state.append(s)
+        return self.head(self.ln_f(h)), new_state
+
+
+def split_heads(x: torch.Tensor, n_head: int) -> torch.Tensor:
+    return x.view(*x.shape[:-1], n_head, x.shape[-1] // n_head)                        # (..., H, K)
+
