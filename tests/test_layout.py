@@ -91,3 +91,17 @@ def test_job_paths_stay_inside_results(tmp_path):
     from workflow.catalogue import point_name
 
     assert "/" not in point_name({"task.mode": ".."}) and point_name({"task.mode": ".."}) == "task.mode=.."
+
+
+def test_readme_lists_every_arch_and_task_with_its_metrics():
+    from modules.models import ARCHS
+    from modules.tasks import TASKS, get_task_class
+
+    readme = (ROOT / "README.md").read_text()
+    for arch in ARCHS:
+        assert f"`{arch}`" in readme, f"README does not list the arch {arch}"
+    for name in TASKS:
+        cls = get_task_class(name)
+        row = next((ln for ln in readme.splitlines() if ln.startswith(f"| `{name}` |")), None)
+        assert row, f"README does not list the task {name}"
+        assert ", ".join(cls.metrics) in row and ", ".join(cls.eval_axes) in row, row
