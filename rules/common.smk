@@ -89,7 +89,7 @@ def job_label(w):
 
 
 def paper_file(w):
-    return str(PAPERS[w.paper].path.relative_to(Path.cwd())) if PAPERS[w.paper].path.is_relative_to(Path.cwd()) else str(PAPERS[w.paper].path)
+    return str(PAPERS[w.paper].path)  # relative to the working directory, as loaded
 
 
 def paper_evals(w):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import socket
@@ -40,9 +39,6 @@ def read_json(path: str | Path) -> Any:
     with open(path) as f:
         return json.load(f)
 
-
-def finite_or_none(x: float) -> float | None:
-    return x if isinstance(x, (int, float)) and math.isfinite(x) else None
 
 
 _GIT: dict | None = None

@@ -13,11 +13,12 @@ contradiction on such a job becomes inconclusive (under budget), never not_repro
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from pathlib import Path
 
 from . import schema as S
-from .catalogue import fmt_value, load_paper
+from .catalogue import find_value, fmt_value, load_paper
 from .jobs import git_info, now, write_json
 from .results import Measurements, NotRun, collect, interval
 
@@ -252,8 +253,6 @@ def judge_table(t: S.Table, ms: Measurements) -> dict:
             free = {k: v for k, v in ((t.rows, r), (t.columns, col)) if k != "model"}
             model = r if t.rows == "model" else col if t.columns == "model" else None
             paper_v = None
-            from .catalogue import find_value
-
             pr = find_value(list(t.paper), r)
             if pr is not None:
                 pc = find_value(list(t.paper[pr]), col)
@@ -283,8 +282,6 @@ def series(ms: Measurements) -> list[dict]:
             if len(values) < 2:
                 continue
             others = {k: v for k, v in axes.items() if k != axis}
-            import itertools
-
             for combo in itertools.product(*others.values()):
                 fixed = dict(zip(others, combo))
                 for metric in exp.evaluate.metrics:
