@@ -9,10 +9,13 @@ Positional schemes (`pos`):
   sinusoidal  the fixed sin/cos table of Vaswani et al. 2017, added to the input
   rope        rotary embeddings of queries and keys (Su et al. 2021, the GPT-NeoX "rotate half" form)
   alibi       a linear bias -m_h (i - j) on the attention scores (Press et al. 2022)
+  hard_alibi  Jelassi et al. 2024 ("Repeat After Me", section 4): head h < hard_alibi_heads sees
+              only the last h + 1 positions (bias 0 inside the window, -inf beyond it), as in
+              the authors' hard_alibi_model.py; the other heads are NoPE (no positional signal)
   none        no positional signal; causal masking alone carries order (Haviv et al. 2022)
 
 Attention runs through torch's scaled_dot_product_attention: with `is_causal` for every
-scheme but ALiBi, which needs its bias as an explicit float mask. `step()` decodes one token
+scheme but the two ALiBis, which need their bias as an explicit float mask. `step()` decodes one token
 with a key-value cache and equals `forward` position by position.
 """
 from __future__ import annotations
@@ -36,7 +39,8 @@ class TransformerConfig(SeqIOConfig):
     d_model: int = 128
     d_ff: int | None = None        # MLP width; default 4 * d_model
     dropout: float = 0.0
-    pos: Literal["learned", "sinusoidal", "rope", "alibi", "none"] = "learned"
+    pos: Literal["learned", "sinusoidal", "rope", "alibi", "hard_alibi", "none"] = "learned"
+    hard_alibi_heads: int | None = None   # hard_alibi: heads with a window (h + 1); default n_head // 2
     max_len: int = 2048            # length of the learned position table (other schemes have no limit)
     rope_base: float = 10000.0
     bias: bool = True
@@ -51,6 +55,12 @@ class TransformerConfig(SeqIOConfig):
         require(self.d_ff is None or self.d_ff >= 1, "d_ff", f"{self.d_ff} must be at least 1")
         require(0.0 <= self.dropout < 1.0, "dropout", f"{self.dropout} must be in [0, 1)")
         require(self.rope_base > 1.0, "rope_base", f"{self.rope_base} must be above 1")
+        require(self.hard_alibi_heads is None or self.pos == "hard_alibi", "hard_alibi_heads",
+                f"only applies with pos: hard_alibi (pos is {self.pos!r})")
+        if self.pos == "hard_alibi" and self.hard_alibi_heads is None:
+            self.hard_alibi_heads = self.n_head // 2
+        require(self.hard_alibi_heads is None or 0 <= self.hard_alibi_heads <= self.n_head, "hard_alibi_heads",
+                f"{self.hard_alibi_heads} must be between 0 and n_head={self.n_head}")
         if self.d_ff is None:
             self.d_ff = 4 * self.d_model
 
@@ -94,6 +104,15 @@ def alibi_mask(slopes: torch.Tensor, q_pos: torch.Tensor, k_pos: torch.Tensor) -
     dist = (q_pos[:, None] - k_pos[None, :]).float()                                   # (Tq, Tk)
     bias = -slopes.to(dist.device)[:, None, None] * dist[None]                         # (H, Tq, Tk)
     return bias.masked_fill(dist[None] < 0, float("-inf"))
+
+
+def hard_alibi_mask(windows: torch.Tensor, q_pos: torch.Tensor, k_pos: torch.Tensor) -> torch.Tensor:
+    """Float attention mask: 0 where i - windows_h < j <= i, -inf elsewhere; a window of 0 means no
+    limit (a NoPE head). windows (H,); returns (H, Tq, Tk)."""
+    dist = (q_pos[:, None] - k_pos[None, :]).float()                                   # (Tq, Tk)
+    w = windows.to(dist.device).float()[:, None, None]                                 # (H, 1, 1)
+    out = (dist[None] < 0) | ((w > 0) & (dist[None] >= w))                             # (H, Tq, Tk)
+    return torch.zeros(out.shape, device=dist.device).masked_fill(out, float("-inf"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -157,6 +176,9 @@ class Transformer(nn.Module):
         self.head = nn.Linear(cfg.d_model, cfg.out_size, bias=False)
         if cfg.pos == "alibi":
             self.register_buffer("slopes", alibi_slopes(cfg.n_head), persistent=False)
+        if cfg.pos == "hard_alibi":
+            windows = [h + 1 if h < cfg.hard_alibi_heads else 0 for h in range(cfg.n_head)]
+            self.register_buffer("windows", torch.tensor(windows), persistent=False)
         self.apply(self._init_weights)
         for name, p in self.named_parameters():
             if name.endswith("proj.weight"):   # residual projections, scaled as in GPT-2
@@ -188,6 +210,9 @@ class Transformer(nn.Module):
         elif cfg.pos == "alibi":
             k_pos = torch.arange(int(positions[-1]) + 1, device=positions.device)
             ctx["alibi"] = alibi_mask(self.slopes, positions, k_pos).to(h.dtype)      # (H, T, S)
+        elif cfg.pos == "hard_alibi":
+            k_pos = torch.arange(int(positions[-1]) + 1, device=positions.device)
+            ctx["alibi"] = hard_alibi_mask(self.windows, positions, k_pos).to(h.dtype)  # (H, T, S)
         return self.drop(h), ctx
 
     def forward(self, x: torch.Tensor, return_hidden: bool = False):

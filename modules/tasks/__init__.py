@@ -15,6 +15,8 @@ TASKS: dict[str, str] = {
     "parity": "modules.tasks.parity:ParityTask",
     "flip_flop": "modules.tasks.flip_flop:FlipFlopTask",
     "dyck": "modules.tasks.dyck:DyckTask",
+    "reber": "modules.tasks.reber:ReberTask",
+    "python_source": "modules.tasks.python_source:PythonSourceTask",
 }
 
 

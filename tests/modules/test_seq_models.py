@@ -10,7 +10,7 @@ import torch
 from modules.config import ConfigError
 from modules.models import build_model
 from modules.models.lstm import VARIANTS
-from modules.models.transformer import alibi_mask, alibi_slopes, apply_rope, rope_cos_sin
+from modules.models.transformer import alibi_mask, alibi_slopes, apply_rope, hard_alibi_mask, rope_cos_sin
 from modules.optim import make_optimizer
 
 V = 11          # vocabulary of the toy inputs
@@ -20,7 +20,8 @@ B, T = 3, 13    # odd sizes on purpose
 # LSTM flags that change the state (full gate recurrence) or the gate layout (coupling).
 CASES = [
     *[("transformer", {"n_layer": 2, "n_head": 2, "d_model": 16, "pos": p})
-      for p in ("learned", "sinusoidal", "rope", "alibi", "none")],
+      for p in ("learned", "sinusoidal", "rope", "alibi", "hard_alibi", "none")],
+    ("transformer", {"n_layer": 1, "n_head": 4, "d_model": 16, "pos": "hard_alibi", "hard_alibi_heads": 3}),
     ("transformer", {"n_layer": 1, "n_head": 3, "d_model": 24, "pos": "alibi"}),   # heads not a power of 2
     ("rnn", {"n_layer": 2, "d_model": 16}),
     ("rnn", {"n_layer": 2, "d_model": 16, "nonlinearity": "relu", "block": "prenorm"}),
@@ -191,6 +192,17 @@ def test_alibi_slopes_and_mask():
     assert m[0, 2, 0] == -2 * 2 ** -4 and m[1, 1, 0] == -(2 ** -8) and m[0, 0, 1] == float("-inf")
 
 
+def test_hard_alibi_windows():
+    m = hard_alibi_mask(torch.tensor([1, 2, 0]), torch.arange(4), torch.arange(4))      # (H, T, T)
+    seen = (m == 0).int()
+    assert seen[0].tolist() == [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]   # itself only
+    assert seen[1].tolist() == [[1, 0, 0, 0], [1, 1, 0, 0], [0, 1, 1, 0], [0, 0, 1, 1]]   # itself and one back
+    assert seen[2].tolist() == torch.ones(4, 4).tril().int().tolist()                      # NoPE: all the past
+    model = make("transformer", {"n_layer": 1, "n_head": 4, "d_model": 16, "pos": "hard_alibi"})
+    assert model.windows.tolist() == [1, 2, 0, 0]                                          # n_head // 2 windowed
+    assert model.cfg.hard_alibi_heads == 2
+
+
 def test_learned_positions_refuse_to_run_past_the_table():
     model = make("transformer", {"n_layer": 1, "n_head": 1, "d_model": 8, "max_len": 8})
     model(tokens(t=8))
@@ -202,6 +214,8 @@ def test_learned_positions_refuse_to_run_past_the_table():
 @pytest.mark.parametrize("arch,params,key", [
     ("transformer", {"n_head": 3, "d_model": 16}, "n_head"),
     ("transformer", {"pos": "relative"}, "pos"),
+    ("transformer", {"pos": "rope", "hard_alibi_heads": 2}, "hard_alibi_heads"),
+    ("transformer", {"pos": "hard_alibi", "n_head": 2, "d_model": 16, "hard_alibi_heads": 3}, "hard_alibi_heads"),
     ("transformer", {"n_layers": 2}, "n_layers"),
     ("transformer", {"dropout": 1.5}, "dropout"),
     ("rnn", {"nonlinearity": "sigmoid"}, "nonlinearity"),
