@@ -26,6 +26,7 @@ validate(config, "schemas/config.schema.yaml")
 include: "rules/common.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
+include: "rules/probe.smk"
 include: "rules/track.smk"
 include: "rules/judge.smk"
 include: "rules/report.smk"

@@ -56,6 +56,10 @@ def eval_config(w):
     return json.dumps(_job(w).eval_config, sort_keys=True)
 
 
+def probe_config(w):
+    return json.dumps(_job(w).probe_config, sort_keys=True)
+
+
 def _attempt(w, name):
     """A retry token: a job whose record says "failed" gets a new token, which changes its params,
     so Snakemake reruns it next time; a finished job keeps the token it ran with."""
@@ -76,6 +80,10 @@ def eval_attempt(w):
     return _attempt(w, "eval.json")
 
 
+def probe_attempt(w):
+    return _attempt(w, "probe.json")
+
+
 def job_dir(w):
     return _job(w).dir
 
@@ -93,7 +101,9 @@ def paper_file(w):
 
 
 def paper_evals(w):
-    return [f"{job.dir}/eval.json" for job in PAPERS[w.paper].jobs(w.scale)]
+    """Every result file of the paper: evaluations, and probes where the experiment has any."""
+    jobs = PAPERS[w.paper].jobs(w.scale)
+    return [f"{job.dir}/eval.json" for job in jobs] + [f"{job.dir}/probe.json" for job in jobs if job.probe_config]
 
 
 def paper_claims(w):

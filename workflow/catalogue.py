@@ -278,18 +278,72 @@ def find_value(values: list, v: Any) -> Any | None:
 
 @dataclass
 class Axes:
-    """The axes of an experiment at one scale: train sweep keys and eval sweep keys."""
+    """The axes of an experiment at one scale: train sweep keys, eval sweep keys, and the probe
+    axes of each probe metric ("<probe id>.<stat>" -> {"probe.layer": [...], ...})."""
 
     train: dict[str, list]
     evaluate: dict[str, list]
+    probe: dict[str, dict[str, list]] = field(default_factory=dict)
 
     @property
     def all(self) -> dict[str, list]:
+        """Train and evaluation axes: those of the task's metrics."""
         return {**self.train, **self.evaluate}
+
+    def for_metric(self, metric: str | None) -> dict[str, list]:
+        """The axes a value of `metric` is addressed on: a probe metric has the train axes and
+        its probe's axes; a task metric the train and evaluation axes."""
+        if metric in self.probe:
+            return {**self.train, **self.probe[metric]}
+        return self.all
+
+    @property
+    def metrics(self) -> list[str]:
+        return list(self.probe)
+
+
+def probe_layers(exp: S.Experiment, probe: S.ProbeSpec) -> list[int] | None:
+    """The probe's layers: its list, or 1 .. n_layer when every model gives the same n_layer."""
+    if probe.layers != "all":
+        return list(probe.layers)
+    ns = {m.params.get("n_layer") for m in exp.models}
+    if len(ns) != 1 or None in ns or not isinstance(next(iter(ns)), int):
+        return None
+    return list(range(1, next(iter(ns)) + 1))
+
+
+def probe_metrics(exp: S.Experiment) -> dict[str, dict[str, list]]:
+    """Every probe metric of the experiment with its probe axes ({} for unknown kinds)."""
+    from modules.probes.kinds import KINDS, axis_values
+
+    out: dict[str, dict[str, list]] = {}
+    for p in exp.probes:
+        if p.kind not in KINDS:
+            continue
+        layers = probe_layers(exp, p) or []
+        try:
+            axes = axis_values(p.kind, p.params, layers)
+        except KeyError:
+            axes = {}
+        for stat, dims in KINDS[p.kind].metrics.items():
+            out[f"{p.id}.{stat}"] = {f"probe.{d}": axes.get(f"probe.{d}", []) for d in dims}
+    return out
 
 
 def axes_of(exp: S.Experiment) -> Axes:
-    return Axes(train=dict(exp.sweep), evaluate=dict(exp.evaluate.sweep))
+    return Axes(train=dict(exp.sweep), evaluate=dict(exp.evaluate.sweep), probe=probe_metrics(exp))
+
+
+def metrics_of(exp: S.Experiment) -> list[str]:
+    """The metrics a claim or table can address: the evaluated ones and every probe metric."""
+    return [*exp.evaluate.metrics, *probe_metrics(exp)]
+
+
+def probe_config(exp: S.Experiment) -> dict:
+    """What a probe job needs beyond its trained model: changing it never retrains."""
+    probes = [{"id": p.id, "kind": p.kind, "target": p.target, "layers": probe_layers(exp, p) or [],
+               "positions": p.positions, "params": dict(p.params)} for p in exp.probes]
+    return {"probes": probes, "layers": sorted({l for p in probes for l in p["layers"]})}
 
 
 _REGISTRY_CHECKS = [True]   # off only while loading files a cache says passed these checks
@@ -373,12 +427,54 @@ def _check_experiment(exp: S.Experiment, where: str, problems: list[str]) -> Non
             except ConfigError as e:
                 problems.append(f"{where}.evaluate.sweep.{key}: {v!r}: {e.message}")
                 break
-    if exp.probes:
-        problems.append(f"{where}.probes: probe kinds are not available yet (known: none); remove the probes")
+    _check_probes(exp, task, task_cls, where, problems)
 
 
-def _check_at(at: dict, axes: Axes, free: set[str], where: str, problems: list[str]) -> None:
-    every = axes.all
+def _check_probes(exp: S.Experiment, task, task_cls, where: str, problems: list[str]) -> None:
+    from modules.models import arch_names, build_config_for
+    from modules.probes.kinds import KINDS, kind_names, resolve_params
+
+    ids = set()
+    for i, p in enumerate(exp.probes):
+        at = f"{where}.probes[{i}]"
+        if p.id in ids:
+            problems.append(f"{at}.id: duplicate probe id {p.id!r}")
+        ids.add(p.id)
+        if p.kind not in KINDS:
+            problems.append(f"{at}.kind: {p.kind!r} is not a known probe kind; known: {', '.join(kind_names())}")
+            continue
+        kind = KINDS[p.kind]
+        labels = getattr(task_cls, "probe_labels", {})
+        if kind.needs_target and p.target is None:
+            problems.append(f"{at}.target: a {p.kind} probe needs a target; task {exp.task.name!r} labels: "
+                            f"{', '.join(labels) or 'none'}")
+        elif p.target is not None and not kind.needs_target:
+            problems.append(f"{at}.target: a {p.kind} probe takes no target; remove it")
+        elif p.target is not None and p.target not in labels:
+            problems.append(f"{at}.target: {p.target!r} is not a probe label of task {exp.task.name!r}; "
+                            f"known: {', '.join(labels) or 'none'}")
+        try:
+            resolve_params(p.kind, p.params)
+        except KeyError as e:
+            problems.append(f"{at}.params: {e.args[0]}")
+        if probe_layers(exp, p) is None:
+            problems.append(f"{at}.layers: 'all' needs the same n_layer given in every model of the experiment; "
+                            "give n_layer in each model, or list the layers, e.g. layers: [1, 2]")
+            continue
+        for m in exp.models:
+            if m.arch not in arch_names():
+                continue
+            try:
+                n = getattr(build_config_for(m.arch, m.params, task.spec()), "n_layer", None)
+            except Exception:  # noqa: BLE001 - reported by the model checks
+                continue
+            bad = [l for l in probe_layers(exp, p) if n is not None and l > n]
+            if bad:
+                problems.append(f"{at}.layers: {bad} beyond model {m.id!r}'s {n} layers (layers are 1 .. n_layer)")
+                break
+
+
+def _check_at(at: dict, every: dict[str, list], free: set[str], where: str, problems: list[str]) -> None:
     for key, v in at.items():
         if key not in every:
             problems.append(f"{where}.at.{key}: not an axis of the experiment; axes: {', '.join(every) or 'none'}")
@@ -409,10 +505,10 @@ def _check_references(paper: S.Paper, problems: list[str]) -> None:
             problems.append(f"{where}.measure.experiment: {m.experiment!r} is not an experiment of this paper; known: {', '.join(exps)}")
             continue
         model_ids = [x.id for x in exp.models]
-        if m.metric not in exp.evaluate.metrics:
+        if m.metric not in metrics_of(exp):
             problems.append(
                 f"{where}.measure.metric: {m.metric!r} is not evaluated in experiment {exp.id!r}; "
-                f"its evaluate.metrics: {', '.join(exp.evaluate.metrics)}"
+                f"its metrics: {', '.join(metrics_of(exp))}"
             )
         needs_model = c.kind in ("value", "threshold", "trend")
         if needs_model and m.model is None:
@@ -430,16 +526,18 @@ def _check_references(paper: S.Paper, problems: list[str]) -> None:
         for key, mid in named:
             if mid not in model_ids:
                 problems.append(f"{where}.{key}: {mid!r} is not a model of experiment {exp.id!r}; models: {', '.join(model_ids)}")
-        axes = axes_of(exp)
+        if m.metric not in metrics_of(exp):
+            continue  # its axes are unknown: `at` cannot be checked
+        ax = axes_of(exp).for_metric(m.metric)
         free = set()
         if c.kind == "trend":
-            if c.along not in axes.all:
-                problems.append(f"{where}.along: {c.along!r} is not an axis of experiment {exp.id!r}; axes: {', '.join(axes.all) or 'none'}")
+            if c.along not in ax:
+                problems.append(f"{where}.along: {c.along!r} is not an axis of experiment {exp.id!r}; axes: {', '.join(ax) or 'none'}")
                 continue  # which axes `at` must fix depends on a valid `along`
-            elif len(axes.all[c.along]) < 2:
+            elif len(ax[c.along]) < 2:
                 problems.append(f"{where}.along: axis {c.along!r} has one value; a trend needs at least two")
             free.add(c.along)
-        _check_at(m.at, axes, free, where + ".measure", problems)
+        _check_at(m.at, ax, free, where + ".measure", problems)
     tids = set()
     for i, t in enumerate(paper.tables):
         where = f"tables[{i}]"
@@ -450,10 +548,10 @@ def _check_references(paper: S.Paper, problems: list[str]) -> None:
         if exp is None:
             problems.append(f"{where}.experiment: {t.experiment!r} is not an experiment of this paper; known: {', '.join(exps)}")
             continue
-        if t.metric not in exp.evaluate.metrics:
-            problems.append(f"{where}.metric: {t.metric!r} is not evaluated in experiment {exp.id!r}; its evaluate.metrics: {', '.join(exp.evaluate.metrics)}")
-        axes = axes_of(exp)
-        choices = ["model", *axes.all]
+        if t.metric not in metrics_of(exp):
+            problems.append(f"{where}.metric: {t.metric!r} is not evaluated in experiment {exp.id!r}; its metrics: {', '.join(metrics_of(exp))}")
+        ax = axes_of(exp).for_metric(t.metric)
+        choices = ["model", *ax]
         bad_axes = False
         for name in ("rows", "columns"):
             v = getattr(t, name)
@@ -465,12 +563,12 @@ def _check_references(paper: S.Paper, problems: list[str]) -> None:
             bad_axes = True
         if bad_axes:
             continue  # `at` and the paper values are read along rows and columns
-        _check_at(t.at, axes, {t.rows, t.columns}, where, problems)
+        _check_at(t.at, ax, {t.rows, t.columns}, where, problems)
         if t.paper and not t.source:
             problems.append(f"{where}.source: is required when paper values are given; cite the table or figure")
 
         def labels(axis):
-            return [x.id for x in exp.models] if axis == "model" else axes.all.get(axis, [])
+            return [x.id for x in exp.models] if axis == "model" else ax.get(axis, [])
 
         for r, cols in t.paper.items():
             if find_value(labels(t.rows), r) is None:
@@ -558,6 +656,7 @@ class Job:
     seed: int
     config: dict[str, Any] = field(repr=False)         # the train job's resolved config
     eval_config: dict[str, Any] = field(repr=False, default_factory=dict)
+    probe_config: dict[str, Any] = field(repr=False, default_factory=dict)   # {"probes": [...]} or {}
 
     @property
     def point_name(self) -> str:
@@ -615,7 +714,8 @@ class LoadedPaper:
                     point = dict(zip(keys, combo))
                     for seed in range(exp.seeds):
                         jobs.append(Job(self.id, scale, exp.id, model.id, point, seed,
-                                        job_config(exp, model, point, seed), eval_config(exp)))
+                                        job_config(exp, model, point, seed), eval_config(exp),
+                                        probe_config(exp) if exp.probes else {}))
         return jobs
 
     def n_jobs(self, scale: str = "small") -> int:

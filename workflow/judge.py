@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from . import schema as S
-from .catalogue import find_value, fmt_value, load_paper
+from .catalogue import find_value, fmt_value, load_paper, metrics_of
 from .jobs import git_info, now, write_json
 from .results import Measurements, NotRun, collect, interval
 
@@ -139,7 +139,7 @@ def judge_claim(c, ms: Measurements) -> dict:
     used: list = []
     try:
         if c.kind in ("value", "threshold"):
-            vals = ms.values(m.experiment, m.model, ms.full_point(m.experiment, m.at), m.metric)
+            vals = ms.values(m.experiment, m.model, ms.full_point(m.experiment, m.at, metric=m.metric), m.metric)
             used += vals
             iv = interval([v for _, v, _ in vals])
             state = within(iv, *c.bounds()) if c.kind == "value" else compare(iv, c.op, c.value)
@@ -147,7 +147,7 @@ def judge_claim(c, ms: Measurements) -> dict:
             out["measured"] = iv
             out["measured_text"] = fmt_interval(iv)
         elif c.kind == "ordering":
-            point = ms.full_point(m.experiment, m.at)
+            point = ms.full_point(m.experiment, m.at, metric=m.metric)
             series = {mid: ms.values(m.experiment, mid, point, m.metric) for mid in c.order}
             for v in series.values():
                 used += v
@@ -162,14 +162,14 @@ def judge_claim(c, ms: Measurements) -> dict:
             out["measured"] = {"models": means, "differences": pairs}
             out["measured_text"] = "; ".join(f"{p['pair']} = {fmt_interval(p)}" for p in pairs)
         elif c.kind == "trend":
-            axis_values = list(ms.axes(m.experiment).all[c.along])
+            axis_values = list(ms.axes(m.experiment).for_metric(m.metric)[c.along])
             try:
                 axis_values.sort()
             except TypeError:
                 pass
             series = []
             for x in axis_values:
-                pt = ms.full_point(m.experiment, m.at, {c.along: x})
+                pt = ms.full_point(m.experiment, m.at, {c.along: x}, metric=m.metric)
                 vals = ms.values(m.experiment, m.model, pt, m.metric)
                 used += vals
                 series.append((x, vals))
@@ -203,7 +203,7 @@ def judge_claim(c, ms: Measurements) -> dict:
             ok = sum(s == SATISFIED for s in states)
             out["measured_text"] = f"{means} ({ok}/{len(states)} steps {c.direction.replace('_', '-')})"
         elif c.kind == "ratio":
-            point = ms.full_point(m.experiment, m.at)
+            point = ms.full_point(m.experiment, m.at, metric=m.metric)
             num = ms.values(m.experiment, c.numerator, point, m.metric)
             den = ms.values(m.experiment, c.denominator, point, m.metric)
             used += num + den
@@ -240,7 +240,7 @@ def judge_claim(c, ms: Measurements) -> dict:
 
 def judge_table(t: S.Table, ms: Measurements) -> dict:
     exp = ms.paper.experiment(t.experiment, ms.scale)
-    axes = ms.axes(t.experiment).all
+    axes = ms.axes(t.experiment).for_metric(t.metric)
 
     def labels(axis):
         return [m.id for m in exp.models] if axis == "model" else list(axes[axis])
@@ -261,7 +261,7 @@ def judge_table(t: S.Table, ms: Measurements) -> dict:
             try:
                 if model is None:
                     raise NotRun("a table needs 'model' as rows or columns")
-                vals = ms.values(t.experiment, model, ms.full_point(t.experiment, t.at, free), t.metric)
+                vals = ms.values(t.experiment, model, ms.full_point(t.experiment, t.at, free, metric=t.metric), t.metric)
                 cell.update(interval([v for _, v, _ in vals]))
                 cell["converged"] = all(rec.converged for _, _, rec in vals)
             except NotRun as e:
@@ -277,14 +277,14 @@ def series(ms: Measurements) -> list[dict]:
     """Every metric along every axis with more than one value, per model (for figures)."""
     out = []
     for exp in ms.paper.experiments(ms.scale).values():
-        axes = ms.axes(exp.id).all
-        for axis, values in axes.items():
-            if len(values) < 2:
-                continue
-            others = {k: v for k, v in axes.items() if k != axis}
-            for combo in itertools.product(*others.values()):
-                fixed = dict(zip(others, combo))
-                for metric in exp.evaluate.metrics:
+        for metric in metrics_of(exp):
+            axes = ms.axes(exp.id).for_metric(metric)
+            for axis, values in axes.items():
+                if len(values) < 2:
+                    continue
+                others = {k: v for k, v in axes.items() if k != axis}
+                for combo in itertools.product(*others.values()):
+                    fixed = dict(zip(others, combo))
                     lines = []
                     for model in exp.models:
                         pts = []

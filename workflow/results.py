@@ -57,9 +57,9 @@ class Measurements:
     def axes(self, exp_id: str) -> Axes:
         return axes_of(self.paper.experiment(exp_id, self.scale))
 
-    def full_point(self, exp_id: str, at: dict, free: dict | None = None) -> dict:
-        """The point on every axis, from `at`, the free axes' values, and single-valued axes."""
-        axes = self.axes(exp_id).all
+    def full_point(self, exp_id: str, at: dict, free: dict | None = None, metric: str | None = None) -> dict:
+        """The point on every axis of `metric`, from `at`, the free axes' values, and single-valued axes."""
+        axes = self.axes(exp_id).for_metric(metric)
         free = free or {}
         point = {}
         for key, values in axes.items():
@@ -99,7 +99,16 @@ class Measurements:
         return out
 
     def index(self) -> None:
-        self._index = {(r.experiment, r.model, _freeze(r.point), r.seed): r for r in self.records}
+        """Records of one job at one point are merged (an evaluation and probes may share a point)."""
+        self._index = {}
+        for r in self.records:
+            key = (r.experiment, r.model, _freeze(r.point), r.seed)
+            if key in self._index:
+                old = self._index[key]
+                self._index[key] = Record(old.experiment, old.model, old.seed, old.point,
+                                          {**old.metrics, **r.metrics}, old.job_dir, old.converged)
+            else:
+                self._index[key] = r
 
 
 def _freeze(point: dict) -> tuple:
@@ -141,5 +150,22 @@ def collect(paper: LoadedPaper, scale: str, root: Path = Path("."), runs_file: P
         for pt in ev["points"]:
             ms.records.append(Record(job.experiment, job.model, job.seed, {**job.point, **pt["at"]},
                                      pt["metrics"], job.dir, bool(tr.get("converged"))))
+        if job.probe_config:
+            try:
+                pr = json.loads((d / "probe.json").read_text())
+            except FileNotFoundError:
+                ms.problems[key] = f"missing result file {job.dir}/probe.json"
+                continue
+            except (OSError, ValueError) as e:
+                ms.problems[key] = f"unreadable result in {job.dir}/probe.json: {e}"
+                continue
+            ms.compute_s += float(pr.get("compute_s") or 0)
+            if pr.get("status") != "ok":
+                ms.problems[key] = f"probing {pr.get('status')}: {pr.get('reason', '')} ({job.model}, {job.point_name}, seed {job.seed})"
+                continue
+            for res in pr["probes"].values():
+                for pt in res["points"]:
+                    ms.records.append(Record(job.experiment, job.model, job.seed, {**job.point, **pt["at"]},
+                                             pt["metrics"], job.dir, bool(tr.get("converged"))))
     ms.index()
     return ms

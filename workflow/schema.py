@@ -93,9 +93,12 @@ class EvaluateSpec(Strict):
 
 class ProbeSpec(Strict):
     id: Id
-    kind: str = Field(description="probe kind from the probe registry")
-    target: str | None = None
-    layers: Literal["all"] | list[int] = "all"
+    kind: str = Field(description="probe kind from the probe registry (modules/probes/kinds.py)")
+    target: str | None = Field(None, description="linear and sparse probes: the task label to decode (the task's probe_labels)")
+    layers: Literal["all"] | list[Annotated[int, Field(ge=1)]] = Field(
+        "all", description="block outputs to probe, 1 .. n_layer; all: every layer (the models must give n_layer)")
+    positions: int = Field(20000, ge=64, le=2_000_000, description="held-out positions the probe reads")
+    params: dict[str, Any] = Field(default_factory=dict, description="the kind's settings (offsets, ks, layer, l2, ...)")
 
 
 class Experiment(Strict):

@@ -134,7 +134,9 @@ class Tracker:
         tr_text = (job_dir / "train.json").read_text()
         ev_path = job_dir / "eval.json"
         ev_text = ev_path.read_text() if ev_path.exists() else ""
-        rhash = hashlib.sha256((tr_text + ev_text).encode()).hexdigest()[:16]
+        pr_path = job_dir / "probe.json"
+        pr_text = pr_path.read_text() if pr_path.exists() else ""
+        rhash = hashlib.sha256((tr_text + ev_text + pr_text).encode()).hexdigest()[:16]
         found = self.existing().get((job.dir, rhash))
         if found:
             return found
@@ -171,6 +173,12 @@ class Tracker:
             for m, v in pt["metrics"].items():
                 if v is not None:
                     metrics.append(Metric(_metric_name(f"eval/{m}{suffix}"), float(v), start_ms, 0))
+        for res in (json.loads(pr_text).get("probes", {}) if pr_text else {}).values():
+            for pt in res.get("points", []):
+                suffix = "".join(f"/{k}={v}" for k, v in pt["at"].items())
+                for m, v in pt["metrics"].items():
+                    if v is not None:
+                        metrics.append(Metric(_metric_name(f"probe/{m}{suffix}"), float(v), start_ms, 0))
         for i in range(0, max(len(params), 1), 100):
             chunk = params[i:i + 100]
             if chunk:
@@ -178,7 +186,7 @@ class Tracker:
         for i in range(0, len(metrics), 1000):
             chunk = metrics[i:i + 1000]
             _retry(lambda: self.client.log_batch(rid, metrics=chunk))
-        for f in ("train.json", "eval.json"):
+        for f in ("train.json", "eval.json", "probe.json"):
             if (job_dir / f).exists():
                 _retry(lambda: self.client.log_artifact(rid, str(job_dir / f)))
         status = "FINISHED" if tr.get("status") == "ok" and ev.get("status") == "ok" else "FAILED"

@@ -102,6 +102,27 @@ class LSTMCell(nn.Module):
     def input_proj(self, x: torch.Tensor) -> torch.Tensor:
         return self.W(x)                                                               # (..., n*H)
 
+    @property
+    def can_fuse(self) -> bool:
+        """The standard LSTM (every gate, tanh activations, no peepholes, no gate recurrence) is
+        the one torch runs natively; `fused` then computes a whole sequence in one call."""
+        c = self.cfg
+        return (c.input_gate and c.forget_gate and c.output_gate and c.input_activation and c.output_activation
+                and not c.coupled_input_forget and not c.peepholes and not c.full_gate_recurrence)
+
+    def fused(self, x: torch.Tensor, state: tuple) -> tuple[torch.Tensor, tuple]:
+        """The layer on a whole sequence x (B, T, d_in) by torch.lstm (the same equations as
+        `step`, our packed rows [z, i, f, o] reordered to torch's [i, f, g, o])."""
+        H = self.hidden
+        order = [1, 2, 0, 3]
+        w_ih = self.W.weight.view(4, H, -1)[order].reshape(4 * H, -1)
+        b_ih = self.W.bias.view(4, H)[order].reshape(4 * H)
+        w_hh = self.R.weight.view(4, H, H)[order].reshape(4 * H, H)
+        y0, c0 = state
+        out, y, c = torch.lstm(x, (y0[None], c0[None]), [w_ih, w_hh, b_ih, torch.zeros_like(b_ih)],
+                               True, 1, 0.0, self.training, False, True)
+        return out, (y[0], c[0])                                                       # (B, T, H), state
+
     def init_state(self, batch_size: int, device) -> tuple[torch.Tensor, ...]:
         zeros = lambda width: torch.zeros(batch_size, width, device=device)  # noqa: E731
         state = (zeros(self.hidden), zeros(self.hidden))                               # y, c

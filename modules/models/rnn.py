@@ -138,12 +138,16 @@ class RecurrentLM(nn.Module):
     def _layer(self, i: int, h: torch.Tensor, state: tuple) -> tuple[torch.Tensor, tuple]:
         """Layer i on a whole sequence h (B, T, D) from `state`; returns (B, T, D) and the last state."""
         cell = self.cells[i]
-        u = cell.input_proj(self.ln1[i](h) if self.prenorm else h)                     # (B, T, G*D)
-        ys = []
-        for t in range(h.shape[1]):
-            y, state = cell.step(u[:, t], state)                                       # (B, D)
-            ys.append(y)
-        y = torch.stack(ys, dim=1)                                                     # (B, T, D)
+        inp = self.ln1[i](h) if self.prenorm else h
+        if getattr(cell, "can_fuse", False):                                           # torch's own loop
+            y, state = cell.fused(inp, state)                                          # (B, T, D)
+        else:
+            u = cell.input_proj(inp)                                                   # (B, T, G*D)
+            ys = []
+            for t in range(h.shape[1]):
+                y, state = cell.step(u[:, t], state)                                   # (B, D)
+                ys.append(y)
+            y = torch.stack(ys, dim=1)                                                 # (B, T, D)
         if self.prenorm:
             y = h + y
             y = y + self.mlps[i](self.ln2[i](y))

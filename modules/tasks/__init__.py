@@ -17,6 +17,7 @@ TASKS: dict[str, str] = {
     "dyck": "modules.tasks.dyck:DyckTask",
     "reber": "modules.tasks.reber:ReberTask",
     "python_source": "modules.tasks.python_source:PythonSourceTask",
+    "icl_regression": "modules.tasks.icl_regression:ICLRegressionTask",
 }
 
 

@@ -14,12 +14,14 @@ class Task:
       metrics    - names `evaluate` returns
       eval_axes  - parameters that may vary at evaluation time without retraining
       spec()     - sizes a model needs (e.g. n_features, vocab_size), injected into model configs
+      probe_labels - labels `probe_data` gives for probes: name -> "classification" or "regression"
     A `torch.Generator` seeded by an int gives the same batches on every machine: data is
     drawn on the CPU and moved to the device afterwards.
     """
 
     metrics: ClassVar[tuple[str, ...]] = ()
     eval_axes: ClassVar[tuple[str, ...]] = ()
+    probe_labels: ClassVar[dict[str, str]] = {}
 
     def spec(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -29,6 +31,11 @@ class Task:
 
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
+
+    def probe_data(self, gen: torch.Generator, positions: int) -> dict:
+        """Held-out sequences for probing hidden states, at least `positions` positions in all:
+        {"x": (B, T) tokens, "labels": {name: (B, T)}, "label_kinds": {name: kind}, "vocab_size": V}."""
+        raise NotImplementedError(f"task {type(self).__name__} gives no data for probes")
 
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, gen: torch.Generator, device: str = "cpu") -> dict[str, float]:

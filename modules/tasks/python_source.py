@@ -12,17 +12,29 @@ patch releases; the task reports the corpus size and checksum in `describe()`.
     x: a window c_t ... c_{t+T-1} of the text     y: the next character c_{t+1} ... c_{t+T}
 
 Training windows start uniformly at random in the training text (seeded); evaluation windows
-in the held-out text. Metrics over every position of `eval_size` windows:
-  loss            cross-entropy per character (nats)
-  bits_per_char   the same in bits (loss / ln 2)
-  accuracy        fraction of characters whose argmax is right
+in the held-out text. Probe labels of every held-out character (from Python's own tokenizer,
+the long-range state that Karpathy et al. 2015 found cells tracking):
+  in_string   1 inside a string literal (quotes included), else 0
+  in_comment  1 inside a comment
+  indent      the line's indentation in steps of 4 spaces, 0 .. 7 (7: 28 spaces or more)
+  column      the position in the line (0 at the first character), a value (ridge probe)
+Metrics over every position of `eval_size` windows:
+  loss                 cross-entropy per character (nats)
+  bits_per_char        the same in bits (loss / ln 2)
+  accuracy             fraction of characters whose argmax is right
+  ngram_bits_per_char  the same windows under an interpolated Witten-Bell n-gram model of order
+                       `ngram_order`, counted on the training text (the baseline of Karpathy et
+                       al. 2015, section 4.3), reading only the window, as the model does
+  ratio_to_ngram       bits_per_char / ngram_bits_per_char (below 1: the model beats the n-gram)
 """
 from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import math
 import sysconfig
+import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -52,6 +64,45 @@ def encode(text: bytes) -> torch.Tensor:
     return _LUT[torch.frombuffer(bytearray(text), dtype=torch.uint8).long()]
 
 
+def source_labels(raw: bytes) -> dict[str, torch.Tensor]:
+    """Per-byte labels of one source file (see the module docstring); (len(raw),) each."""
+    n = len(raw)
+    in_string = torch.zeros(n, dtype=torch.uint8)
+    in_comment = torch.zeros(n, dtype=torch.uint8)
+    lines = raw.split(b"\n")
+    starts = [0]
+    for line in lines[:-1]:
+        starts.append(starts[-1] + len(line) + 1)
+    text_lines = raw.decode("utf-8", errors="replace").split("\n")
+
+    def offset(row: int, col: int) -> int:                    # tokenize's (row, char col) -> byte offset
+        line = text_lines[row - 1] if row - 1 < len(text_lines) else ""
+        return starts[min(row - 1, len(starts) - 1)] + len(line[:col].encode("utf-8", errors="replace"))
+
+    try:
+        for tok in tokenize.tokenize(io.BytesIO(raw).readline):
+            if tok.type in (tokenize.STRING, tokenize.COMMENT, getattr(tokenize, "FSTRING_START", -1)):
+                a, b = offset(*tok.start), offset(*tok.end)
+                (in_string if tok.type != tokenize.COMMENT else in_comment)[a:b] = 1
+    except (tokenize.TokenError, SyntaxError, IndentationError):
+        pass                                                  # labels up to the error stay
+    column = torch.zeros(n, dtype=torch.int16)
+    indent = torch.zeros(n, dtype=torch.uint8)
+    for start, line in zip(starts, lines):
+        m = len(line)
+        column[start:start + m + 1] = torch.arange(min(m + 1, n - start), dtype=torch.int16).clamp(max=32000)
+        depth = min((len(line) - len(line.lstrip(b" "))) // 4, 7)
+        indent[start:start + m + 1] = depth
+    return {"in_string": in_string, "in_comment": in_comment, "indent": indent, "column": column}
+
+
+@functools.lru_cache(maxsize=2)
+def held_out_labels(limit: int, test_every: int) -> dict[str, torch.Tensor]:
+    """The probe labels of the held-out text, aligned with corpus(...)[1]."""
+    parts = [source_labels(p.read_bytes()) for i, p in enumerate(stdlib_files(limit)) if i % test_every == 0]
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+
 @functools.lru_cache(maxsize=4)
 def corpus(limit: int, test_every: int) -> tuple[torch.Tensor, torch.Tensor, str]:
     """(train ids, held-out ids, description), built once per process."""
@@ -64,20 +115,77 @@ def corpus(limit: int, test_every: int) -> tuple[torch.Tensor, torch.Tensor, str
     return tr, te, f"{limit} stdlib files max: {tr.numel()} train / {te.numel()} held-out chars, sha256 {h.hexdigest()[:12]}"
 
 
+class NGram:
+    """Interpolated Witten-Bell n-gram model of characters (Witten & Bell 1991; Chen & Goodman 1998):
+        P_k(c | h) = (N(h, c) + T(h) P_{k-1}(c | h')) / (N(h) + T(h))
+    for a context h of k characters (h' drops its oldest one), with N the counts on the training
+    text and T(h) the number of distinct characters seen after h; P_{k} = P_{k-1} for an unseen h;
+    P_0 is the add-one unigram. Counts are kept as sorted int64 codes, looked up by searchsorted."""
+
+    def __init__(self, text: torch.Tensor, order: int, V: int):
+        self.order, self.V = order, V
+        t = text.long()
+        counts = torch.bincount(t, minlength=V).double() + 1
+        self.unigram = counts / counts.sum()
+        self.tables = []                                   # per context length k >= 1
+        for k in range(1, order):
+            n = t.numel() - k
+            ctx = torch.zeros(n, dtype=torch.long)
+            for j in range(k):                             # the k characters before position k + i
+                ctx = ctx * V + t[j:j + n]
+            pair = ctx * V + t[k:k + n]
+            pairs, pair_n = torch.unique(pair, return_counts=True)          # sorted
+            ctxs, ctx_n = torch.unique(ctx, return_counts=True)
+            types = torch.unique(pairs // V, return_counts=True)[1]         # distinct continuations, same order as ctxs
+            self.tables.append((pairs, pair_n.double(), ctxs, ctx_n.double(), types.double()))
+
+    @staticmethod
+    def _find(keys: torch.Tensor, q: torch.Tensor, vals: torch.Tensor) -> torch.Tensor:
+        i = torch.searchsorted(keys, q).clamp(max=keys.numel() - 1)
+        return torch.where(keys[i] == q, vals[i], torch.zeros((), dtype=vals.dtype))
+
+    def logprob(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """log P(y_t | the up to n-1 characters x_{t-n+2} .. x_t of the same window); (B, T)."""
+        V = self.V
+        x, y = x.long(), y.long()
+        p = self.unigram[y]                                                 # (B, T)
+        ctx = torch.zeros_like(x)
+        B, T = x.shape
+        for k, (pairs, pair_n, ctxs, ctx_n, types) in enumerate(self.tables, start=1):
+            # context of length k ending at t: x_{t-k+1} .. x_t (only where t - k + 1 >= 0)
+            ctx = torch.cat([torch.zeros(B, 1, dtype=torch.long), ctx[:, :-1]], 1) * V + x if k > 1 else x.clone()
+            ok = torch.arange(T)[None] >= k - 1
+            N = self._find(ctxs, ctx, ctx_n)
+            Tt = self._find(ctxs, ctx, types)
+            c = self._find(pairs, ctx * V + y, pair_n)
+            p = torch.where(ok & (N > 0), (c + Tt * p) / (N + Tt).clamp(min=1), p)
+        return p.log()
+
+
+@functools.lru_cache(maxsize=2)
+def ngram_model(limit: int, test_every: int, order: int) -> NGram:
+    return NGram(corpus(limit, test_every)[0], order, len(CHARS) + 1)
+
+
 @dataclass
 class PythonSourceTask(SequenceTask):
     seq_len: int = 128             # characters per window
     files: int = 1000              # at most this many stdlib modules (sorted by name)
     test_every: int = 10           # every test_every-th file is held out
+    ngram_order: int = 5           # the n of the n-gram baseline (context of n - 1 characters)
 
-    metrics: ClassVar[tuple[str, ...]] = ("loss", "bits_per_char", "accuracy")
+    metrics: ClassVar[tuple[str, ...]] = ("loss", "bits_per_char", "accuracy", "ngram_bits_per_char", "ratio_to_ngram")
     eval_axes: ClassVar[tuple[str, ...]] = ("seq_len",)
+    probe_labels: ClassVar[dict[str, str]] = {"in_string": "classification", "in_comment": "classification",
+                                              "indent": "classification", "column": "regression",
+                                              "position": "classification"}
 
     def __post_init__(self):
         super().__post_init__()
         require(self.seq_len >= 1, "seq_len", f"{self.seq_len} must be at least 1")
         require(self.files >= 2, "files", f"{self.files} must be at least 2 (one is held out)")
         require(self.test_every >= 2, "test_every", f"{self.test_every} must be at least 2")
+        require(1 <= self.ngram_order <= 8, "ngram_order", f"{self.ngram_order} must be in 1 .. 8")
 
     def spec(self) -> dict:
         return {"vocab_size": len(CHARS) + 1}
@@ -85,14 +193,27 @@ class PythonSourceTask(SequenceTask):
     def describe(self) -> str:
         return corpus(self.files, self.test_every)[2]
 
-    def _windows(self, text: torch.Tensor, gen: torch.Generator, batch_size: int) -> dict[str, torch.Tensor]:
+    def _windows(self, text: torch.Tensor, gen: torch.Generator, batch_size: int,
+                 labels: dict | None = None) -> dict[str, torch.Tensor]:
         T = self.seq_len
         if text.numel() < T + 2:
             raise ValueError(f"seq_len={T} is longer than the text ({text.numel()} characters); lower seq_len")
         start = torch.randint(0, text.numel() - T - 1, (batch_size,), generator=gen)
         idx = start[:, None] + torch.arange(T + 1)[None]                              # (B, T+1)
         w = text[idx].long()
-        return {"x": w[:, :-1], "y": w[:, 1:]}
+        out = {"x": w[:, :-1], "y": w[:, 1:]}
+        if labels is not None:
+            out["labels"] = {k: v[idx[:, :-1]].long() if k != "column" else v[idx[:, :-1]].float()
+                             for k, v in labels.items()}
+        return out
+
+    def probe_data(self, gen: torch.Generator, positions: int) -> dict:
+        """Held-out windows with the labels of every character (see the module docstring)."""
+        n = max(1, -(-positions // self.seq_len))
+        b = self._windows(corpus(self.files, self.test_every)[1], gen, n, held_out_labels(self.files, self.test_every))
+        labels = {**b["labels"], "position": torch.arange(self.seq_len)[None].expand(n, -1).clone()}
+        return {"x": b["x"], "labels": labels, "label_kinds": dict(self.probe_labels),
+                "vocab_size": self.spec()["vocab_size"]}
 
     def batch(self, gen: torch.Generator, batch_size: int) -> dict[str, torch.Tensor]:
         return self._windows(corpus(self.files, self.test_every)[0], gen, batch_size)
@@ -102,7 +223,7 @@ class PythonSourceTask(SequenceTask):
 
     @torch.no_grad()
     def evaluate(self, model, gen: torch.Generator, device: str = "cpu") -> dict[str, float]:
-        nll = right = tokens = 0.0
+        nll = right = tokens = ng = 0.0
         left = self.eval_size
         while left > 0:
             n = min(EVAL_CHUNK, left)
@@ -113,4 +234,8 @@ class PythonSourceTask(SequenceTask):
             nll += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").item()
             right += (logits.argmax(-1) == y).sum().item()
             tokens += y.numel()
-        return {"loss": nll / tokens, "bits_per_char": nll / tokens / math.log(2), "accuracy": right / tokens}
+            ng += -ngram_model(self.files, self.test_every, self.ngram_order).logprob(b["x"], b["y"]).sum().item()
+        bpc = nll / tokens / math.log(2)
+        ng_bpc = ng / tokens / math.log(2)
+        return {"loss": nll / tokens, "bits_per_char": bpc, "accuracy": right / tokens,
+                "ngram_bits_per_char": ng_bpc, "ratio_to_ngram": bpc / ng_bpc}

@@ -38,6 +38,24 @@ class SequenceTask(Task):
         """The evaluation distribution; the training one unless a task's eval axes change it."""
         return self.batch(gen, batch_size)
 
+    probe_labels: ClassVar[dict[str, str]] = {"position": "classification", "target": "classification"}
+
+    def probe_data(self, gen: torch.Generator, positions: int) -> dict:
+        """Evaluation sequences until `positions` positions; labels: the position t and the scored
+        target y_t (IGNORE, i.e. left out, where nothing is scored)."""
+        xs, ys, n = [], [], 0
+        while n < positions:
+            b = self.eval_batch(gen, EVAL_CHUNK)
+            xs.append(b["x"])
+            ys.append(b["y"])
+            n += b["x"].numel()
+        T = min(x.shape[1] for x in xs)              # batches of varying length are cut to the shortest
+        x = torch.cat([t[:, :T] for t in xs])
+        y = torch.cat([t[:, :T] for t in ys])
+        pos = torch.arange(T)[None].expand_as(x).clone()
+        return {"x": x, "labels": {"position": pos, "target": y}, "label_kinds": dict(self.probe_labels),
+                "vocab_size": self.spec()["vocab_size"]}
+
     def loss(self, model, batch) -> torch.Tensor:
         y = batch.get("y_loss", batch["y"])
         logits = model(batch["x"])                                                     # (B, T, V)

@@ -30,6 +30,8 @@ CASES = [
     ("lstm", {"n_layer": 2, "d_model": 16}),
     ("lstm", {"n_layer": 1, "d_model": 16, "full_gate_recurrence": True, "block": "prenorm"}),
     ("lstm", {"n_layer": 1, "d_model": 16, "coupled_input_forget": True, "peepholes": False}),
+    ("lstm", {"n_layer": 2, "d_model": 16, "peepholes": False}),                  # torch.lstm's fused path
+    ("lstm", {"n_layer": 1, "d_model": 16, "peepholes": False, "block": "prenorm"}),
 ]
 IDS = [f"{a}-{'-'.join(f'{k}={v}' for k, v in p.items() if k not in ('n_layer', 'd_model'))}" for a, p in CASES]
 
@@ -190,6 +192,27 @@ def test_alibi_slopes_and_mask():
     assert alibi_slopes(6).shape == (6,) and alibi_slopes(6)[:4].tolist() == alibi_slopes(4).tolist()
     m = alibi_mask(alibi_slopes(2), torch.arange(3), torch.arange(3))      # (H, T, T)
     assert m[0, 2, 0] == -2 * 2 ** -4 and m[1, 1, 0] == -(2 ** -8) and m[0, 0, 1] == float("-inf")
+
+
+def test_fused_lstm_equals_the_cell_loop():
+    """The standard LSTM runs through torch.lstm; the same weights through the explicit cell loop
+    give the same outputs and gradients."""
+    torch.manual_seed(0)
+    model = make("lstm", {"n_layer": 2, "d_model": 16, "peepholes": False})
+    assert all(c.can_fuse for c in model.cells)
+    x = tokens(t=11)
+    out = model(x)
+    out.square().sum().backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    for c in model.cells:
+        c.__class__ = type("Unfused", (c.__class__,), {"can_fuse": False})
+    ref = model(x)
+    ref.square().sum().backward()
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    for g, p in zip(grads, model.parameters()):
+        torch.testing.assert_close(g, p.grad, atol=1e-5, rtol=1e-4)
+    assert not make("lstm", {"d_model": 16}).cells[0].can_fuse                    # peepholes: the loop
 
 
 def test_hard_alibi_windows():

@@ -1,0 +1,168 @@
+"""The probe kinds a catalogue can name (`probes: [{id, kind, ...}]`), what each measures, on which
+axes, and how a kind's result becomes addressable points.
+
+Every probe reads the frozen hidden states of one trained model: layer l (1 .. n_layer) is the
+output of block l, as `forward(x, return_hidden=True)` returns them, on `positions` positions of
+held-out sequences drawn from the task (`Task.probe_data`). A kind declares
+  params   its settings (the catalogue's `params:`), with defaults
+  metrics  stat -> the probe axes it varies along: ("layer",), ("offset",), ("layer", "offset"),
+           ("k",) or () for one number per model
+and `run` returns the points [{"at": {"probe.<axis>": v, ...}, "metrics": {stat: value}}] plus
+the raw result (kept in the probe file for the report). A claim addresses a stat as the metric
+"<probe id>.<stat>" and its axes as "probe.layer", "probe.offset", "probe.k".
+
+Kinds:
+  linear        a logistic (classes) or ridge (values) probe per layer for a task label `target`,
+                with Hewitt & Liang's control task (the label re-drawn per input token type) and
+                the majority (or mean) baseline; selectivity = score - control
+  sparse        Gurnee et al. 2023: the best k neurons of one layer (F ranking), score as k grows
+  future_token  Pal et al. 2023 (Future Lens, direct vocabulary prediction): the token t+1+n from
+                the state at t, per layer and offset n, against unigram and bigram baselines
+  geometry      Song & Zhong 2023: mean / positional / context decomposition per layer
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class ProbeKind:
+    params: dict[str, Any]
+    metrics: dict[str, tuple[str, ...]]
+    needs_target: bool
+    run: Callable = field(repr=False)
+
+
+_FIT = {"test_fraction": 0.2, "l2": 1e-3, "max_iter": 100}
+
+
+def _linear(hiddens, data, layers, target, kind, p, seed):
+    from .linear import probe_layers
+
+    r = probe_layers(hiddens, data["labels"][target], data["x"], kind=kind, seed=seed, **_fit(p))
+    pts = [{"at": {"probe.layer": l}, "metrics": {"score": r["score"][i], "control": r["control"][i],
+                                                  "selectivity": r["selectivity"][i]}}
+           for i, l in enumerate(layers)]
+    best = max(range(len(layers)), key=lambda i: r["score"][i])
+    pts.append({"at": {}, "metrics": {"baseline": r["baseline"], "best_layer": layers[best],
+                                      "best_score": r["score"][best], "gain": r["score"][best] - r["baseline"]}})
+    return pts, {**r, "layers": layers}
+
+
+def _sparse(hiddens, data, layers, target, kind, p, seed):
+    from .sparse import sparse_probe
+
+    layer = p["layer"] if p["layer"] is not None else layers[-1]
+    if layer not in layers:
+        raise ValueError(f"params.layer: {layer} is not a probed layer ({layers})")
+    r = sparse_probe(hiddens[layers.index(layer)], data["labels"][target], ks=p["ks"], seed=seed, **_fit(p))
+    pts = [{"at": {"probe.k": k}, "metrics": {"score": s}} for k, s in zip(r["k"], r["score"])]
+    pts.append({"at": {}, "metrics": {"baseline": r["baseline"]}})
+    return pts, {**r, "layer": layer}
+
+
+def _future(hiddens, data, layers, target, kind, p, seed):
+    from .future_token import future_token_probe
+
+    r = future_token_probe(hiddens, data["x"], offsets=p["offsets"], vocab_size=data["vocab_size"], seed=seed,
+                           **_fit(p))
+    pts = []
+    for j, n in enumerate(r["offsets"]):
+        col = [r["accuracy"][i][j] for i in range(len(layers))]
+        best = max(range(len(layers)), key=lambda i: col[i])
+        for i, l in enumerate(layers):
+            pts.append({"at": {"probe.layer": l, "probe.offset": n}, "metrics": {"accuracy": col[i]}})
+        pts.append({"at": {"probe.offset": n}, "metrics": {
+            "unigram": r["unigram"][j], "bigram": r["bigram"][j], "best_layer": layers[best],
+            "best_accuracy": col[best], "gain": col[best] - r["bigram"][j]}})
+    return pts, {**r, "layers": layers}
+
+
+def _geometry(hiddens, data, layers, target, kind, p, seed):
+    from .geometry import decompose
+
+    keys = ("mean_share", "pos_share", "ctx_share", "pos_var_share", "pos_rank", "pos_effective_rank",
+            "smoothness", "smoothness_shuffled", "position_raw", "position_context", "position_chance")
+    pts, raw = [], {"layers": layers, "per_layer": []}
+    for l, h in zip(layers, hiddens):
+        r = decompose(h, energy=p["energy"], seed=seed, **_fit(p))
+        raw["per_layer"].append(r)
+        pts.append({"at": {"probe.layer": l}, "metrics": {k: float(r[k]) for k in keys}})
+    return pts, raw
+
+
+def _fit(p: dict) -> dict:
+    return {k: p[k] for k in _FIT}
+
+
+KINDS: dict[str, ProbeKind] = {
+    "linear": ProbeKind(
+        params={**_FIT},
+        metrics={"score": ("layer",), "control": ("layer",), "selectivity": ("layer",), "baseline": (),
+                 "best_layer": (), "best_score": (), "gain": ()},
+        needs_target=True, run=_linear),
+    "sparse": ProbeKind(
+        params={"ks": [1, 2, 4, 8, 16, "all"], "layer": None, **_FIT},
+        metrics={"score": ("k",), "baseline": ()},
+        needs_target=True, run=_sparse),
+    "future_token": ProbeKind(
+        params={"offsets": [0, 1, 2, 3], **_FIT},
+        metrics={"accuracy": ("layer", "offset"), "unigram": ("offset",), "bigram": ("offset",),
+                 "best_layer": ("offset",), "best_accuracy": ("offset",), "gain": ("offset",)},
+        needs_target=False, run=_future),
+    "geometry": ProbeKind(
+        params={"energy": 0.95, **_FIT},
+        metrics={k: ("layer",) for k in ("mean_share", "pos_share", "ctx_share", "pos_var_share", "pos_rank",
+                                         "pos_effective_rank", "smoothness", "smoothness_shuffled",
+                                         "position_raw", "position_context", "position_chance")},
+        needs_target=False, run=_geometry),
+}
+
+
+def kind_names() -> list[str]:
+    return sorted(KINDS)
+
+
+def resolve_params(kind: str, params: dict) -> dict:
+    """The kind's defaults with the catalogue's params over them; KeyError names an unknown key."""
+    k = KINDS[kind]
+    unknown = sorted(set(params) - set(k.params))
+    if unknown:
+        raise KeyError(f"{unknown[0]!r} is not a parameter of probe kind {kind!r}; allowed: {', '.join(k.params)}")
+    return {**k.params, **params}
+
+
+def axis_values(kind: str, params: dict, layers: list[int]) -> dict[str, list]:
+    """The probe axes of one probe: {"probe.layer": [...], "probe.offset": [...], "probe.k": [...]}."""
+    p = resolve_params(kind, params)
+    axes = {"layer": list(layers)}
+    if kind == "future_token":
+        axes["offset"] = list(p["offsets"])
+    if kind == "sparse":
+        axes["k"] = list(p["ks"])
+    used = {a for dims in KINDS[kind].metrics.values() for a in dims}
+    return {f"probe.{a}": v for a, v in axes.items() if a in used}
+
+
+def hidden_states(model, x, layers: list[int], chunk: int = 256, device: str = "cpu") -> list:
+    """The states of `layers` (1-based block outputs) for tokens x (B, T): one (B, T, D) per layer."""
+    import torch
+
+    outs: list[list] = [[] for _ in layers]
+    for s in range(0, x.shape[0], chunk):
+        with torch.no_grad():
+            _, hs = model(x[s:s + chunk].to(device), return_hidden=True)
+        if max(layers) > len(hs):
+            raise ValueError(f"layer {max(layers)} asked for, but the model returns {len(hs)} layers")
+        for j, l in enumerate(layers):
+            outs[j].append(hs[l - 1].float().cpu())
+    return [torch.cat(o) for o in outs]
+
+
+def run_probe(kind: str, hiddens: list, data: dict, layers: list[int], target: str | None,
+              params: dict, seed: int) -> tuple[list[dict], dict]:
+    """Run one probe; returns (points, raw result)."""
+    p = resolve_params(kind, params)
+    label_kind = data["label_kinds"].get(target, "classification") if target is not None else None
+    return KINDS[kind].run(hiddens, data, layers, target, label_kind, p, seed)
