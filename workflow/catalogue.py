@@ -676,6 +676,7 @@ def job_config(exp: S.Experiment, model: S.ModelSpec, point: dict, seed: int) ->
     task = {"name": exp.task.name, **exp.task.params}
     params = dict(model.params)
     train = exp.train.model_dump()
+    train.pop("min_steps", None)        # read by the judge; it does not change what training does
     for key, v in point.items():
         section, name = key.split(".", 1)
         {"task": task, "model": params, "train": train}[section][name] = v

@@ -7,7 +7,8 @@ Rules (DESIGN.md): for each claim, the per-seed values, their mean and a 95% t i
   not_reproduced  the whole interval contradicts it
   inconclusive    the interval straddles the boundary
   not_run         a job it needs failed, diverged or is missing (the reason is recorded)
-A claim resting on a job whose loss was still falling is flagged under_budget, and a
+A claim resting on a job whose loss was still falling (or that trained fewer steps than the
+experiment's train.min_steps, the budget its catalogue entry says the claims need) is flagged under_budget, and a
 contradiction on such a job becomes inconclusive (under budget), never not_reproduced.
 """
 from __future__ import annotations
@@ -224,9 +225,9 @@ def judge_claim(c, ms: Measurements) -> dict:
     under = any(not r.converged for r in records)
     reason = ""
     if under and verdict == "not_reproduced":
-        verdict, reason = "inconclusive", "under budget: the contradiction rests on training whose loss was still falling"
+        verdict, reason = "inconclusive", "under budget: the contradiction rests on training whose loss was still falling, or shorter than the experiment's min_steps"
     elif under:
-        reason = "under budget: some training was still improving at the end"
+        reason = "under budget: some training was still improving at the end, or shorter than the experiment's min_steps"
     meas = out["measured"]
     parts = meas.get("differences") or meas.get("steps") or ([meas["spearman"]] if "spearman" in meas else [])
     n = meas["n"] if "n" in meas else min((iv["n"] for iv in parts), default=0)

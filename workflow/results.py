@@ -115,6 +115,12 @@ def _freeze(point: dict) -> tuple:
     return tuple(sorted((k, json.dumps(v)) for k, v in point.items()))
 
 
+def _enough(tr: dict, job, min_steps: int | None) -> bool:
+    """Whether a job's training counts as within budget: converged, and at least min_steps long."""
+    steps = job.config["train"]["steps"]
+    return bool(tr.get("converged")) and (min_steps is None or steps >= min_steps)
+
+
 def collect(paper: LoadedPaper, scale: str, root: Path = Path("."), runs_file: Path | None = None) -> Measurements:
     """Read every job's train.json and eval.json for `paper` at `scale`."""
     ms = Measurements(paper, scale)
@@ -127,6 +133,7 @@ def collect(paper: LoadedPaper, scale: str, root: Path = Path("."), runs_file: P
     for job in ms.jobs:
         d = root / job.dir
         key = (job.experiment, job.model, job.point_name, job.seed)
+        min_steps = paper.experiment(job.experiment, scale).train.min_steps
         try:
             tr = json.loads((d / "train.json").read_text())
             ev = json.loads((d / "eval.json").read_text())
@@ -149,7 +156,7 @@ def collect(paper: LoadedPaper, scale: str, root: Path = Path("."), runs_file: P
             continue
         for pt in ev["points"]:
             ms.records.append(Record(job.experiment, job.model, job.seed, {**job.point, **pt["at"]},
-                                     pt["metrics"], job.dir, bool(tr.get("converged"))))
+                                     pt["metrics"], job.dir, _enough(tr, job, min_steps)))
         if job.probe_config:
             try:
                 pr = json.loads((d / "probe.json").read_text())
@@ -166,6 +173,6 @@ def collect(paper: LoadedPaper, scale: str, root: Path = Path("."), runs_file: P
             for res in pr["probes"].values():
                 for pt in res["points"]:
                     ms.records.append(Record(job.experiment, job.model, job.seed, {**job.point, **pt["at"]},
-                                             pt["metrics"], job.dir, bool(tr.get("converged"))))
+                                             pt["metrics"], job.dir, _enough(tr, job, min_steps)))
     ms.index()
     return ms

@@ -76,6 +76,10 @@ class TrainSpec(Strict):
     grad_clip: float | None = Field(None, gt=0, description="clip the gradient norm to this value")
     log_every: int | None = Field(None, gt=0, description="steps between logged losses (default: steps/100)")
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 autocast on CUDA (fp32 elsewhere)")
+    min_steps: int | None = Field(
+        None, gt=0, description="the budget the claims need: training shorter than this counts as under budget "
+                                "whatever its loss does (for losses that plateau before they fall); not part "
+                                "of a job's config, so setting it reruns nothing")
     converged_rel_drop: float = Field(
         0.02, ge=0,
         description="training counts as converged when the mean loss of the last 10% of steps is less than "

@@ -15,10 +15,14 @@ Kinds:
   linear        a logistic (classes) or ridge (values) probe per layer for a task label `target`,
                 with Hewitt & Liang's control task (the label re-drawn per input token type) and
                 the majority (or mean) baseline; selectivity = score - control
-  sparse        Gurnee et al. 2023: the best k neurons of one layer (F ranking), score as k grows
+  sparse        Gurnee et al. 2023: the best k neurons of one layer (F ranking), score as k grows;
+                gain = score - majority baseline
   future_token  Pal et al. 2023 (Future Lens, direct vocabulary prediction): the token t+1+n from
                 the state at t, per layer and offset n, against unigram and bigram baselines
-  geometry      Song & Zhong 2023: mean / positional / context decomposition per layer
+  geometry      Song & Zhong 2023: mean / positional / context decomposition per layer (shares of
+                the second moment, rank and smoothness of the positional part, position decoding from
+                the raw state and from its context part); smoothness_gain = smoothness - that of
+                shuffled positions, position_gap = position_raw - position_context
 """
 from __future__ import annotations
 
@@ -57,7 +61,12 @@ def _sparse(hiddens, data, layers, target, kind, p, seed):
     if layer not in layers:
         raise ValueError(f"params.layer: {layer} is not a probed layer ({layers})")
     r = sparse_probe(hiddens[layers.index(layer)], data["labels"][target], ks=p["ks"], seed=seed, **_fit(p))
-    pts = [{"at": {"probe.k": k}, "metrics": {"score": s}} for k, s in zip(r["k"], r["score"])]
+    D = hiddens[0].shape[-1]
+    by_k = dict(zip(r["k"], r["score"]))                   # resolved counts ("all" is D)
+    pts = []
+    for k in p["ks"]:                                      # points at the catalogue's own labels
+        s = by_k[D if k == "all" else min(int(k), D)]
+        pts.append({"at": {"probe.k": k}, "metrics": {"score": s, "gain": s - r["baseline"]}})
     pts.append({"at": {}, "metrics": {"baseline": r["baseline"]}})
     return pts, {**r, "layer": layer}
 
@@ -88,7 +97,9 @@ def _geometry(hiddens, data, layers, target, kind, p, seed):
     for l, h in zip(layers, hiddens):
         r = decompose(h, energy=p["energy"], seed=seed, **_fit(p))
         raw["per_layer"].append(r)
-        pts.append({"at": {"probe.layer": l}, "metrics": {k: float(r[k]) for k in keys}})
+        pts.append({"at": {"probe.layer": l}, "metrics": {
+            **{k: float(r[k]) for k in keys}, "smoothness_gain": float(r["smoothness"] - r["smoothness_shuffled"]),
+            "position_gap": float(r["position_raw"] - r["position_context"])}})
     return pts, raw
 
 
@@ -104,7 +115,7 @@ KINDS: dict[str, ProbeKind] = {
         needs_target=True, run=_linear),
     "sparse": ProbeKind(
         params={"ks": [1, 2, 4, 8, 16, "all"], "layer": None, **_FIT},
-        metrics={"score": ("k",), "baseline": ()},
+        metrics={"score": ("k",), "gain": ("k",), "baseline": ()},
         needs_target=True, run=_sparse),
     "future_token": ProbeKind(
         params={"offsets": [0, 1, 2, 3], **_FIT},
@@ -115,7 +126,8 @@ KINDS: dict[str, ProbeKind] = {
         params={"energy": 0.95, **_FIT},
         metrics={k: ("layer",) for k in ("mean_share", "pos_share", "ctx_share", "pos_var_share", "pos_rank",
                                          "pos_effective_rank", "smoothness", "smoothness_shuffled",
-                                         "position_raw", "position_context", "position_chance")},
+                                         "position_raw", "position_context", "position_chance",
+                                         "smoothness_gain", "position_gap")},
         needs_target=False, run=_geometry),
 }
 

@@ -211,3 +211,23 @@ def test_spearman_handles_ties():
     assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
     assert spearman([1, 2, 3], [5, 5, 5]) == 0.0
     assert spearman([1, 2, 3, 4], [1, 1, 2, 2]) == pytest.approx(0.894427, rel=1e-5)
+
+
+def test_min_steps_marks_a_short_budget_under_budget(tmp_path):
+    """A contradiction on training shorter than the experiment's min_steps is inconclusive (under
+    budget), even when the loss had flattened; min_steps is not part of a job's config."""
+    import json as _json
+
+    from .fakes import BASE
+
+    doc = _json.loads(_json.dumps(BASE))
+    doc["experiments"][0]["train"]["min_steps"] = 100
+    lp = make_paper(tmp_path, experiments=doc["experiments"])
+    assert "min_steps" not in lp.jobs("small")[0].config["train"]
+    plant(tmp_path, lp, "small", by_seed({"a": [5.0, 5.1, 4.9], "b": [1, 1, 1]}), converged=True)
+    out = judge_claim(claim("value", measure=MEASURE, paper=1.0, tolerance=0.1), collect(lp, "small", tmp_path))
+    assert out["verdict"] == "inconclusive" and out["under_budget"] and "min_steps" in out["reason"]
+    doc["experiments"][0]["train"]["min_steps"] = 10                 # the jobs train 10 steps: enough
+    lp = make_paper(tmp_path, experiments=doc["experiments"])
+    out = judge_claim(claim("value", measure=MEASURE, paper=1.0, tolerance=0.1), collect(lp, "small", tmp_path))
+    assert out["verdict"] == "not_reproduced" and not out["under_budget"]
