@@ -111,12 +111,14 @@ class _Scan(torch.autograd.Function):
         # g_t = dL/dh_t in total = dh_t + conj(a_{t+1}) g_{t+1}: the same recurrence, run backwards
         # (conj because torch's complex gradients are conjugate Wirtinger derivatives).
         a_c = a.conj() if a.is_complex() else a
-        a_next = torch.empty_like(a_c)  # a_next[t] = conj(a[t+1]); the last slot is never read
-        a_next[:, :-1] = a_c[:, 1:]
-        a_next[:, -1] = 0
         g = dh.clone(memory_format=torch.contiguous_format)
         g[:, -1] += dh_last
-        _scan_into(g, a_next, g, True, reverse=True)
+        if g.shape[1] > 1:
+            # g_{T-1} is done; g_t for t < T-1 is the reverse scan of (a_{t+1}, dh_t) seeded by it:
+            # fold the seed into g_{T-2}, then scan g[:, :-1] with the view a[:, 1:] (its last slot
+            # unused), with no shifted copy of a
+            g[:, -2].addcmul_(a_c[:, -1], g[:, -1])
+            _scan_into(g[:, :-1], a_c[:, 1:], g[:, :-1], False, reverse=True)
         da = None
         if ctx.needs_input_grad[0]:
             h_c = h.conj() if h.is_complex() else h

@@ -64,6 +64,30 @@ def test_report_and_verdicts(repo):
     assert "Verdicts at scale smoke" in (repo / "first_run.txt").read_text()   # the console table
 
 
+def test_every_paper_is_judged_and_probes_ran(repo):
+    """The whole catalogue at smoke scale: every paper has its verdicts, report and index row, and
+    every job of an experiment with probes has its probe file, whose values reached the report."""
+    import yaml
+
+    ids = [yaml.safe_load(f.read_text())["paper"]["id"] for f in sorted((repo / "catalogue").glob("*.yaml"))]
+    index = (repo / "reports/smoke/index.html").read_text()
+    probed = 0
+    for pid in ids:
+        v = json.loads((repo / f"results/smoke/{pid}/verdicts.json").read_text())
+        assert v["claims"] and all(c["verdict"] in ("reproduced", "not_reproduced", "inconclusive", "not_run")
+                                   for c in v["claims"]), pid
+        assert f'href="{pid}/index.html"' in index
+        for pr in (repo / f"results/smoke/{pid}").rglob("probe.json"):
+            assert json.loads(pr.read_text())["status"] == "ok", pr
+            probed += 1
+        html = (repo / f"reports/smoke/{pid}/index.html").read_text()
+        for c in v["claims"]:
+            if "." in c["metric"]:                                 # a probe metric: judged, not missing
+                assert c["verdict"] != "not_run", (pid, c["id"], c.get("reason"))
+                assert f'id="claim-{c["id"]}"' in html
+    assert probed >= 3
+
+
 def test_every_job_reached_mlflow(repo):
     v = json.loads((repo / "results/smoke/toy_superposition/verdicts.json").read_text())
     db = sqlite3.connect(repo / "mlflow.db")
