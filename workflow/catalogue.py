@@ -372,6 +372,9 @@ def _check_experiment(exp: S.Experiment, where: str, problems: list[str]) -> Non
             problems.append(
                 f"{where}.evaluate.metrics[{i}]: {m!r} is not a metric of task {exp.task.name!r}; known: {', '.join(task_cls.metrics)}"
             )
+    if not exp.evaluate.metrics and not exp.probes:
+        problems.append(f"{where}.evaluate.metrics: is empty; list metrics of task {exp.task.name!r} "
+                        f"({', '.join(task_cls.metrics)}); only an experiment with probes may leave it empty")
     if len(set(exp.evaluate.metrics)) != len(exp.evaluate.metrics):
         problems.append(f"{where}.evaluate.metrics: lists a metric twice")
     seen = set()
@@ -505,6 +508,8 @@ def _check_references(paper: S.Paper, problems: list[str]) -> None:
             problems.append(f"{where}.measure.experiment: {m.experiment!r} is not an experiment of this paper; known: {', '.join(exps)}")
             continue
         model_ids = [x.id for x in exp.models]
+        if not metrics_of(exp):
+            continue  # the experiment evaluates nothing: reported at its evaluate.metrics
         if m.metric not in metrics_of(exp):
             problems.append(
                 f"{where}.measure.metric: {m.metric!r} is not evaluated in experiment {exp.id!r}; "

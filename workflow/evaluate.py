@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from .jobs import now, pick_device, read_json, write_json
+from .jobs import load_weights, now, pick_device, read_json, write_json
 
 EVAL_SEED_OFFSET = 1_000_003  # evaluation data never overlaps a training stream
 
@@ -31,7 +31,7 @@ def evaluate(cfg: dict, ecfg: dict, model_path: Path, device: str = "cpu") -> li
     task_params = {k: v for k, v in cfg["task"].items() if k != "name"}
     base_task = build_task(cfg["task"]["name"], task_params)
     model = build_model(cfg["model"]["arch"], {k: v for k, v in cfg["model"].items() if k != "arch"}, base_task.spec())
-    model.load_state_dict(torch.load(model_path, map_location=device, weights_only=True))
+    load_weights(model, model_path, device)
     model.to(device).eval()
     sweep = ecfg["sweep"]
     keys = list(sweep)
@@ -40,6 +40,9 @@ def evaluate(cfg: dict, ecfg: dict, model_path: Path, device: str = "cpu") -> li
         at = dict(zip(keys, combo))
         task = build_task(cfg["task"]["name"], {**task_params, **{k.split(".", 1)[1]: v for k, v in at.items()}})
         gen = torch.Generator().manual_seed(EVAL_SEED_OFFSET + int(cfg["seed"]))
+        if not ecfg["metrics"]:          # an experiment judged on its probes only
+            points.append({"at": at, "metrics": {}})
+            continue
         values = task.evaluate(model, gen, device)
         missing = [m for m in ecfg["metrics"] if m not in values]
         if missing:

@@ -35,6 +35,16 @@ def _json_default(o):
     raise TypeError(f"not JSON serializable: {type(o).__name__}")
 
 
+def load_weights(model, path: str | Path, device: str = "cpu") -> None:
+    """Load a train job's model.pt into `model`; a pretrained model (saved as {}) keeps its own."""
+    import torch
+
+    state = torch.load(path, map_location=device, weights_only=True)
+    if getattr(model, "pretrained", False) and not state:
+        return
+    model.load_state_dict(state)
+
+
 def read_json(path: str | Path) -> Any:
     with open(path) as f:
         return json.load(f)

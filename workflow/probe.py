@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from .jobs import now, pick_device, read_json, write_json
+from .jobs import load_weights, now, pick_device, read_json, write_json
 
 PROBE_SEED_OFFSET = 2_000_003   # probe data never overlaps training or evaluation streams
 
@@ -32,7 +32,7 @@ def probe(cfg: dict, pcfg: dict, model_path: Path, device: str = "cpu", log=prin
 
     task = build_task(cfg["task"]["name"], {k: v for k, v in cfg["task"].items() if k != "name"})
     model = build_model(cfg["model"]["arch"], {k: v for k, v in cfg["model"].items() if k != "arch"}, task.spec())
-    model.load_state_dict(torch.load(model_path, map_location=device, weights_only=True))
+    load_weights(model, model_path, device)
     model.to(device).eval()
     seed = int(cfg["seed"])
     positions = max(p["positions"] for p in pcfg["probes"])

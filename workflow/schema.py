@@ -88,7 +88,8 @@ class TrainSpec(Strict):
 
 
 class EvaluateSpec(Strict):
-    metrics: list[str] = Field(min_length=1, description="metrics the task computes at each evaluation point")
+    metrics: list[str] = Field(description="metrics the task computes at each evaluation point (may be empty "
+                                           "when the experiment's claims rest on its probes)")
     sweep: dict[EvalAxisKey, Annotated[list[Scalar], Field(min_length=1)]] = Field(
         default_factory=dict,
         description="evaluation axes: task parameters varied at evaluation time, without retraining",

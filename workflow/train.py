@@ -95,6 +95,13 @@ def train(cfg: dict, out: Path, device: str = "cpu", label: str = "", log=print,
     torch.manual_seed(seed)                     # model init
     model = build_model(cfg["model"]["arch"], model_params, task.spec()).to(device)
     gen = torch.Generator().manual_seed(seed)   # data stream, on the CPU: same on every machine
+    if getattr(model, "pretrained", False):     # loaded, never trained: nothing to optimize or save
+        log(f"{label}: {cfg['model']['arch']} is pretrained; not trained (train settings ignored)")
+        torch.save({}, out / "model.pt")
+        return {"status": "ok", "diverged_at": None, "steps_done": 0, "final_loss": None, "converged": True,
+                "pretrained": True, "loss_rel_drop_last_10pct": None, "history": {"step": [], "loss": [], "lr": []},
+                "compute_s": 0.0, "resumed_from_step": None, "precision_used": "fp32",
+                "n_params": sum(p.numel() for p in model.parameters())}
     opt = make_optimizer(model.parameters(), t_cfg)
     steps = t_cfg["steps"]
     log_every = t_cfg["log_every"] or max(1, steps // 100)

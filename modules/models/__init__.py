@@ -25,6 +25,8 @@ ARCHS: dict[str, str] = {
     "gla": "modules.models.linear_attention:GLA:GLAConfig",
     "deltanet": "modules.models.deltanet:DeltaNet:DeltaNetConfig",
     "hybrid": "modules.models.hybrid:Hybrid:HybridConfig",
+    # pretrained, frozen: a probe target (the engine does not train it)
+    "pretrained_minilm": "modules.models.pretrained_minilm:PretrainedMiniLM:PretrainedMiniLMConfig",
 }
 
 

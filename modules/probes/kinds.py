@@ -22,7 +22,11 @@ Kinds:
   geometry      Song & Zhong 2023: mean / positional / context decomposition per layer (shares of
                 the second moment, rank and smoothness of the positional part, position decoding from
                 the raw state and from its context part); smoothness_gain = smoothness - that of
-                shuffled positions, position_gap = position_raw - position_context
+                shuffled positions, position_gap = position_raw - position_context (a linear probe
+                finds the position in the context part at chance almost by construction: its
+                per-position means are zero), pos_ctx_cos = mean |cos(pos_t, ctx_c)| over positions
+                and sequences (Song & Zhong's incoherence), pos_ctx_cos_random = sqrt(2 / (pi D)),
+                the same for random directions
 """
 from __future__ import annotations
 
@@ -88,7 +92,21 @@ def _future(hiddens, data, layers, target, kind, p, seed):
     return pts, {**r, "layers": layers}
 
 
+def pos_ctx_cos(H) -> float:
+    """Song & Zhong's incoherence, as a mean: |cos| between every positional vector pos_t and every
+    context vector ctx_c (the sequence's mean state minus the global mean); H is (N, T, D)."""
+    from .geometry import components
+
+    _, pos, ctx = components(H)
+    c = ctx.mean(1)                                                                   # (N, D)
+    a = pos / pos.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+    b = c / c.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+    return float((a @ b.T).abs().mean())
+
+
 def _geometry(hiddens, data, layers, target, kind, p, seed):
+    import math
+
     from .geometry import decompose
 
     keys = ("mean_share", "pos_share", "ctx_share", "pos_var_share", "pos_rank", "pos_effective_rank",
@@ -99,7 +117,8 @@ def _geometry(hiddens, data, layers, target, kind, p, seed):
         raw["per_layer"].append(r)
         pts.append({"at": {"probe.layer": l}, "metrics": {
             **{k: float(r[k]) for k in keys}, "smoothness_gain": float(r["smoothness"] - r["smoothness_shuffled"]),
-            "position_gap": float(r["position_raw"] - r["position_context"])}})
+            "position_gap": float(r["position_raw"] - r["position_context"]),
+            "pos_ctx_cos": pos_ctx_cos(h), "pos_ctx_cos_random": math.sqrt(2 / (math.pi * h.shape[-1]))}})
     return pts, raw
 
 
@@ -127,7 +146,7 @@ KINDS: dict[str, ProbeKind] = {
         metrics={k: ("layer",) for k in ("mean_share", "pos_share", "ctx_share", "pos_var_share", "pos_rank",
                                          "pos_effective_rank", "smoothness", "smoothness_shuffled",
                                          "position_raw", "position_context", "position_chance",
-                                         "smoothness_gain", "position_gap")},
+                                         "smoothness_gain", "position_gap", "pos_ctx_cos", "pos_ctx_cos_random")},
         needs_target=False, run=_geometry),
 }
 

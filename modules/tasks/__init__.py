@@ -18,6 +18,7 @@ TASKS: dict[str, str] = {
     "reber": "modules.tasks.reber:ReberTask",
     "python_source": "modules.tasks.python_source:PythonSourceTask",
     "icl_regression": "modules.tasks.icl_regression:ICLRegressionTask",
+    "wordpiece_text": "modules.tasks.wordpiece_text:WordpieceTextTask",
 }
 
 
