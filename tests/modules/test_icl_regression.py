@@ -12,12 +12,6 @@ from modules.config import ConfigError, build_config
 from modules.tasks.icl_regression import BASELINES, ICLRegressionTask
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def task(**over) -> ICLRegressionTask:

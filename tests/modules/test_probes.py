@@ -21,12 +21,6 @@ from modules.probes.linear import ProbeConfig
 from modules.probes.sparse import SparseProbeConfig, f_statistic
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def gen(seed: int = 0) -> torch.Generator:

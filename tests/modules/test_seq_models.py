@@ -36,13 +36,6 @@ CASES = [
 IDS = [f"{a}-{'-'.join(f'{k}={v}' for k, v in p.items() if k not in ('n_layer', 'd_model'))}" for a, p in CASES]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, and do not fight a busy machine for cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def make(arch, params, seed=0, **spec):

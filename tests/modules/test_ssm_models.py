@@ -42,12 +42,6 @@ CASES = [
 IDS = [f"{a}-{'-'.join(f'{k}={v}' for k, v in p.items() if k in ('init', 'param', 'decay', 'pattern'))}" for a, p in CASES]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def make(arch, params, seed=0, **spec):
