@@ -585,7 +585,7 @@ def _check_references(paper: S.Paper, problems: list[str]) -> None:
 
 # ------------------------------------------------------------------ scales
 
-OVERRIDABLE = ("seeds", "train", "task", "evaluate", "sweep")
+OVERRIDABLE = ("seeds", "train", "task", "evaluate", "sweep", "probes")
 
 
 def apply_overrides(exp: dict, overrides: dict, where: str, problems: list[str]) -> dict:
@@ -624,6 +624,13 @@ def apply_overrides(exp: dict, overrides: dict, where: str, problems: list[str])
             continue
         if section == "evaluate" and name not in ("metrics",):
             problems.append(f"{where}.{key}: only evaluate.metrics and evaluate.sweep can be overridden")
+            continue
+        if section == "probes":
+            if name != "positions":
+                problems.append(f"{where}.{key}: only probes.positions can be overridden (every probe of the experiment)")
+            else:
+                for p in exp["probes"]:
+                    p["positions"] = value
             continue
         if section == "task" and name == "name":
             problems.append(f"{where}.{key}: a scale cannot change the task")

@@ -912,3 +912,29 @@ def test_validation_cache_skips_only_what_passed(tmp_path):
     (cat / TOY.name).write_text((cat / TOY.name).read_text().replace("arch: toy_autoencoder", "arch: mamba3", 1))
     bad = run()
     assert bad.returncode != 0 and "mamba3" in bad.stderr                    # edited: checked again
+
+
+def test_scale_overrides_probe_positions(tmp_path):
+    """probes.positions at a scale sets every probe's positions; other probe keys cannot be overridden."""
+    import yaml as _yaml
+
+    from workflow.catalogue import CatalogueError, load_paper
+
+    doc = {"paper": {"id": "pp", "title": "t", "year": 2024},
+           "experiments": [{"id": "e", "task": {"name": "python_source", "seq_len": 16},
+                            "models": [{"id": "m", "arch": "transformer", "n_layer": 1, "n_head": 1, "d_model": 8}],
+                            "train": {"steps": 10, "batch_size": 2, "lr": 0.01}, "evaluate": {"metrics": ["loss"]},
+                            "probes": [{"id": "a", "kind": "geometry"}, {"id": "b", "kind": "linear", "target": "indent"}]}],
+           "scales": {"smoke": {"probes.positions": 500}},
+           "claims": [{"id": "c", "text": "t", "source": "s", "kind": "threshold", "op": ">", "value": 0,
+                       "measure": {"experiment": "e", "model": "m", "metric": "loss"}}]}
+    path = tmp_path / "pp.yaml"
+    path.write_text(_yaml.safe_dump(doc))
+    lp = load_paper(path)
+    assert [p["positions"] for p in lp.jobs("smoke")[0].probe_config["probes"]] == [500, 500]
+    assert [p["positions"] for p in lp.jobs("small")[0].probe_config["probes"]] == [20000, 20000]
+    doc["scales"]["smoke"] = {"probes.kind": "sparse"}
+    path.write_text(_yaml.safe_dump(doc))
+    with pytest.raises(CatalogueError) as e:
+        load_paper(path).jobs("smoke")
+    assert "only probes.positions can be overridden" in str(e.value.problems)
