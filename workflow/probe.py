@@ -7,6 +7,7 @@ model once with return_hidden=True (the states of every probed layer are compute
 checkpoint, not per probe), runs each probe (modules.probes.kinds) and writes <dir>/probe.json:
     {"status": "ok", "probes": {<id>: {"kind", "points": [{"at": {"probe.layer": 1}, "metrics":
      {"<id>.score": ...}}], "result": <the probe's raw output>}}, "positions", "compute_s"}
+and one <dir>/probe-<id>.json per probe with the same record (for reading one probe alone).
 When training did not finish, probe.json says so ("status": "not_run") instead of failing.
 """
 from __future__ import annotations
@@ -94,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         write_json(args.dir / "probe.json", {**out, "status": "failed", "reason": last, "probes": {}, "end": now()})
         print(f"{args.dir}: probing FAILED: {last}", file=sys.stderr)
         return 0
+    for pid, res in probes.items():     # one file per probe too (undeclared; probe.json is the job's output)
+        write_json(args.dir / f"probe-{pid}.json", {"config_hash": tr["config_hash"], "id": pid, **res})
     write_json(args.dir / "probe.json", {**out, "status": "ok", "probes": probes,
                                          "compute_s": time.perf_counter() - t0, "end": now()})
     return 0

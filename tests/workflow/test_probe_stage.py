@@ -72,6 +72,9 @@ def test_probe_file_has_every_probe_with_its_axes(trained):
     lens_at = [p["at"] for p in pr["probes"]["lens"]["points"]]
     assert {"probe.layer": 2, "probe.offset": 2} in lens_at and {"probe.offset": 0} in lens_at
     assert [p["at"] for p in pr["probes"]["geo"]["points"]] == [{"probe.layer": 2}]
+    for pid, res in pr["probes"].items():                       # one file per probe as well
+        one = json.loads((tmp / job.dir / f"probe-{pid}.json").read_text())
+        assert one["id"] == pid and one["points"] == res["points"] and one["kind"] == res["kind"]
     assert job.probe_config["layers"] == [1, 2]
 
 
