@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from .jobs import load_weights, now, pick_device, read_json, write_json
+from .jobs import failure_line, load_weights, now, pick_device, read_json, untrained_reason, write_json
 
 EVAL_SEED_OFFSET = 1_000_003  # evaluation data never overlaps a training stream
 
@@ -67,10 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = tr["config"]
     ecfg = json.loads(args.config)
     out = {"config_hash": tr["config_hash"], "eval_config": ecfg, "start": started, "attempt": args.attempt}
-    if tr["status"] != "ok":
-        reason = f"training {tr['status']}" + (f" at step {tr['diverged_at']}" if tr.get("diverged_at") else "")
-        if tr.get("error"):
-            reason += f": {tr['error']}"
+    reason = untrained_reason(tr)
+    if reason:
         write_json(args.dir / "eval.json", {**out, "status": "not_run", "reason": reason, "points": []})
         print(f"{args.dir}: not evaluated: {reason}", file=sys.stderr)
         return 0
@@ -86,10 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         points = evaluate(cfg, ecfg, args.dir / "model.pt", device)
     except Exception as e:  # noqa: BLE001 - a failed job is a result the report must show
-        import traceback
-
-        traceback.print_exc()
-        last = (traceback.format_exception_only(type(e), e)[-1].strip() or type(e).__name__)[:500]
+        last = failure_line(e)
         write_json(args.dir / "eval.json", {**out, "status": "failed", "reason": last, "points": [], "end": now()})
         print(f"{args.dir}: evaluation FAILED: {last}", file=sys.stderr)
         return 0

@@ -35,6 +35,22 @@ def _json_default(o):
     raise TypeError(f"not JSON serializable: {type(o).__name__}")
 
 
+def untrained_reason(tr: dict) -> str | None:
+    """Why a train record gives no model to evaluate or probe ("training diverged at step 7: ..."), or None."""
+    if tr["status"] == "ok":
+        return None
+    reason = f"training {tr['status']}" + (f" at step {tr['diverged_at']}" if tr.get("diverged_at") else "")
+    return reason + (f": {tr['error']}" if tr.get("error") else "")
+
+
+def failure_line(e: BaseException) -> str:
+    """Print the traceback (it goes to the job's log) and return the error's last line, for its record."""
+    import traceback
+
+    traceback.print_exc()
+    return (traceback.format_exception_only(type(e), e)[-1].strip() or type(e).__name__)[:500]
+
+
 def load_weights(model, path: str | Path, device: str = "cpu") -> None:
     """Load a train job's model.pt into `model`; a pretrained model (saved as {}) keeps its own."""
     import torch

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from .jobs import load_weights, now, pick_device, read_json, write_json
+from .jobs import failure_line, load_weights, now, pick_device, read_json, untrained_reason, write_json
 
 PROBE_SEED_OFFSET = 2_000_003   # probe data never overlaps training or evaluation streams
 
@@ -70,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     tr = read_json(args.dir / "train.json")
     pcfg = json.loads(args.config)
     out = {"config_hash": tr["config_hash"], "probe_config": pcfg, "start": started, "attempt": args.attempt}
-    if tr["status"] != "ok":
-        reason = f"training {tr['status']}" + (f" at step {tr['diverged_at']}" if tr.get("diverged_at") else "")
+    reason = untrained_reason(tr)
+    if reason:
         write_json(args.dir / "probe.json", {**out, "status": "not_run", "reason": reason, "probes": {}})
         print(f"{args.dir}: not probed: {reason}", file=sys.stderr)
         return 0
@@ -88,10 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         probes = probe(tr["config"], pcfg, args.dir / "model.pt", device,
                        log=lambda s: print(f"{args.dir}: {s}", file=sys.stderr, flush=True))
     except Exception as e:  # noqa: BLE001 - a failed job is a result the report must show
-        import traceback
-
-        traceback.print_exc()
-        last = (traceback.format_exception_only(type(e), e)[-1].strip() or type(e).__name__)[:500]
+        last = failure_line(e)
         write_json(args.dir / "probe.json", {**out, "status": "failed", "reason": last, "probes": {}, "end": now()})
         print(f"{args.dir}: probing FAILED: {last}", file=sys.stderr)
         return 0

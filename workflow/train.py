@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from .jobs import now, pick_device, provenance, write_json
+from .jobs import failure_line, now, pick_device, provenance, write_json
 
 
 def make_optimizer(params, train: dict):
@@ -267,10 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"{label}: interrupted (Ctrl-C); the newest checkpoint in {args.out / 'ckpt'} is kept")
         return 130
     except Exception as e:  # noqa: BLE001 - a failed job is a result the report must show
-        import traceback
-
-        traceback.print_exc()
-        last = (traceback.format_exception_only(type(e), e)[-1].strip() or type(e).__name__)[:500]
+        last = failure_line(e)
         record = {"status": "failed", "error": last, "diverged_at": None, "steps_done": None, "final_loss": None,
                   "converged": False, "history": {"step": [], "loss": [], "lr": []}, "compute_s": None}
         (args.out / "model.pt").unlink(missing_ok=True)
