@@ -9,7 +9,6 @@ of failing, so the judge can name the cause.
 """
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import math
@@ -17,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from .jobs import failure_line, load_weights, now, pick_device, read_json, untrained_reason, write_json
+from .jobs import failure_line, job_parser, load_weights, now, pick_device, read_json, untrained_reason, write_json
 
 EVAL_SEED_OFFSET = 1_000_003  # evaluation data never overlaps a training stream
 
@@ -55,13 +54,7 @@ def evaluate(cfg: dict, ecfg: dict, model_path: Path, device: str = "cpu") -> li
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m workflow.evaluate", description="evaluate one trained model")
-    p.add_argument("--dir", required=True, type=Path, help="the train job's folder")
-    p.add_argument("--config", required=True, help="the evaluation config (metrics, sweep) as JSON")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--attempt", default="", help="retry token from the Snakefile (recorded)")
-    args = p.parse_args(argv)
+    args = job_parser("python -m workflow.evaluate", "evaluate one trained model", "the evaluation config (metrics, sweep) as JSON").parse_args(argv)
     started = now()
     tr = read_json(args.dir / "train.json")
     cfg = tr["config"]

@@ -35,6 +35,19 @@ def _json_default(o):
     raise TypeError(f"not JSON serializable: {type(o).__name__}")
 
 
+def job_parser(prog: str, description: str, config_help: str):
+    """The command line of a step that reads a trained job's folder (evaluate, probe)."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("--dir", required=True, type=Path, help="the train job's folder")
+    p.add_argument("--config", required=True, help=config_help)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--attempt", default="", help="retry token from the Snakefile (recorded)")
+    return p
+
+
 def untrained_reason(tr: dict) -> str | None:
     """Why a train record gives no model to evaluate or probe ("training diverged at step 7: ..."), or None."""
     if tr["status"] == "ok":

@@ -12,14 +12,13 @@ When training did not finish, probe.json says so ("status": "not_run") instead o
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
 import time
 from pathlib import Path
 
-from .jobs import failure_line, load_weights, now, pick_device, read_json, untrained_reason, write_json
+from .jobs import failure_line, job_parser, load_weights, now, pick_device, read_json, untrained_reason, write_json
 
 PROBE_SEED_OFFSET = 2_000_003   # probe data never overlaps training or evaluation streams
 
@@ -59,13 +58,7 @@ def probe(cfg: dict, pcfg: dict, model_path: Path, device: str = "cpu", log=prin
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m workflow.probe", description="probe one trained model's hidden states")
-    p.add_argument("--dir", required=True, type=Path, help="the train job's folder")
-    p.add_argument("--config", required=True, help="the probe config (probes, layers) as JSON")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--attempt", default="", help="retry token from the Snakefile (recorded)")
-    args = p.parse_args(argv)
+    args = job_parser("python -m workflow.probe", "probe one trained model's hidden states", "the probe config (probes, layers) as JSON").parse_args(argv)
     started = now()
     tr = read_json(args.dir / "train.json")
     pcfg = json.loads(args.config)
