@@ -8,6 +8,7 @@ from snakemake.utils import min_version, validate
 
 from workflow.config import config_problems
 from workflow.console import print_problems
+from workflow.forkserver import start as start_forkserver, stop as stop_forkserver
 
 min_version("9.0")
 
@@ -39,5 +40,17 @@ rule all:
         all_targets(),
 
 
+onstart:
+    # a local run's jobs fork from one warm process instead of importing torch each (workflow/forkserver.py);
+    # not on a cluster (each job runs on its node) nor inside a job group that a cluster node runs
+    if config["forkserver"] and workflow.local_exec and not workflow.remote_exec:
+        start_forkserver(log_path="logs/forkserver.log")
+
+
 onsuccess:
+    stop_forkserver()
     print_verdicts(SCALE, SELECTED)
+
+
+onerror:
+    stop_forkserver()

@@ -16,5 +16,5 @@ rule evaluate:
     resources:
         gpu=GPU_PER_JOB,
     shell:
-        "python -m workflow.evaluate --dir {params.dir:q} --config {params.config:q}"
+        "python -m workflow.run evaluate --dir {params.dir:q} --config {params.config:q}"
         " --device {config[device]} --threads {threads} --attempt={params.attempt:q} > {log:q} 2>&1"

@@ -12,5 +12,5 @@ rule judge:
     benchmark:
         "benchmarks/{scale}/{paper}/judge.tsv"
     shell:
-        "python -m workflow.judge --paper {params.paper:q} --scale {wildcards.scale}"
+        "python -m workflow.run judge --paper {params.paper:q} --scale {wildcards.scale}"
         " --runs {input.runs:q} --out {output:q} > {log:q} 2>&1"

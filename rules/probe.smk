@@ -18,5 +18,5 @@ rule probe:
     resources:
         gpu=GPU_PER_JOB,
     shell:
-        "python -m workflow.probe --dir {params.dir:q} --config {params.config:q}"
+        "python -m workflow.run probe --dir {params.dir:q} --config {params.config:q}"
         " --device {config[device]} --threads {threads} --attempt={params.attempt:q} > {log:q} 2>&1"

@@ -17,9 +17,9 @@ rule report:
     benchmark:
         "benchmarks/{scale}/{paper}/report.tsv"
     shell:
-        "python -m workflow.report paper --verdicts {input.verdicts:q} --runs {input.runs:q}"
+        "python -m workflow.run report paper --verdicts {input.verdicts:q} --runs {input.runs:q}"
         " --out-dir {params.outdir:q} > {log:q} 2>&1"
-        " && python -m workflow.tracking report --runs {input.runs:q} --verdicts {input.verdicts:q}"
+        " && python -m workflow.run tracking report --runs {input.runs:q} --verdicts {input.verdicts:q}"
         " --dir {params.outdir:q} >> {log:q} 2>&1"
 
 
@@ -37,7 +37,7 @@ rule report_index:
     benchmark:
         "benchmarks/{scale}/report_index.tsv"
     shell:
-        "python -m workflow.report index --scale {wildcards.scale} --out {output:q} {input:q} > {log:q} 2>&1"
+        "python -m workflow.run report index --scale {wildcards.scale} --out {output:q} {input:q} > {log:q} 2>&1"
 
 
 # A target per catalogue entry: `snakemake --cores all <paper id>`.

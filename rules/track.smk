@@ -12,5 +12,5 @@ rule track:
     benchmark:
         "benchmarks/{scale}/{paper}/track.tsv"
     shell:
-        "python -m workflow.tracking log --paper {params.paper:q} --scale {wildcards.scale}"
+        "python -m workflow.run tracking log --paper {params.paper:q} --scale {wildcards.scale}"
         " --uri {params.uri:q} --out {output:q} > {log:q} 2>&1"

@@ -15,6 +15,6 @@ rule train:
     resources:
         gpu=GPU_PER_JOB,
     shell:
-        "python -m workflow.train --config {params.config:q} --out {params.outdir:q}"
+        "python -m workflow.run train --config {params.config:q} --out {params.outdir:q}"
         " --device {config[device]} --threads {threads} --label {params.label:q} --attempt={params.attempt:q}"
         " --checkpoint-seconds {config[checkpoint_seconds]} > {log:q} 2>&1"

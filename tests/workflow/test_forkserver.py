@@ -1,0 +1,146 @@
+"""The fork server (workflow/forkserver.py) and its client (workflow/run.py): a job forked from the
+warm server is the job a fresh process runs: same numbers, same log, same exit status, same
+answer to signals."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from workflow import checkpoint
+from workflow.forkserver import request
+
+CFG = {"task": {"name": "superposition", "n_features": 12, "sparsity": 0.9},
+       "model": {"arch": "toy_autoencoder", "hidden": 3},
+       "train": {"steps": 200, "batch_size": 256, "lr": 3e-3, "optimizer": "adamw", "weight_decay": 0.01,
+                 "momentum": 0.0, "schedule": "cosine", "warmup_steps": 20, "grad_clip": 1.0, "log_every": 7,
+                 "converged_rel_drop": 0.02}, "seed": 3}
+
+
+def env(root, sock=None, **extra):
+    e = {**os.environ, "PYTHONPATH": str(root), **extra}
+    e.pop("CLAIMCHECK_FORKSERVER", None)
+    if sock:
+        e["CLAIMCHECK_FORKSERVER"] = str(sock)
+    return e
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = Path(__file__).resolve().parents[2]
+    d = tmp_path_factory.mktemp("fs")
+    sock = d / "fs.sock"
+    log = open(d / "server.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "workflow.forkserver", "serve", "--socket", str(sock),
+                             "--idle-timeout", "300"], env=env(root), stdout=log, stderr=log, cwd=d)
+    deadline = time.time() + 120
+    while time.time() < deadline and request(str(sock), "ping") is None:
+        assert proc.poll() is None, (d / "server.log").read_text()
+        time.sleep(0.1)
+    assert request(str(sock), "ping")["ok"]
+    yield sock
+    assert request(str(sock), "stop")["ok"]
+    proc.wait(timeout=30)
+    log.close()
+    assert not sock.exists()                      # it cleans up its socket
+
+
+def train_cmd(cfg, out, *more):
+    return [sys.executable, "-m", "workflow.run", "train", "--config", json.dumps(cfg), "--out", str(out),
+            "--device", "cpu", *more]
+
+
+def test_a_forked_job_equals_a_fresh_process(server, root, tmp_path):
+    direct = subprocess.run(train_cmd(CFG, tmp_path / "a"), env=env(root), capture_output=True, text=True, timeout=120)
+    served = subprocess.run(train_cmd(CFG, tmp_path / "b"), env=env(root, server), capture_output=True, text=True,
+                            timeout=120)
+    assert direct.returncode == served.returncode == 0, served.stderr
+    a, b = (json.loads((tmp_path / x / "train.json").read_text()) for x in "ab")
+    assert a["history"] == b["history"] and a["final_loss"] == b["final_loss"]
+    wa, wb = (torch.load(tmp_path / x / "model.pt", weights_only=True) for x in "ab")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    # the job's output reached the client's stderr (the rule's log file), not the server's
+    assert "final loss" in served.stderr and "training on cpu" in served.stderr
+    before = request(str(server), "ping")["served"]
+    subprocess.run(train_cmd(CFG, tmp_path / "c"), env=env(root, server), capture_output=True, timeout=120)
+    assert request(str(server), "ping")["served"] == before + 1   # it did run in the server
+
+
+def test_exit_status_and_output_come_back(server, root, tmp_path):
+    bad = subprocess.run([sys.executable, "-m", "workflow.run", "judge", "--no-such-flag"], env=env(root, server),
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "the following arguments are required" in bad.stderr
+    log = tmp_path / "job.log"
+    with open(log, "w") as f:
+        ok = subprocess.run([sys.executable, "-m", "workflow.run", "train", "--help"], env=env(root, server),
+                            stdout=f, stderr=subprocess.STDOUT, timeout=60)
+    assert ok.returncode == 0 and "usage: python -m workflow.train" in log.read_text()
+    unknown = subprocess.run([sys.executable, "-m", "workflow.run", "rm"], env=env(root, server),
+                             capture_output=True, text=True, timeout=60)
+    assert unknown.returncode == 2 and "one of train" in unknown.stderr
+
+
+def test_no_server_runs_the_step_directly(root, tmp_path):
+    for sock in (None, tmp_path / "nobody.sock"):
+        out = subprocess.run([sys.executable, "-m", "workflow.run", "train", "--help"], env=env(root, sock),
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0 and "usage: python -m workflow.train" in out.stdout
+
+
+def wait_for_checkpoints(d, n, proc):
+    deadline = time.time() + 90
+    while time.time() < deadline and len(checkpoint.checkpoints(d / "ckpt")) < n:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        time.sleep(0.05)
+    assert len(checkpoint.checkpoints(d / "ckpt")) >= n
+
+
+def job_pids(sock):
+    return request(str(sock), "ping")["jobs"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_the_client_reaches_the_job(server, root, tmp_path, sig):
+    cfg = json.loads(json.dumps(CFG))
+    cfg["train"]["steps"] = 50000
+    proc = subprocess.Popen(train_cmd(cfg, tmp_path / "j", "--checkpoint-steps", "50"), env=env(root, server),
+                            stderr=subprocess.PIPE, text=True)
+    wait_for_checkpoints(tmp_path / "j", 1, proc)
+    proc.send_signal(sig)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode != 0
+    assert ("checkpoint written" if sig == signal.SIGTERM else "interrupted") in err
+    assert not (tmp_path / "j" / "train.json").exists()
+    assert job_pids(server) == 0
+
+
+def test_a_killed_client_stops_its_job(server, root, tmp_path):
+    cfg = json.loads(json.dumps(CFG))
+    cfg["train"]["steps"] = 50000
+    log = open(tmp_path / "j.log", "w")
+    proc = subprocess.Popen(train_cmd(cfg, tmp_path / "j", "--checkpoint-steps", "50"), env=env(root, server),
+                            stderr=log)
+    wait_for_checkpoints(tmp_path / "j", 1, proc)
+    proc.kill()
+    proc.wait(timeout=30)
+    deadline = time.time() + 60
+    while time.time() < deadline and job_pids(server):
+        time.sleep(0.1)
+    assert job_pids(server) == 0                          # the orphaned job did not run on
+    log.close()
+    assert "checkpoint written" in (tmp_path / "j.log").read_text()   # it was told to stop, as a kill would
+
+
+def test_idle_server_exits_and_removes_its_socket(root, tmp_path):
+    sock = tmp_path / "idle.sock"
+    proc = subprocess.Popen([sys.executable, "-m", "workflow.forkserver", "serve", "--socket", str(sock),
+                             "--idle-timeout", "1"], env=env(root), stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 0 and "stopping (idle)" in err and not sock.exists()

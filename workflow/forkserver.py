@@ -1,0 +1,382 @@
+"""A fork server for the jobs of one local Snakemake run: pay for `import torch` once, not per job.
+
+    python -m workflow.forkserver serve --socket PATH [--idle-timeout 600]   (the Snakefile starts it)
+    python -m workflow.forkserver ping  --socket PATH                        (is one serving there?)
+    python -m workflow.forkserver stop  --socket PATH
+
+A smoke job trains for well under a second, yet a fresh Python process spends 1.3-2 s importing
+torch, numpy and the engine before it does anything. On a local run the Snakefile's `onstart`
+starts this server, which imports all of that once and then listens on a Unix socket. Every job
+step is launched as `python -m workflow.run <step> ...` (workflow/run.py): a client that starts in
+~40 ms, hands the server its command line, working directory, environment and its stdin, stdout
+and stderr (the job's log file, as the rule redirected them), and waits. The server forks a child
+per request; the child, a copy of the warm process, takes the client's file descriptors,
+directory and environment and runs `workflow.<step>.main(args)`, exactly the code that
+`python -m workflow.<step>` runs. Its exit status goes back to the client, which exits with it.
+
+What stays as without it:
+- every job is still its own Snakemake job with its own outputs, log, retries and exit status;
+- a job is its own process (a fork): a crash, a leak or a changed global stays in that job;
+- signals: the client forwards SIGTERM, SIGINT, SIGUSR1 and SIGHUP to the child, so Ctrl-C,
+  `kill` and SLURM-style preemption reach the job (training checkpoints and exits as usual);
+  if the client dies (SIGKILL), the server sends the child SIGTERM;
+- results: the same numbers as a direct run (a test compares them bit for bit).
+What differs: Snakemake's `benchmark:` files time the client, so their wall time is the job's
+but their memory columns are the client's; a job's own record (train.json) keeps its timing.
+
+Safe to fork because the server never starts a thread, never runs a torch op and never touches
+CUDA before forking (CUDA initializes in the child, after CUDA_VISIBLE_DEVICES is set). Modules
+whose import reads the environment (transformers, huggingface_hub, mlflow) are not preloaded.
+The server exits when asked, after `--idle-timeout` seconds without a job, or once the process
+that started it is gone and its last job has finished. It is local only: the SLURM profile turns
+it off (`forkserver: false`), and a client that finds no server runs its step directly.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import selectors
+import signal
+import socket
+import struct
+import sys
+import time
+from pathlib import Path
+
+# imported once by the server; a module that fails to import is skipped (the job then imports
+# it itself and reports the error as usual)
+PRELOAD = (
+    "numpy", "torch", "torch.nn", "torch.nn.functional", "torch.optim", "torch.fft",
+    "pydantic", "yaml",
+    "workflow.jobs", "workflow.catalogue", "workflow.checkpoint", "workflow.gpu",
+    "workflow.train", "workflow.evaluate", "workflow.probe", "workflow.judge", "workflow.results",
+    "modules.config", "modules.optim", "modules.kernels", "modules.models", "modules.tasks", "modules.probes",
+)
+STEPS = ("train", "evaluate", "probe", "judge", "report", "tracking")
+HEADER = struct.Struct("!I")
+MAX_REQUEST = 16 << 20
+
+
+def default_socket(owner: int | None = None) -> str:
+    """Per working directory, host and starting process; kept short (a Unix socket path has ~100 bytes)."""
+    return str(Path(".snakemake") / f"forkserver-{socket.gethostname()[:40]}-{owner or os.getpid()}.sock")
+
+
+def _remove_stale(sock_path: str) -> None:
+    """Sockets of this host's servers whose starter is gone and that no longer answer (killed -9)."""
+    here = Path(sock_path).parent
+    prefix = f"forkserver-{socket.gethostname()[:40]}-"
+    for old in here.glob(f"{prefix}*.sock"):
+        if str(old) != sock_path and request(str(old), "ping", timeout=0.5) is None:
+            old.unlink(missing_ok=True)
+
+
+# --- wire format: a 4-byte length, then JSON; the request also carries 3 file descriptors ---------
+
+def send_msg(conn: socket.socket, obj: dict, fds: list[int] | None = None) -> None:
+    data = json.dumps(obj).encode()
+    data = HEADER.pack(len(data)) + data
+    if fds:
+        sent = socket.send_fds(conn, [data], fds)
+        data = data[sent:]
+    conn.sendall(data)
+
+
+def recv_msg(conn: socket.socket, want_fds: int = 0) -> tuple[dict | None, list[int]]:
+    """One message, or (None, []) at end of stream."""
+    fds: list[int] = []
+    if want_fds:
+        buf, fds, _, _ = socket.recv_fds(conn, 65536, want_fds)
+    else:
+        buf = conn.recv(65536)
+    if not buf:
+        return None, fds
+    while len(buf) < HEADER.size:
+        more = conn.recv(65536)
+        if not more:
+            return None, fds
+        buf += more
+    (n,) = HEADER.unpack(buf[:HEADER.size])
+    if n > MAX_REQUEST:
+        raise ValueError(f"request of {n} bytes is larger than {MAX_REQUEST}")
+    buf = buf[HEADER.size:]
+    while len(buf) < n:
+        more = conn.recv(min(1 << 20, n - len(buf)))
+        if not more:
+            return None, fds
+        buf += more
+    return json.loads(buf[:n]), fds
+
+
+# --- the server ------------------------------------------------------------------------------------
+
+def _preload(modules, log) -> float:
+    t0 = time.perf_counter()
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception as e:  # noqa: BLE001 - the job will meet the same error and report it
+            log(f"forkserver: not preloaded: {name}: {type(e).__name__}: {e}")
+    return time.perf_counter() - t0
+
+
+def _run_child(req: dict, fds: list[int]) -> int:
+    """In the forked child: become the job the client asked for, run it, return its exit code."""
+    for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGHUP, signal.SIGCHLD, signal.SIGPIPE):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for i, fd in enumerate(fds[:3]):
+        os.dup2(fd, i)
+    for fd in fds:
+        if fd > 2:
+            os.close(fd)
+    os.chdir(req["cwd"])
+    os.environ.clear()
+    os.environ.update(req["env"])
+    os.environ.pop("CLAIMCHECK_FORKSERVER", None)   # a step that starts a step of its own runs it directly
+    step, args = req["step"], list(req["args"])
+    sys.argv = [f"python -m workflow.{step}", *args]
+    module = importlib.import_module(f"workflow.{step}")
+    try:
+        code = module.main(args)
+    except SystemExit as e:
+        code = e.code
+    except KeyboardInterrupt:
+        code = 130
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    return code
+
+
+def serve(sock_path: str, idle_timeout: float, preload=PRELOAD, parent: int | None = None) -> int:
+    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    took = _preload(preload, log)
+    import threading
+
+    if threading.active_count() > 1:   # forking a threaded process is unsafe: refuse rather than risk it
+        log(f"forkserver: {threading.active_count()} threads after preloading; not serving (jobs run directly)")
+        return 1
+    path = Path(sock_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(tmp))
+    listener.listen(64)
+    os.replace(tmp, path)               # the socket appears only once the server is ready
+    log(f"forkserver: pid {os.getpid()}, serving {path} (preloaded in {took:.1f} s)")
+
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    stopping = []
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append("SIGTERM"))
+    signal.signal(signal.SIGINT, lambda *_: stopping.append("SIGINT"))
+    sel = selectors.DefaultSelector()
+    sel.register(listener, selectors.EVENT_READ, "listen")
+    sel.register(wake_r, selectors.EVENT_READ, "wake")
+    children: dict[int, socket.socket] = {}     # child pid -> its client's connection
+    owner: dict[socket.socket, int] = {}
+    last_busy = time.monotonic()
+    served = 0
+
+    def handle(conn: socket.socket) -> None:
+        nonlocal served
+        conn.settimeout(10)
+        try:
+            req, fds = recv_msg(conn, want_fds=3)
+        except (OSError, ValueError) as e:
+            log(f"forkserver: bad request: {e}")
+            conn.close()
+            return
+        if req is None:
+            conn.close()
+            return
+        if req.get("op") in ("ping", "stop"):
+            send_msg(conn, {"ok": True, "pid": os.getpid(), "jobs": len(children), "served": served})
+            conn.close()
+            if req["op"] == "stop":
+                stopping.append("stop")
+            return
+        if req.get("step") not in STEPS or len(fds) != 3:
+            send_msg(conn, {"error": f"unknown step {req.get('step')!r} or missing descriptors"})
+            conn.close()
+            for fd in fds:
+                os.close(fd)
+            return
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:                                 # the child
+            code = 1
+            try:
+                signal.set_wakeup_fd(-1)
+                sel.close()
+                listener.close()
+                for c in owner:
+                    c.close()
+                os.close(wake_r)
+                os.close(wake_w)
+                code = _run_child(req, fds)
+            except BaseException:  # noqa: BLE001 - report it in the job's own log, then exit
+                import traceback
+
+                traceback.print_exc()
+            finally:
+                try:
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                finally:
+                    os._exit(code)
+        for fd in fds:
+            os.close(fd)
+        served += 1
+        conn.settimeout(None)
+        children[pid] = conn
+        owner[conn] = pid
+        try:
+            send_msg(conn, {"pid": pid})
+        except OSError:
+            pass
+        sel.register(conn, selectors.EVENT_READ, "client")
+
+    def reap() -> None:
+        while children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            conn = children.pop(pid, None)
+            if conn is None:
+                continue
+            owner.pop(conn, None)
+            try:
+                sel.unregister(conn)
+            except (KeyError, ValueError):
+                pass
+            code = os.waitstatus_to_exitcode(status)
+            try:
+                send_msg(conn, {"exit": code if code >= 0 else 128 - code})
+            except OSError:
+                pass
+            conn.close()
+
+    try:
+        while True:
+            for key, _ in sel.select(timeout=2.0):
+                if key.data == "listen":
+                    try:
+                        conn, _ = listener.accept()
+                    except OSError:
+                        continue
+                    handle(conn)
+                elif key.data == "wake":
+                    try:
+                        while os.read(wake_r, 512):
+                            pass
+                    except BlockingIOError:
+                        pass
+                else:                                # a client spoke or hung up
+                    conn = key.fileobj
+                    try:
+                        gone = not conn.recv(64)
+                    except OSError:
+                        gone = True
+                    if gone and conn in owner:       # the client died: stop its job as a kill would
+                        pid = owner[conn]
+                        try:
+                            os.kill(pid, signal.SIGTERM)
+                        except ProcessLookupError:
+                            pass
+                        sel.unregister(conn)
+            reap()
+            if children:
+                last_busy = time.monotonic()
+                continue
+            orphaned = parent is not None and os.getppid() != parent
+            idle = time.monotonic() - last_busy > idle_timeout
+            if stopping or orphaned or idle:
+                why = stopping[0] if stopping else ("its starter is gone" if orphaned else "idle")
+                log(f"forkserver: stopping ({why}) after {served} jobs")
+                return 0
+    finally:
+        try:
+            if path.exists() and path.is_socket():
+                path.unlink()
+        except OSError:
+            pass
+        listener.close()
+
+
+# --- starting and stopping, for the Snakefile ---------------------------------------------------------
+
+def request(sock_path: str, op: str, timeout: float = 5.0) -> dict | None:
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(timeout)
+            conn.connect(sock_path)
+            send_msg(conn, {"op": op})
+            reply, _ = recv_msg(conn)
+            return reply
+    except (OSError, ValueError):
+        return None
+
+
+def start(sock_path: str | None = None, log_path: str | None = None, idle_timeout: float = 600.0) -> str:
+    """Start a server in the background for this process's jobs; returns its socket path. The jobs
+    find it through CLAIMCHECK_FORKSERVER, which this sets. Jobs that start before it is ready
+    (it takes the time of one import of torch) run directly."""
+    sock_path = sock_path or default_socket()
+    import subprocess
+
+    try:
+        _remove_stale(sock_path)
+        if request(sock_path, "ping", timeout=1.0) is None:
+            Path(sock_path).unlink(missing_ok=True)
+            if log_path:
+                Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+            with open(log_path or os.devnull, "a") as log:
+                subprocess.Popen([sys.executable, "-m", "workflow.forkserver", "serve", "--socket", sock_path,
+                                  "--idle-timeout", str(idle_timeout), "--parent", str(os.getpid())],
+                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                                 close_fds=True)
+    except OSError as e:   # never a reason to fail the run: the jobs then start as fresh processes
+        print(f"forkserver: not started ({e}); every job step starts its own Python process", file=sys.stderr)
+        return sock_path
+    os.environ["CLAIMCHECK_FORKSERVER"] = os.path.abspath(sock_path)
+    return sock_path
+
+
+def stop(sock_path: str | None = None) -> None:
+    sock_path = os.environ.pop("CLAIMCHECK_FORKSERVER", None) or sock_path or default_socket()
+    request(sock_path, "stop", timeout=2.0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m workflow.forkserver", description=__doc__.split("\n\n")[0])
+    p.add_argument("command", choices=["serve", "ping", "stop"])
+    p.add_argument("--socket", default=None, help="the Unix socket (default: .snakemake/forkserver-<host>-<pid>.sock)")
+    p.add_argument("--idle-timeout", type=float, default=600.0, help="serve: exit after this many idle seconds")
+    p.add_argument("--parent", type=int, default=None, help="serve: exit when this process is gone")
+    args = p.parse_args(argv)
+    if args.command != "serve" and not args.socket:
+        p.error(f"{args.command} needs --socket (a running server's path is in logs/forkserver.log)")
+    sock = args.socket or default_socket()
+    if args.command == "serve":
+        return serve(sock, args.idle_timeout, parent=args.parent)
+    reply = request(sock, args.command)
+    print(json.dumps(reply) if reply else f"no fork server at {sock}")
+    return 0 if reply else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
