@@ -2,6 +2,7 @@
 
     python -m workflow.bench kernels [--out results/bench/kernels.json] [--threads N]
     python -m workflow.bench archs [--out results/bench/archs.json] [--threads N] [--archs ...]
+    python -m workflow.bench pipeline [--parts ...] [--out results/bench/pipeline.json]   (workflow/bench_pipeline.py)
 
 `kernels`: every kernel's loop reference against its fast path at B=8, T=1024, D=64
 (H=4, K=V=16 for attention-style ops, N=16 for SSM states): the median time of a few runs
@@ -243,7 +244,20 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--archs", nargs="*", default=None, help="only these archs (default: every registered one)")
     for flag, default in (("B", 8), ("T", 256), ("d-model", 128), ("n-layer", 2), ("vocab", 64)):
         a.add_argument(f"--{flag}" if len(flag) > 1 else f"-{flag}", type=int, default=default, help=f"default {default}")
+    pl = sub.add_parser("pipeline", help="orchestration overhead, fixed cost per job, DAG scale, training loop, "
+                                         "logging share and kernel targets (workflow/bench_pipeline.py)")
+    parts = ["overhead", "fixed", "dag", "loop", "logging", "kernels"]
+    pl.add_argument("--parts", dest="what_parts", nargs="*", choices=parts, default=parts, help="which parts (default: all)")
+    pl.add_argument("--papers", nargs="*", default=None, help="overhead: only these papers (default: the whole catalogue)")
+    pl.add_argument("--cores", type=int, default=2, help="overhead: snakemake --cores (default 2)")
+    pl.add_argument("--dag-jobs", nargs="*", type=int, default=[1000, 10000], help="dag: job counts (default 1000 10000)")
+    pl.add_argument("--out", type=Path, default=Path("results/bench/pipeline.json"), help="JSON file to write")
     args = parser.parse_args(argv)
+    if args.what == "pipeline":
+        pipeline = importlib.import_module("workflow.bench_pipeline")
+        pipeline.run(args.what_parts, args.papers, args.cores, args.dag_jobs, args.out,
+                     log=lambda s: print(s, flush=True))
+        return 0
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.what == "archs":
