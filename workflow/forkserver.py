@@ -25,8 +25,10 @@ What differs: Snakemake's `benchmark:` files time the client, so their wall time
 but their memory columns are the client's; a job's own record (train.json) keeps its timing.
 
 Safe to fork because the server never starts a thread, never runs a torch op and never touches
-CUDA before forking (CUDA initializes in the child, after CUDA_VISIBLE_DEVICES is set). Modules
-whose import reads the environment (transformers, huggingface_hub, mlflow) are not preloaded.
+CUDA before forking (CUDA initializes in the child, after CUDA_VISIBLE_DEVICES is set); it
+refuses to serve if preloading started a thread. Modules whose import reads the environment
+(transformers and huggingface_hub read HF_HUB_OFFLINE) are not preloaded; MLflow reads its
+settings when called, so it is.
 The server exits when asked, after `--idle-timeout` seconds without a job, or once the process
 that started it is gone and its last job has finished. It is local only: the SLURM profile turns
 it off (`forkserver: false`), and a client that finds no server runs its step directly.
@@ -53,6 +55,8 @@ PRELOAD = (
     "workflow.jobs", "workflow.catalogue", "workflow.checkpoint", "workflow.gpu",
     "workflow.train", "workflow.evaluate", "workflow.probe", "workflow.judge", "workflow.results",
     "modules.config", "modules.optim", "modules.kernels", "modules.models", "modules.tasks", "modules.probes",
+    # the per-paper steps: MLflow (the collector) and matplotlib (the report) cost ~1.5 s each to import
+    "mlflow", "mlflow.tracking", "matplotlib", "jinja2", "workflow.tracking", "workflow.report",
 )
 STEPS = ("train", "evaluate", "probe", "judge", "report", "tracking")
 HEADER = struct.Struct("!I")
