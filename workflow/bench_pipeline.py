@@ -163,8 +163,10 @@ def bench_fixed(overhead: dict | None, log=print) -> dict:
         tmp = Path(tmp)
         env = _env(ROOT)
         bare = [_timed([sys.executable, "-c", "pass"], tmp, env)[0] for _ in range(3)]
-        lp = next(iter(load_catalogue([ROOT / "catalogue" / "toy_superposition.yaml"]).values()))
-        cfg = json.loads(json.dumps(lp.jobs("smoke")[0].config))
+        (tmp / "catalogue").mkdir()
+        (tmp / "catalogue" / "dagscale.yaml").write_text(DAG_PAPER.format(values="8", seeds=1))
+        lp = next(iter(load_catalogue([tmp / "catalogue" / "dagscale.yaml"]).values()))
+        cfg = json.loads(json.dumps(lp.jobs("smoke")[0].config))   # a toy-superposition-sized job
         cfg["train"]["steps"] = 1
         cfg["train"]["log_every"] = 1
 

@@ -164,10 +164,10 @@ def judge_claim(c, ms: Measurements) -> dict:
             out["measured_text"] = "; ".join(f"{p['pair']} = {fmt_interval(p)}" for p in pairs)
         elif c.kind == "trend":
             axis_values = list(ms.axes(m.experiment).for_metric(m.metric)[c.along])
-            try:
+            # numbers run in increasing order; names (a categorical axis such as a data split) in the
+            # order the catalogue lists them in its sweep, which is then the claim's order
+            if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in axis_values):
                 axis_values.sort()
-            except TypeError:
-                pass
             series = []
             for x in axis_values:
                 pt = ms.full_point(m.experiment, m.at, {c.along: x}, metric=m.metric)

@@ -1,6 +1,7 @@
 """Every claim kind x every verdict, from planted per-seed values."""
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -9,7 +10,7 @@ from workflow import schema as S
 from workflow.judge import judge_claim, judge_table
 from workflow.results import collect, interval
 
-from .fakes import make_paper, plant
+from .fakes import BASE, make_paper, plant
 
 MEASURE = {"experiment": "exp", "model": "a", "metric": "loss", "at": {"task.sparsity": 0.0}}
 BOTH = {"experiment": "exp", "metric": "loss", "at": {"task.sparsity": 0.9}}
@@ -112,6 +113,24 @@ def test_trend(tmp_path, direction, series, allow, expected):
     out = judged(tmp_path, c, trend_values(series))
     assert out["verdict"] == expected
     assert [s["at"] for s in out["measured"]["series"]] == [0.0, 0.5, 0.9]
+
+
+@pytest.mark.parametrize("direction,expected", [("increasing", "reproduced"), ("decreasing", "not_reproduced")])
+def test_trend_along_names_follows_the_listed_order(tmp_path, direction, expected):
+    """A categorical axis (e.g. data splits) runs in the order its sweep lists, not alphabetically."""
+    exp = json.loads(json.dumps(BASE["experiments"][0]))
+    exp["models"] = exp["models"][:1]
+    exp["sweep"] = {"model.activation": ["relu", "none"]}          # alphabetically: none, relu
+    lp = make_paper(tmp_path, experiments=[exp], scales={}, tables=[], claims=[BASE["claims"][0] | {
+        "measure": {"experiment": "exp", "model": "a", "metric": "loss", "at": {"model.activation": "relu"}}}])
+    loss = {"relu": 1.0, "none": 2.0}
+    plant(tmp_path, lp, "small", lambda model, point, seed: {"loss": loss[point["model.activation"]] + 0.01 * seed,
+                                                          "features_represented": 0.0})
+    c = claim("trend", measure={"experiment": "exp", "model": "a", "metric": "loss"}, along="model.activation",
+              direction=direction)
+    out = judge_claim(c, collect(lp, "small", tmp_path))
+    assert [s["at"] for s in out["measured"]["series"]] == ["relu", "none"]
+    assert out["verdict"] == expected
 
 
 @pytest.mark.parametrize("a,b,op,value,expected", [
