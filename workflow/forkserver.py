@@ -51,6 +51,8 @@ from pathlib import Path
 # it itself and reports the error as usual)
 PRELOAD = (
     "numpy", "torch", "torch.nn", "torch.nn.functional", "torch.optim", "torch.fft",
+    "torch._dynamo",            # torch.optim's optimizers (the L-BFGS probes) import it on first use: ~2 s
+    "sklearn.datasets",         # tasks built on scikit-learn's data sets (digits, make_classification)
     "pydantic", "yaml",
     "workflow.jobs", "workflow.catalogue", "workflow.checkpoint", "workflow.gpu",
     "workflow.train", "workflow.evaluate", "workflow.probe", "workflow.judge", "workflow.results",
