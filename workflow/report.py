@@ -122,7 +122,9 @@ def _env() -> Environment:
 
 
 def make_figures(p: dict, out_dir: Path) -> list[dict]:
-    """One PNG per (experiment, axis, fixed point, metric): mean per model, seeds as dots."""
+    """One PNG per (experiment, axis, fixed point, metric): mean per model, seeds as dots. The folder
+    exists even when nothing varies along any axis (no figure): it is the rule's declared output."""
+    out_dir.mkdir(parents=True, exist_ok=True)
     if not p["series"]:
         return []
     import matplotlib

@@ -54,3 +54,12 @@ def test_index_lists_papers_with_counts(tmp_path, monkeypatch):
     assert 'href="fake/index.html"' in html and "A &lt;b&gt;fake&lt;/b&gt; paper" in html
     v = json.loads((tmp_path / "verdicts.json").read_text())
     assert v["counts"]["reproduced"] == 2
+
+
+def test_a_paper_with_nothing_to_plot_still_gets_its_figures_folder(tmp_path, monkeypatch):
+    """The report rule declares figures/ as an output: it must exist with no figure in it."""
+    v = build(tmp_path, monkeypatch)
+    v["series"] = []
+    write_json(tmp_path / "verdicts.json", v)
+    render_paper(tmp_path / "verdicts.json", tmp_path / "rep", tmp_path / "runs.json")
+    assert (tmp_path / "rep/figures").is_dir() and not list((tmp_path / "rep/figures").iterdir())
