@@ -11,11 +11,13 @@ import importlib
 # arch -> "module:ModelClass:ConfigClass"; imported lazily.
 ARCHS: dict[str, str] = {
     "toy_autoencoder": "modules.models.toy_autoencoder:ToyAutoencoder:ToyAutoencoderConfig",
+    "mlp_encoder": "modules.models.mlp_encoder:MLPEncoder:MLPEncoderConfig",
     "transformer": "modules.models.transformer:Transformer:TransformerConfig",
     "rnn": "modules.models.rnn:ElmanRNN:ElmanConfig",
     "gru": "modules.models.rnn:GRU:GRUConfig",
     "lstm": "modules.models.lstm:LSTM:LSTMConfig",
     # state-space and linear-attention mixers on one pre-norm backbone (mixer_lm.py)
+    "s4": "modules.models.s4:S4:S4Config",
     "s4d": "modules.models.s4d:S4D:S4DConfig",
     "dss": "modules.models.dss:DSS:DSSConfig",
     "lru": "modules.models.lru:LRU:LRUConfig",
@@ -25,8 +27,11 @@ ARCHS: dict[str, str] = {
     "gla": "modules.models.linear_attention:GLA:GLAConfig",
     "deltanet": "modules.models.deltanet:DeltaNet:DeltaNetConfig",
     "hybrid": "modules.models.hybrid:Hybrid:HybridConfig",
+    "seq2seq_rnn": "modules.models.seq2seq:Seq2SeqRNN:Seq2SeqConfig",
     # pretrained, frozen: a probe target (the engine does not train it)
     "pretrained_minilm": "modules.models.pretrained_minilm:PretrainedMiniLM:PretrainedMiniLMConfig",
+    "read_process_write": "modules.models.read_process_write:ReadProcessWrite:ReadProcessWriteConfig",
+    "ptr_net": "modules.models.read_process_write:PtrNet:PtrNetConfig",
 }
 
 

@@ -10,7 +10,9 @@ Ring initialization (Section 3.3, Lemma 3.2): lambda uniform on the ring r_min <
 with phase in [0, max_phase]:  u1, u2 ~ U(0, 1),
     nu_log = log(-1/2 log(u1 (r_max^2 - r_min^2) + r_min^2)),   theta_log = log(max_phase u2).
 Normalization (Section 3.4): gamma = sqrt(1 - |lambda|^2), a trained parameter stored as
-gamma_log, keeps the state's variance at that of the input when |lambda| -> 1.
+gamma_log, keeps the state's variance at that of the input when |lambda| -> 1. `gamma_norm:
+false` leaves it out (gamma = 1, not trained): without it a state with |lambda| -> 1 accumulates
+up to 1 / (1 - |lambda|^2) times the input's variance.
 Real and imaginary parts of B ~ N(0, 1/(2H)) and of C ~ N(0, 1/N); D ~ N(0, 1) (the paper's code).
 
 `forward` runs the recurrence for all positions at once with the complex log-depth parallel
@@ -35,6 +37,8 @@ class LRUConfig(MixerLMConfig):
     r_min: float = 0.0             # ring init: r_min <= |lambda| <= r_max
     r_max: float = 1.0
     max_phase: float = 2 * math.pi
+    gamma_norm: bool = True        # false: no sqrt(1 - |lambda|^2) input normalization (gamma fixed at 1,
+                                   # not trained): the paper's ablation (Section 3.4, Table 3)
 
     def __post_init__(self):
         super().__post_init__()
@@ -55,6 +59,9 @@ class LRUMixer(nn.Module):
         self.theta_log = nn.Parameter(torch.log(cfg.max_phase * u2.clamp(min=1e-12)))
         mod = torch.exp(-torch.exp(self.nu_log.detach()))
         self.gamma_log = nn.Parameter(torch.log(torch.sqrt((1 - mod ** 2).clamp(min=1e-12))))
+        if not cfg.gamma_norm:       # same draws of lambda, B, C, D as with it, so an ablation compares like with like
+            del self.gamma_log
+            self.register_buffer("gamma_log", torch.zeros(N))                                   # gamma = 1
         # a cfloat randn has variance 1/2 in each part: parts N(0, 1/(2H)) for B, N(0, 1/N) for C
         self.B = nn.Parameter(torch.view_as_real(torch.randn(N, H, dtype=torch.cfloat) / math.sqrt(H)))      # (N, H, 2)
         self.C = nn.Parameter(torch.view_as_real(torch.randn(H, N, dtype=torch.cfloat) * math.sqrt(2 / N)))  # (H, N, 2)

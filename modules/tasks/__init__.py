@@ -8,7 +8,9 @@ import importlib
 # name -> "module:Class"; modules import lazily so listing names costs nothing.
 TASKS: dict[str, str] = {
     "superposition": "modules.tasks.superposition:SuperpositionTask",
+    "tabular_classification": "modules.tasks.tabular:TabularClassificationTask",
     "copy": "modules.tasks.copy:CopyTask",
+    "copy_generation": "modules.tasks.copy_generation:CopyGenerationTask",
     "mqar": "modules.tasks.mqar:MQARTask",
     "selective_copy": "modules.tasks.selective_copy:SelectiveCopyTask",
     "induction": "modules.tasks.induction:InductionTask",
@@ -19,6 +21,10 @@ TASKS: dict[str, str] = {
     "python_source": "modules.tasks.python_source:PythonSourceTask",
     "icl_regression": "modules.tasks.icl_regression:ICLRegressionTask",
     "wordpiece_text": "modules.tasks.wordpiece_text:WordpieceTextTask",
+    "scan": "modules.tasks.scan:ScanTask",
+    "adding": "modules.tasks.adding:AddingTask",
+    "seq_digits": "modules.tasks.seq_digits:SeqDigitsTask",
+    "sort_set": "modules.tasks.sort_set:SortSetTask",
 }
 
 
