@@ -6,11 +6,20 @@ from pathlib import Path
 import yaml
 
 
+TRUE, FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
 def config_problems(config: dict, schema_path: str | Path = "schemas/config.schema.yaml") -> list[str]:
+    """Problems with the run settings, one line each. Boolean keys given as words on the command
+    line (`--config forkserver=false` reaches Snakemake as the string 'false') become booleans."""
     import jsonschema
 
     schema = yaml.safe_load(Path(schema_path).read_text())
     props = schema["properties"]
+    for key, spec in props.items():
+        v = config.get(key)
+        if spec.get("type") == "boolean" and isinstance(v, str) and v.lower() in TRUE + FALSE:
+            config[key] = v.lower() in TRUE
     problems = []
     for key in config:
         if key not in props:
@@ -22,7 +31,9 @@ def config_problems(config: dict, schema_path: str | Path = "schemas/config.sche
         key = ".".join(str(p) for p in err.path) or "(top level)"
         spec = props.get(str(err.path[0])) if err.path else None
         allowed = ""
-        if spec is not None and "enum" in spec:
+        if spec is not None and spec.get("type") == "boolean":
+            allowed = "; allowed: true or false"
+        elif spec is not None and "enum" in spec:
             allowed = f"; allowed: {', '.join(map(str, spec['enum']))}"
         elif spec is not None and "oneOf" in spec:
             allowed = "; allowed: all, a catalogue id, or a list of ids such as [paper_a, paper_b]"

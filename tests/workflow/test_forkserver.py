@@ -144,3 +144,15 @@ def test_idle_server_exits_and_removes_its_socket(root, tmp_path):
                              "--idle-timeout", "1"], env=env(root), stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     err = proc.communicate(timeout=120)[1]
     assert proc.returncode == 0 and "stopping (idle)" in err and not sock.exists()
+
+
+def test_the_setting_accepts_words_from_the_command_line(root):
+    """`--config forkserver=false` reaches the Snakefile as the string 'false'."""
+    from workflow.config import config_problems
+
+    for word, value in (("false", False), ("True", True), ("no", False), ("1", True)):
+        cfg = {"forkserver": word}
+        assert config_problems(cfg, root / "schemas/config.schema.yaml") == [] and cfg["forkserver"] is value
+    bad = config_problems({"forkserver": "maybe"}, root / "schemas/config.schema.yaml")
+    assert bad == ["config: forkserver: 'maybe' is not valid; allowed: true or false "
+                   "(set it in config.yaml or with --config forkserver=...)"]
