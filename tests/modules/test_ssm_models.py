@@ -305,6 +305,7 @@ def test_bad_config_names_the_key(arch, params, key):
 # --- training -------------------------------------------------------------------------------
 
 OVERFIT = [
+    ("s4", {"d_state": 16, "l_max": 16}),
     ("s4d", {"d_state": 16}),
     ("dss", {"d_state": 8}),
     ("lru", {"d_state": 32, "r_min": 0.5}),
