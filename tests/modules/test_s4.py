@@ -4,7 +4,6 @@ contract of the zoo (shapes, causality, step == forward, determinism), stability
 and a tiny overfit."""
 from __future__ import annotations
 
-import time
 
 import pytest
 import torch
@@ -13,7 +12,6 @@ from modules.config import ConfigError
 from modules.models import build_model
 from modules.models.dss import hippo_legs_normal_eigs
 from modules.models.s4 import discretize, hippo_legs, nplr_legs, s4_kernel, s4_kernel_ref
-from modules.optim import make_optimizer
 
 V = 11
 B, T = 3, 13
