@@ -93,10 +93,6 @@ def _timed(cmd: list[str], cwd: Path, env: dict, timeout: float = 7200) -> tuple
     return wall, usage.ru_maxrss / 1024, res      # ru_maxrss is in KB on Linux
 
 
-def _snakemake(cwd: Path, *args: str, **env) -> list[str]:
-    return [sys.executable, "-m", "snakemake", *args]
-
-
 def _compute_of(results: Path) -> dict:
     """Sum of in-job compute per kind, and each train job's compute."""
     sums = {"train": 0.0, "evaluate": 0.0, "probe": 0.0}
@@ -140,7 +136,7 @@ def bench_overhead(papers: list[str] | None, cores: int, modes=("on", "off"), lo
             if papers:
                 cfg.append(f"papers=[{','.join(papers)}]")
             load0 = _load()
-            wall, _, proc = _timed(_snakemake(repo) + ["--cores", str(cores), "--config", *cfg], repo, _env(repo))
+            wall, _, proc = _timed([sys.executable, "-m", "snakemake", "--cores", str(cores), "--config", *cfg], repo, _env(repo))
             if proc.returncode != 0:
                 raise RuntimeError(f"snakemake failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
             comp = _compute_of(repo / "results" / "smoke")
@@ -264,7 +260,7 @@ def bench_dag(sizes=(1000, 10000), log=print) -> dict:
             values = ", ".join(str(8 + i) for i in range(points))
             (repo / "catalogue" / "dagscale.yaml").write_text(DAG_PAPER.format(values=values, seeds=seeds))
             env = _env(repo)
-            cmd = _snakemake(repo) + ["-n", "--cores", "1", "--quiet", "rules", "--config", f"max_jobs={10 * n}"]
+            cmd = [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--quiet", "rules", "--config", f"max_jobs={10 * n}"]
             cold, cold_mb, p1 = _timed(cmd, repo, env)
             if p1.returncode:
                 raise RuntimeError(f"dry run failed:\n{p1.stderr[-3000:]}")

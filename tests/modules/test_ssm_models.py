@@ -23,6 +23,7 @@ B, T = 3, 13    # odd sizes on purpose; T is not a multiple of the chunk sizes b
 SMALL = {"n_layer": 2, "d_model": 16}
 
 CASES = [
+    ("s4", {"d_state": 8, "l_max": 32}),
     ("s4d", {"d_state": 8, "init": "lin"}),
     ("s4d", {"d_state": 8, "init": "inv"}),
     ("dss", {"d_state": 6, "param": "exp"}),
