@@ -361,7 +361,7 @@ def bench_kernel_targets(log=print) -> dict:
     from . import bench
 
     torch.set_num_threads(1)
-    return bench.bench_kernels(ops=list(bench.TARGETS) + ["linear_attn_chunked_c32"], log=lambda s: log(f"kernels   {s}"))
+    return bench.bench_kernels(ops=list(bench.TARGETS) + ["linear_attn_chunked_c64"], log=lambda s: log(f"kernels   {s}"))
 
 
 def run(what: list[str], papers: list[str] | None, cores: int, dag_sizes, out: Path, log=print) -> dict:

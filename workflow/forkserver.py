@@ -161,6 +161,9 @@ def _run_child(req: dict, fds: list[int]) -> int:
 
 def serve(sock_path: str, idle_timeout: float, preload=PRELOAD, parent: int | None = None) -> int:
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    from modules.runtime import keep_freed_memory
+
+    keep_freed_memory()                 # inherited by every forked job (modules/runtime.py says why)
     took = _preload(preload, log)
     import threading
 

@@ -5,7 +5,7 @@
 The same as `python -m workflow.<step> ...`, which it becomes (exec) when CLAIMCHECK_FORKSERVER is
 unset or no server answers there. Otherwise it hands its command line, directory, environment and
 stdin/stdout/stderr to the server, forwards the signals it gets to the forked job, and exits with
-the job's exit status. Imports only the standard library, so that it starts in tens of
+the job's exit status. Imports only the standard library (and modules.runtime, which does too), so that it starts in tens of
 milliseconds.
 """
 from __future__ import annotations
@@ -21,7 +21,11 @@ FORWARD = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP)
 
 
 def _direct(step: str, args: list[str]) -> None:
-    os.execv(sys.executable, [sys.executable, "-m", f"workflow.{step}", *args])
+    # the fork server's jobs get the malloc settings from it (mallopt before forking); a job run
+    # directly gets them as glibc tunables at start (modules/runtime.py says why)
+    from modules.runtime import malloc_env
+
+    os.execve(sys.executable, [sys.executable, "-m", f"workflow.{step}", *args], malloc_env(dict(os.environ)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -58,6 +58,18 @@ def on_cuda(*tensors: torch.Tensor | None) -> bool:
     return bool(ts) and all(t.is_cuda for t in ts)
 
 
+def chunk_or_default(chunk_size: int | None, *tensors: torch.Tensor | None) -> int:
+    """The chunk length of the chunked ops' torch paths when the caller gives none (None): 64 on a
+    GPU, 32 on a CPU. On one CPU core the quadratic work inside a chunk dominates, and 32 beat 16
+    and 64 for chunked linear attention, its gated form, the delta rule and SSD at B=8, T=1024
+    (`python -m workflow.bench kernels`). Results do not depend on it beyond rounding."""
+    if chunk_size is None:
+        return 64 if on_cuda(*tensors) else 32
+    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive int or None; got {chunk_size!r}")
+    return chunk_size
+
+
 @functools.cache
 def _warn_once(op: str, err: str) -> None:
     warnings.warn(f"{op}: the CUDA kernel failed ({err}); using the torch path instead", stacklevel=3)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._common import on_cuda, optional_kernel, pad_time, try_kernel, work_dtype
+from ._common import chunk_or_default, on_cuda, optional_kernel, pad_time, try_kernel, work_dtype
 from .ssd import segsum
 
 
@@ -123,7 +123,9 @@ def _chunked_torch(q, k, v, initial_state, output_final_state, decay, chunk_size
     n = q.shape[2]
     scores = q @ k.transpose(-1, -2)                                    # (B, H, n, C, C)
     if g is None:
-        scores = scores.tril_()
+        # times a causal 0/1 mask rather than tril_: tril's backward on these batched (C, C) blocks
+        # cost as much as all the matmuls together
+        scores = scores.mul_(torch.ones(C, C, dtype=scores.dtype, device=scores.device).tril_())
         q_in, k_out = q, k
     else:
         G = _to_chunks(g[..., None], C)[..., 0].cumsum(-1)              # (B, H, n, C) within-chunk
@@ -135,22 +137,29 @@ def _chunked_torch(q, k, v, initial_state, output_final_state, decay, chunk_size
     U = k_out.transpose(-1, -2) @ v                                     # (B, H, n, K, V) each chunk's own update
     # the state entering every chunk, and the final state
     if g is None:
-        after = U.cumsum(dim=2) if S0 is None else U.cumsum(dim=2) + S0[:, :, None]
-        before = U.new_zeros(B, H, 1, K, V) if S0 is None else S0[:, :, None]
-        states, S = torch.cat([before, after[:, :, :-1]], dim=2), after[:, :, -1]
+        # an exclusive prefix sum over chunks as one product with a strictly lower-triangular
+        # matrix of ones (faster than cumsum over a middle dim, and no cat to shift it by one)
+        ones = torch.ones(n, n, dtype=U.dtype, device=U.device).tril_(-1)
+        states = (ones @ U.reshape(B, H, n, K * V)).view(B, H, n, K, V)
+        S = states[:, :, -1] + U[:, :, -1]
+        if S0 is not None:
+            states, S = states + S0[:, :, None], S + S0
     else:
         # S_{j+1} = exp(a_j) S_j + U_j over chunks, as one small (n+1) x (n+1) decay matrix (SSD step 3)
         a = F.pad(G[..., -1], (1, 0))                                   # (B, H, n+1)
         init = U.new_zeros(B, H, 1, K, V) if S0 is None else S0[:, :, None]
         all_states = torch.einsum("bhzc,bhckv->bhzkv", segsum(a).exp(), torch.cat([init, U], dim=2))
         states, S = all_states[:, :, :-1], all_states[:, :, -1]
-    o = q_in @ states + scores @ v                                      # inter- plus intra-chunk
+    # inter- plus intra-chunk in one fused multiply-add: q_in @ states + scores @ v
+    # (in place: the out-of-place baddbmm copies its first argument once more)
+    o = (q_in @ states).view(-1, C, V).baddbmm_(scores.view(-1, C, C), v.view(-1, C, V)).view(B, H, n, C, V)
     o = o.permute(0, 2, 3, 1, 4).reshape(B, n * C, H, V)[:, :T]
     return o.to(dtype), (S if output_final_state else None)
 
 
-def linear_attn_chunked(q, k, v, initial_state=None, output_final_state=False, decay=None, chunk_size=64):
-    """Chunked form (fla's chunk kernels on a GPU when available). Same returns as the reference."""
+def linear_attn_chunked(q, k, v, initial_state=None, output_final_state=False, decay=None, chunk_size=None):
+    """Chunked form (fla's chunk kernels on a GPU when available). Same returns as the reference.
+    chunk_size None: 64 on a GPU, 32 on a CPU (see `chunk_or_default`)."""
     _check(q, k, v)
     fn = optional_kernel("fla.ops.simple_gla", "chunk_simple_gla")
     if fn is not None and on_cuda(q, k, v):
@@ -160,7 +169,7 @@ def linear_attn_chunked(q, k, v, initial_state=None, output_final_state=False, d
                          output_final_state=output_final_state)
         if res is not None:
             return res
-    return _chunked_torch(q, k, v, initial_state, output_final_state, decay, chunk_size)
+    return _chunked_torch(q, k, v, initial_state, output_final_state, decay, chunk_or_default(chunk_size, q))
 
 
 # --- delta rule --------------------------------------------------------------------------
@@ -222,9 +231,9 @@ def _delta_chunked_torch(q, k, v, beta, initial_state, output_final_state, chunk
     return o.to(dtype), (S if output_final_state else None)
 
 
-def delta_rule_chunked(q, k, v, beta, initial_state=None, output_final_state=False, chunk_size=64):
+def delta_rule_chunked(q, k, v, beta, initial_state=None, output_final_state=False, chunk_size=None):
     """Chunked delta rule (WY/UT transform; fla's chunk_delta_rule on a GPU when available).
-    Same returns as `delta_rule_ref`."""
+    Same returns as `delta_rule_ref`; chunk_size None: 64 on a GPU, 32 on a CPU."""
     _check(q, k, v)
     _check_beta(q, beta)
     fn = optional_kernel("fla.ops.delta_rule", "chunk_delta_rule")
@@ -233,4 +242,4 @@ def delta_rule_chunked(q, k, v, beta, initial_state=None, output_final_state=Fal
                          output_final_state=output_final_state)
         if res is not None:
             return res
-    return _delta_chunked_torch(q, k, v, beta, initial_state, output_final_state, chunk_size)
+    return _delta_chunked_torch(q, k, v, beta, initial_state, output_final_state, chunk_or_default(chunk_size, q))

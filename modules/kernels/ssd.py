@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._common import on_cuda, optional_kernel, pad_time, try_kernel, work_dtype
+from ._common import chunk_or_default, on_cuda, optional_kernel, pad_time, try_kernel, work_dtype
 
 
 def _check(x, dt, A, B, C):
@@ -41,7 +41,7 @@ def _heads(M, H):
     return M if M.shape[2] == H else M.repeat_interleave(H // M.shape[2], dim=2)
 
 
-def ssd_ref(x, dt, A, B, C, chunk_size=64, initial_state=None):
+def ssd_ref(x, dt, A, B, C, chunk_size=None, initial_state=None):
     """Reference loop (fp32):  h_t = exp(A_t) h_{t-1} + dt_t x_t B_t^T,  y_t = h_t C_t.
     `chunk_size` is accepted for a signature identical to `ssd_chunked`, and unused.
     Returns (y (B, T, H, P), final_state (B, H, P, N))."""
@@ -118,8 +118,9 @@ def _ssd_torch(x, dt, A, B, C, chunk_size, initial_state):
     return y.to(dtype), final_state.transpose(-1, -2)                    # state (b, h, p, n)
 
 
-def ssd_chunked(x, dt, A, B, C, chunk_size=64, initial_state=None):
-    """Chunked SSD (the paper's minimal algorithm). Same signature and returns as `ssd_ref`."""
+def ssd_chunked(x, dt, A, B, C, chunk_size=None, initial_state=None):
+    """Chunked SSD (the paper's minimal algorithm). Same signature and returns as `ssd_ref`;
+    chunk_size None: 64 on a GPU, 32 on a CPU (see `chunk_or_default`)."""
     _check(x, dt, A, B, C)
     fn = optional_kernel("fla.ops.simple_gla", "chunk_simple_gla")
     if fn is not None and on_cuda(x, A, B, C):
@@ -131,4 +132,4 @@ def ssd_chunked(x, dt, A, B, C, chunk_size=64, initial_state=None):
         if res is not None:
             y, S = res
             return y, S.transpose(-1, -2)  # fla keeps (K=N, V=P); ours is (P, N) as mamba's
-    return _ssd_torch(x, dt, A, B, C, chunk_size, initial_state)
+    return _ssd_torch(x, dt, A, B, C, chunk_or_default(chunk_size, x), initial_state)

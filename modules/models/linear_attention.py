@@ -34,12 +34,13 @@ from .mixer_lm import MixerLM, MixerLMConfig, RMSNorm, split_heads
 @dataclass
 class MultiHeadConfig(MixerLMConfig):
     n_head: int = 4
-    chunk_size: int = 64           # of the chunked kernel (forward only; the results do not depend on it)
+    chunk_size: int | None = None  # of the chunked kernel (forward only; results do not depend on it); None: 64 on a GPU, 32 on a CPU
 
     def __post_init__(self):
         super().__post_init__()
         check_int(self, "n_head")
-        check_int(self, "chunk_size")
+        if self.chunk_size is not None:
+            check_int(self, "chunk_size")
         require(self.d_model % self.n_head == 0, "n_head", f"{self.n_head} must divide d_model={self.d_model}")
 
 

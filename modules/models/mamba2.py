@@ -33,7 +33,7 @@ class Mamba2Config(MixerLMConfig):
     n_head: int = 4                # H; head size P = expand * d_model / n_head
     d_conv: int = 4
     expand: int = 2
-    chunk_size: int = 64
+    chunk_size: int | None = None  # of the chunked SSD (results do not depend on it); None: 64 on a GPU, 32 on a CPU
     dt_min: float = 0.001
     dt_max: float = 0.1
     dt_init_floor: float = 1e-4
@@ -43,7 +43,7 @@ class Mamba2Config(MixerLMConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        for key in ("d_state", "n_head", "d_conv", "expand", "chunk_size"):
+        for key in ("d_state", "n_head", "d_conv", "expand") + (("chunk_size",) if self.chunk_size is not None else ()):
             check_int(self, key)
         require(self.expand * self.d_model % self.n_head == 0, "n_head",
                 f"{self.n_head} must divide expand * d_model = {self.expand * self.d_model}")

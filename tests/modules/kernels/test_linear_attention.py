@@ -26,7 +26,7 @@ class Case(NamedTuple):
     H: int
     K: int
     V: int
-    chunk: int
+    chunk: int | None          # None: the kernel's default for the device (32 on a CPU)
     decay: str | None = None   # None, "head": (H,), "step": (B, T, H)
 
 
@@ -35,7 +35,9 @@ CASES = [
     Case("T63_chunk16_head_decay", 2, 63, 3, 5, 7, 16, "head"),
     Case("T63_chunk16_step_decay", 2, 63, 3, 5, 7, 16, "step"),
     Case("T64_chunk16_exact", 1, 64, 2, 4, 3, 16, "step"),
-    Case("T150_chunk64_default", 1, 150, 2, 6, 5, 64, "step"),
+    Case("T150_chunk64", 1, 150, 2, 6, 5, 64, "step"),
+    Case("T150_default_chunk", 1, 150, 2, 6, 5, None),
+    Case("T150_default_chunk_step_decay", 1, 150, 2, 6, 5, None, "step"),
     Case("T1", 2, 1, 2, 3, 4, 16, "head"),
 ]
 
@@ -108,6 +110,24 @@ def test_linear_attention_state_carries_over(form):
     assert_close(f"{form} two halves final_state", s_full, s2)
 
 
+@pytest.mark.parametrize("bad", [0, -4, 2.5, True, "32"])
+def test_chunked_ops_reject_a_bad_chunk_size(bad):
+    q, k, v, _, _ = make(CASES[0])
+    with pytest.raises(ValueError, match="chunk_size"):
+        linear_attn_chunked(q, k, v, chunk_size=bad)
+    with pytest.raises(ValueError, match="chunk_size"):
+        delta_rule_chunked(q, F.normalize(k, dim=-1), v, torch.rand(q.shape[:3]), chunk_size=bad)
+
+
+def test_default_chunk_on_a_cpu_is_32():
+    from modules.kernels._common import chunk_or_default
+
+    x = torch.zeros(1)
+    assert chunk_or_default(None, x) == 32
+    assert chunk_or_default(None, x.to("meta")) == 32   # not CUDA
+    assert chunk_or_default(16, x) == 16
+
+
 def test_linear_attention_rejects_bad_decay():
     q, k, v, _, _ = make(CASES[0])
     with pytest.raises(ValueError, match="decay"):
@@ -119,7 +139,8 @@ def test_linear_attention_rejects_bad_decay():
 DELTA_CASES = [
     Case("T63_chunk16_K5_V7", 2, 63, 3, 5, 7, 16),
     Case("T64_chunk16_exact", 1, 64, 2, 8, 3, 16),
-    Case("T150_chunk64_default", 1, 150, 2, 6, 5, 64),
+    Case("T150_chunk64", 1, 150, 2, 6, 5, 64),
+    Case("T150_default_chunk", 1, 150, 2, 6, 5, None),
     Case("T1", 2, 1, 2, 3, 4, 16),
 ]
 

@@ -20,7 +20,7 @@ class Case(NamedTuple):
     P: int
     N: int
     G: int
-    chunk: int
+    chunk: int | None          # None: the default for the device (32 on a CPU)
     with_dt: bool = True
 
 
@@ -30,6 +30,7 @@ CASES = [
     Case("T63_chunk16_groups1_no_dt", 2, 63, 4, 3, 5, 1, 16, with_dt=False),
     Case("T64_chunk16_exact", 1, 64, 2, 4, 3, 1, 16),
     Case("T150_chunk64", 1, 150, 3, 2, 4, 3, 64),
+    Case("T150_default_chunk", 1, 150, 3, 2, 4, 3, None),
     Case("T1", 2, 1, 2, 3, 2, 1, 16),
 ]
 
