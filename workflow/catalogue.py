@@ -795,8 +795,13 @@ def resolve_scale(path: Path, paper: S.Paper, scale: str) -> dict[str, S.Experim
 
 # -------------------------------------------------------------------- load
 
-def load_paper(path: str | Path) -> LoadedPaper:
-    """Load and fully validate one catalogue file, at every scale it defines."""
+def load_paper(path: str | Path, registry_checks: bool = True) -> LoadedPaper:
+    """Load and fully validate one catalogue file, at every scale it defines.
+
+    `registry_checks=False` skips the checks against the model and task registries (they import
+    torch and build every task, seconds for some), for the per-paper job steps (judge, tracking)
+    of a run whose Snakefile validated the catalogue when it started; the schema and reference
+    checks still run."""
     path = Path(path)
     data = read_yaml(path)
     if data is None:
@@ -810,10 +815,14 @@ def load_paper(path: str | Path) -> LoadedPaper:
     problems: list[str] = []
     if spec.paper.id != path.stem:
         problems.append(f"{path}: paper.id: {spec.paper.id!r} differs from the file name; rename the file to {spec.paper.id}.yaml or change the id")
-    for i, exp in enumerate(spec.experiments):
-        sem: list[str] = []
-        _check_experiment(exp, f"experiments[{i}]", sem)
-        problems += [f"{path}: {p}" for p in sem]
+    checks, _REGISTRY_CHECKS[0] = _REGISTRY_CHECKS[0], _REGISTRY_CHECKS[0] and registry_checks
+    try:
+        for i, exp in enumerate(spec.experiments):
+            sem: list[str] = []
+            _check_experiment(exp, f"experiments[{i}]", sem)
+            problems += [f"{path}: {p}" for p in sem]
+    finally:
+        _REGISTRY_CHECKS[0] = checks
     refs: list[str] = []
     _check_references(spec, refs)
     problems += [f"{path}: {p}" for p in refs]

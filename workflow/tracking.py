@@ -24,7 +24,9 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -179,16 +181,22 @@ class Tracker:
                 for m, v in pt["metrics"].items():
                     if v is not None:
                         metrics.append(Metric(_metric_name(f"probe/{m}{suffix}"), float(v), start_ms, 0))
-        for i in range(0, max(len(params), 1), 100):
-            chunk = params[i:i + 100]
-            if chunk:
-                _retry(lambda: self.client.log_batch(rid, params=chunk))
-        for i in range(0, len(metrics), 1000):
-            chunk = metrics[i:i + 1000]
-            _retry(lambda: self.client.log_batch(rid, metrics=chunk))
-        for f in ("train.json", "eval.json", "probe.json"):
-            if (job_dir / f).exists():
-                _retry(lambda: self.client.log_artifact(rid, str(job_dir / f)))
+        # as few calls as MLflow's batch limits allow (100 params, 1,000 entries per call): for a
+        # smoke or small job, one
+        while params or metrics:
+            p_chunk, params = params[:100], params[100:]
+            m_chunk, metrics = metrics[:1000 - len(p_chunk)], metrics[1000 - len(p_chunk):]
+            _retry(lambda: self.client.log_batch(rid, params=p_chunk, metrics=m_chunk))
+        # the result files in one artifact call (each call looks the run up again), from a staging
+        # folder of hard links (copies where links are not possible)
+        files = [job_dir / f for f in ("train.json", "eval.json", "probe.json") if (job_dir / f).exists()]
+        with tempfile.TemporaryDirectory(prefix="claimcheck-artifacts-") as stage:
+            for f in files:
+                try:
+                    os.link(f, Path(stage) / f.name)
+                except OSError:
+                    shutil.copy2(f, Path(stage) / f.name)
+            _retry(lambda: self.client.log_artifacts(rid, stage))
         status = "FINISHED" if tr.get("status") == "ok" and ev.get("status") == "ok" else "FAILED"
         _retry(lambda: self.client.set_terminated(rid, status))
         self.existing()[(job.dir, rhash)] = rid
@@ -197,7 +205,7 @@ class Tracker:
 
 def log_paper(paper_path: Path, scale: str, uri: str, root: Path = Path(".")) -> dict:
     """Log every finished job of a paper at a scale; returns {"runs": {job_dir: run_id}, ...}."""
-    lp = load_paper(paper_path)
+    lp = load_paper(paper_path, registry_checks=False)   # the run validated the catalogue when it started
     jobs = [j for j in lp.jobs(scale) if (root / j.dir / "train.json").exists()]
     result = {"uri": _display_uri(uri), "experiment": f"{lp.id}/{scale}", "runs": {}, "parents": {}, "error": None}
     if not jobs:
