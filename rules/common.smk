@@ -47,6 +47,9 @@ def _job(w):
     return JOBS[key]
 
 
+# The rules' other params are wildcard templates, not functions: at 10,000 jobs each input
+# function costs Snakemake a signature inspection per call (`python -m workflow.bench pipeline
+# --parts dag`). A job's folder is the template "results/{scale}/.../seed{seed}", which is Job.dir.
 def train_config(w):
     """The train job's resolved config: a change to it reruns exactly this job."""
     return json.dumps(_job(w).config, sort_keys=True)
@@ -82,18 +85,6 @@ def eval_attempt(w):
 
 def probe_attempt(w):
     return _attempt(w, "probe.json")
-
-
-def job_dir(w):
-    return _job(w).dir
-
-
-def report_dir(w):
-    return f"reports/{w.scale}/{w.paper}"
-
-
-def job_label(w):
-    return f"{w.paper}/{w.experiment}/{w.model}/{w.point}/seed{w.seed}"
 
 
 def paper_file(w):

@@ -6,7 +6,7 @@ rule evaluate:
         "results/{scale}/{paper}/{experiment}/{model}/{point}/seed{seed}/eval.json",
     params:
         config=eval_config,
-        dir=job_dir,
+        dir="results/{scale}/{paper}/{experiment}/{model}/{point}/seed{seed}",
         attempt=eval_attempt,
     log:
         "logs/{scale}/{paper}/{experiment}/{model}/{point}/seed{seed}/evaluate.log",

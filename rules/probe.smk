@@ -8,7 +8,7 @@ rule probe:
         "results/{scale}/{paper}/{experiment}/{model}/{point}/seed{seed}/probe.json",
     params:
         config=probe_config,
-        dir=job_dir,
+        dir="results/{scale}/{paper}/{experiment}/{model}/{point}/seed{seed}",
         attempt=probe_attempt,
     log:
         "logs/{scale}/{paper}/{experiment}/{model}/{point}/seed{seed}/probe.log",

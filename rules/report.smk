@@ -11,7 +11,7 @@ rule report:
         md="reports/{scale}/{paper}/report.md",
         figures=directory("reports/{scale}/{paper}/figures"),
     params:
-        outdir=report_dir,
+        outdir="reports/{scale}/{paper}",
     log:
         "logs/{scale}/{paper}/report.log",
     benchmark:

@@ -4,9 +4,9 @@ rule train:
         model="results/{scale}/{paper}/{experiment}/{model}/{point}/seed{seed}/model.pt",
     params:
         config=train_config,
-        label=job_label,
+        label="{paper}/{experiment}/{model}/{point}/seed{seed}",
         attempt=train_attempt,
-        outdir=job_dir,
+        outdir="results/{scale}/{paper}/{experiment}/{model}/{point}/seed{seed}",
     log:
         "logs/{scale}/{paper}/{experiment}/{model}/{point}/seed{seed}/train.log",
     benchmark:
