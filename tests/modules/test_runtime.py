@@ -42,8 +42,9 @@ def _faults(mode: str, env=None) -> int:
 # as blocks are freed): 1,000 faults per call in the benchmark's process, 100 in another. Pinned at
 # that initial 128 KiB, it is deterministic: every buffer above it is mapped and unmapped per call.
 PINNED_DEFAULT = {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=131072"}
-# a single 2 MiB buffer faulted in again is 512 faults: fewer than 20 per call means none is
-FEW = 20 * 20
+# a 2 MiB buffer faulted in again is 512 faults; re-faulting one per call would be 20 x 512.
+# Fewer than a quarter of that: at most an occasional new high-water mark of the heap
+FEW = 20 * 128
 
 
 @glibc
