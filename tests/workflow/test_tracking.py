@@ -92,3 +92,41 @@ def test_a_locked_store_is_retried_with_backoff(tmp_path, monkeypatch):
     result = log_paper(lp.path, "smoke", uri, tmp_path)
     assert time.time() - t0 >= 2.5                               # it waited for the lock
     assert len(result["runs"]) == len(lp.jobs("smoke"))
+
+
+def test_long_histories_and_many_params_are_logged_whole(tmp_path, monkeypatch):
+    """Params and metrics share batches within MLflow's limits (100 params, 1,000 entries a call)."""
+    monkeypatch.chdir(tmp_path)
+    lp = make_paper(tmp_path)
+    plant(tmp_path, lp, "smoke", values)
+    job = lp.jobs("smoke")[0]
+    tr_path = tmp_path / job.dir / "train.json"
+    tr = json.loads(tr_path.read_text())
+    tr["config"]["extra"] = {f"k{i}": i for i in range(150)}
+    n = 1234
+    tr["history"] = {"step": list(range(n)), "loss": [1.0 / (i + 1) for i in range(n)], "lr": [1e-3] * n}
+    tr_path.write_text(json.dumps(tr))
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    result = log_paper(lp.path, "smoke", uri, tmp_path)
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    rid = result["runs"][job.dir]
+    run = client.get_run(rid)
+    assert sum(k.startswith("extra.") for k in run.data.params) == 150
+    loss = client.get_metric_history(rid, "train/loss")
+    assert len(loss) == n and sorted(m.step for m in loss) == list(range(n))
+    assert len(client.get_metric_history(rid, "train/lr")) == n
+    assert run.data.metrics["eval/loss"] == 1.0 + job.seed
+
+
+def test_mlflow_telemetry_is_off_unless_the_user_chose(monkeypatch):
+    from workflow.tracking import _quiet_mlflow
+
+    monkeypatch.delenv("MLFLOW_DISABLE_TELEMETRY", raising=False)
+    _quiet_mlflow()
+    assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "true"
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "false")
+    _quiet_mlflow()
+    assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "false"
