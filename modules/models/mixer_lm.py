@@ -66,6 +66,12 @@ def log_uniform(n: int, lo: float, hi: float, floor: float = 0.0) -> torch.Tenso
     return dt.clamp(min=floor) if floor > 0 else dt
 
 
+def check_conjugate_pairs(cfg) -> None:
+    """d_state counts complex modes that come in conjugate pairs (S4, S4D)."""
+    require(cfg.d_state >= 2 and cfg.d_state % 2 == 0, "d_state",
+            f"{cfg.d_state} must be an even number >= 2 (modes come in conjugate pairs)")
+
+
 def check_dt_range(cfg) -> None:
     require(cfg.dt_min > 0, "dt_min", f"{cfg.dt_min} must be above 0")
     require(cfg.dt_max >= cfg.dt_min, "dt_max", f"{cfg.dt_max} must be at least dt_min={cfg.dt_min}")

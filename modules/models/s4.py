@@ -51,7 +51,7 @@ import torch
 import torch.nn as nn
 
 from ..config import require
-from .mixer_lm import MixerLM, MixerLMConfig, check_dt_range, log_uniform
+from .mixer_lm import MixerLM, MixerLMConfig, check_conjugate_pairs, check_dt_range, log_uniform
 from .s4d import DiagonalSSM
 
 
@@ -64,8 +64,7 @@ class S4Config(MixerLMConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        require(self.d_state >= 2 and self.d_state % 2 == 0, "d_state",
-                f"{self.d_state} must be an even number >= 2 (modes come in conjugate pairs)")
+        check_conjugate_pairs(self)
         require(self.l_max >= 2, "l_max", f"{self.l_max} must be at least 2")
         check_dt_range(self)
 

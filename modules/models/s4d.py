@@ -30,9 +30,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..config import require
 from ..kernels import fftconv
-from .mixer_lm import MixerLM, MixerLMConfig, check_dt_range, log_uniform
+from .mixer_lm import MixerLM, MixerLMConfig, check_conjugate_pairs, check_dt_range, log_uniform
 
 
 @dataclass
@@ -44,8 +43,7 @@ class S4DConfig(MixerLMConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        require(self.d_state >= 2 and self.d_state % 2 == 0, "d_state",
-                f"{self.d_state} must be an even number >= 2 (modes come in conjugate pairs)")
+        check_conjugate_pairs(self)
         check_dt_range(self)
 
 

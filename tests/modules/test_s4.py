@@ -181,20 +181,6 @@ def test_step_equals_forward(l_max):
     torch.testing.assert_close(torch.stack(outs, 1), full, rtol=1e-4, atol=1e-4)
 
 
-def test_continuous_inputs_step_equals_forward():
-    model = make({"n_layer": 1, "d_model": 8}, d_input=5, d_output=3)
-    x = torch.randn(2, 7, 5)
-    out, hiddens = model(x, return_hidden=True)
-    assert out.shape == (2, 7, 3) and hiddens[0].shape == (2, 7, 8)
-    state, steps = model.init_state(2), []
-    for t in range(7):
-        o, state = model.step(x[:, t], state)
-        steps.append(o)
-    torch.testing.assert_close(torch.stack(steps, 1), out, rtol=1e-4, atol=1e-4)
-    with pytest.raises(TypeError, match="float"):
-        make()(x)
-
-
 def test_deterministic_under_a_seed():
     a, b, c = make(seed=1), make(seed=1), make(seed=2)
     x = tokens()

@@ -111,7 +111,7 @@ def tiny(arch):
     return {"n_layer": 1, "d_model": 8, **heads}
 
 
-@pytest.mark.parametrize("arch", ["s4d", "dss", "lru", "mamba", "mamba2", "linear_attention", "gla", "deltanet", "hybrid"])
+@pytest.mark.parametrize("arch", ["s4", "s4d", "dss", "lru", "mamba", "mamba2", "linear_attention", "gla", "deltanet", "hybrid"])
 def test_continuous_inputs(arch):
     model = make(arch, tiny(arch), d_input=5, d_output=3)
     x = torch.randn(2, 7, 5)
