@@ -1,8 +1,12 @@
 """First-order linear recurrence h_t = a_t * h_{t-1} + b_t, elementwise, real or complex.
 
-`scan_ref` is the loop; `scan` is a log-depth parallel associative scan (odd-even
+`scan_ref` is the loop. `scan_parallel` is a log-depth parallel associative scan (odd-even
 recursive doubling, a work-efficient Blelloch-style scan written with strided torch views)
-with a hand-written backward, which is itself one reverse scan.
+with a hand-written backward, which is itself one reverse scan. `scan` is what the models
+call: on a CPU it runs the compiled kernel of scan_cpu.c (one pass over time, vectorized
+across channels; see native.py) when the machine has a C compiler, and `scan_parallel`
+otherwise and on a GPU. A log-depth scan pays ~2 log2(T) memory passes for its parallelism,
+which a GPU has the threads to use and a CPU core does not.
 
 The combine rule of the scan is the composition of affine maps,
     (a1, b1) then (a2, b2) = (a2 * a1, a2 * b1 + b2),
@@ -15,8 +19,11 @@ Layout: (B, T, ...) with time in dim 1; every trailing dim is an independent cha
 """
 from __future__ import annotations
 
+import ctypes
+
 import torch
 
+from . import native
 from ._common import work_dtype
 
 # Below this length the recursion stops and a short loop finishes the job: the python loop
@@ -134,13 +141,91 @@ class _Scan(torch.autograd.Function):
         return da, g, dh0
 
 
-def scan(a: torch.Tensor, b: torch.Tensor, initial_state: torch.Tensor | None = None):
-    """Parallel scan for h_t = a_t * h_{t-1} + b_t; same signature and returns as `scan_ref`."""
+_NATIVE_SUFFIX = {torch.float32: "f32", torch.float64: "f64", torch.complex64: "c64", torch.complex128: "c128"}
+
+
+def _native_fns():
+    """{dtype: (fwd, bwd)} from the compiled scan_cpu.c, or None when it is unavailable."""
+    lib = native.library("scan_cpu")
+    if lib is None:
+        return None
+    fns = {}
+    i64, p = ctypes.c_int64, ctypes.c_void_p
+    for dtype, sfx in _NATIVE_SUFFIX.items():
+        fwd, bwd = getattr(lib, f"scan_fwd_{sfx}"), getattr(lib, f"scan_bwd_{sfx}")
+        fwd.argtypes, fwd.restype = [i64, i64, i64, p, p, p, p], None
+        bwd.argtypes, bwd.restype = [i64, i64, i64, p, p, p, p, p, p, p, p], None
+        fns[dtype] = (fwd, bwd)
+    return fns
+
+
+_native_cache: list = []
+
+
+def native_available() -> bool:
+    """Whether `scan` runs the compiled CPU kernel here (builds it on the first call)."""
+    if not _native_cache:
+        _native_cache.append(_native_fns())
+    return _native_cache[0] is not None
+
+
+def _dims(x: torch.Tensor) -> tuple[int, int, int]:
+    B, L = x.shape[:2]
+    return B, L, x[0, 0].numel() if B and L else 0
+
+
+class _NativeScan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, a, b, h0):
+        fwd, _ = _native_cache[0][a.dtype]
+        a, b = a.contiguous(), b.contiguous()
+        h0 = None if h0 is None else h0.contiguous()
+        h = torch.empty_like(b, memory_format=torch.contiguous_format)
+        fwd(*_dims(b), native.ptr(a), native.ptr(b), native.ptr(h0), native.ptr(h))
+        ctx.save_for_backward(a, h, h0)
+        return h, h[:, -1].clone()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dh, dh_last):
+        a, h, h0 = ctx.saved_tensors
+        _, bwd = _native_cache[0][a.dtype]
+        dh = dh.to(a.dtype).contiguous()
+        dh_last = dh_last.to(a.dtype).contiguous()
+        g = torch.empty_like(h)
+        da = torch.empty_like(h) if ctx.needs_input_grad[0] else None
+        dh0 = torch.empty_like(h0) if h0 is not None and ctx.needs_input_grad[2] else None
+        bwd(*_dims(h), native.ptr(a), native.ptr(h), native.ptr(h0), native.ptr(dh), native.ptr(dh_last),
+            native.ptr(g), native.ptr(da), native.ptr(dh0))
+        return da, g, dh0
+
+
+def _prepare(name, a, b, initial_state):
     if a.shape != b.shape:
-        raise ValueError(f"scan: a {tuple(a.shape)} and b {tuple(b.shape)} must have the same shape")
+        raise ValueError(f"{name}: a {tuple(a.shape)} and b {tuple(b.shape)} must have the same shape")
+    if a.dim() < 2:
+        raise ValueError(f"{name}: a and b must be (B, T, ...) with time in dim 1; got shape {tuple(a.shape)}")
     dtype = torch.promote_types(a.dtype, b.dtype)
     work = work_dtype(a, b, initial_state)
-    a, b = a.to(work), b.to(work)
     h0 = None if initial_state is None else initial_state.to(work)
+    if h0 is not None and h0.shape != a.shape[:1] + a.shape[2:]:
+        raise ValueError(f"{name}: initial_state must be {tuple(a.shape[:1] + a.shape[2:])} (a without its time dim); "
+                         f"got {tuple(h0.shape)}")
+    return a.to(work), b.to(work), h0, dtype
+
+
+def scan_parallel(a: torch.Tensor, b: torch.Tensor, initial_state: torch.Tensor | None = None):
+    """The log-depth torch scan for h_t = a_t * h_{t-1} + b_t; same signature and returns as `scan_ref`."""
+    a, b, h0, dtype = _prepare("scan_parallel", a, b, initial_state)
     h, h_last = _Scan.apply(a, b, h0)
+    return h.to(dtype), h_last.to(dtype)
+
+
+def scan(a: torch.Tensor, b: torch.Tensor, initial_state: torch.Tensor | None = None):
+    """Fast scan for h_t = a_t * h_{t-1} + b_t; same signature and returns as `scan_ref`.
+    The compiled CPU kernel for CPU tensors when it is available, else `scan_parallel`."""
+    a, b, h0, dtype = _prepare("scan", a, b, initial_state)
+    use_native = (a.device.type == "cpu" and b.device.type == "cpu" and (h0 is None or h0.device.type == "cpu")
+                  and a.numel() > 0 and native_available())
+    h, h_last = (_NativeScan if use_native else _Scan).apply(a, b, h0)
     return h.to(dtype), h_last.to(dtype)

@@ -1,12 +1,22 @@
-"""scan: the parallel scan against the loop, real and complex, values, states and gradients."""
+"""scan: both fast paths against the loop, real and complex, values, states and gradients.
+
+`scan` is what the models call (the compiled CPU kernel of scan_cpu.c on a CPU when the
+machine can build it); `scan_parallel` is the log-depth torch scan, which `scan` falls back to.
+Every numeric test runs on both."""
 from __future__ import annotations
 
+import importlib
+import subprocess
+import sys
 from typing import NamedTuple
 
 import pytest
 import torch
 
-from modules.kernels import scan, scan_ref
+from modules.kernels import native, scan, scan_parallel, scan_ref
+
+scan_mod = importlib.import_module("modules.kernels.scan")  # the package re-exports the function `scan`
+FAST = pytest.mark.parametrize("fast", [scan, scan_parallel], ids=["scan", "scan_parallel"])
 
 from .helpers import assert_close, grads, leaf
 
@@ -49,14 +59,15 @@ def make(case: Case, dtype=torch.float32, seed=0):
     return a.to(dtype), b.to(dtype), h0.to(dtype)
 
 
+@FAST
 @pytest.mark.parametrize("with_state", [False, True], ids=["zero_state", "initial_state"])
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_scan_matches_reference(case, with_state):
+def test_scan_matches_reference(case, with_state, fast):
     a, b, h0 = (leaf(t) for t in make(case))
     inputs = [a, b, h0] if with_state else [a, b]
     h_ref, s_ref = scan_ref(a, b, h0 if with_state else None)
     g_ref = grads([h_ref, s_ref], inputs)
-    h, s = scan(a, b, h0 if with_state else None)
+    h, s = fast(a, b, h0 if with_state else None)
     g = grads([h, s], inputs)
     assert_close(f"{case.name} h", h_ref, h)
     assert_close(f"{case.name} final_state", s_ref, s)
@@ -64,31 +75,103 @@ def test_scan_matches_reference(case, with_state):
         assert_close(f"{case.name} d{n}", gr, gf)
 
 
+@FAST
 @pytest.mark.parametrize("case", [Case("real_T21", 1, 21, (2,)), Case("complex_T21", 1, 21, (2,), complex=True)], ids=lambda c: c.name)
-def test_scan_gradcheck(case):
+def test_scan_gradcheck(case, fast):
     a, b, h0 = (leaf(t) for t in make(case, torch.float64))
-    assert torch.autograd.gradcheck(lambda a, b, h0: scan(a, b, h0), (a, b, h0))
-    assert torch.autograd.gradcheck(lambda a, b: scan(a, b)[0], (a, b))
+    assert torch.autograd.gradcheck(lambda a, b, h0: fast(a, b, h0), (a, b, h0))
+    assert torch.autograd.gradcheck(lambda a, b: fast(a, b)[0], (a, b))
 
 
+@FAST
 @pytest.mark.parametrize("case", [CASES[0], CASES[1]], ids=lambda c: c.name)
-def test_scan_state_carries_over(case):
+def test_scan_state_carries_over(case, fast):
     a, b, h0 = make(case)
-    h_full, s_full = scan(a, b, h0)
+    h_full, s_full = fast(a, b, h0)
     k = 40
-    h1, s1 = scan(a[:, :k], b[:, :k], h0)
-    h2, s2 = scan(a[:, k:], b[:, k:], s1)
+    h1, s1 = fast(a[:, :k], b[:, :k], h0)
+    h2, s2 = fast(a[:, k:], b[:, k:], s1)
     assert_close("two halves h", h_full, torch.cat([h1, h2], 1))
     assert_close("two halves final_state", s_full, s2)
 
 
-def test_scan_keeps_low_precision_dtype():
+@FAST
+def test_scan_keeps_low_precision_dtype(fast):
     a, b, _ = make(CASES[0])
-    h, s = scan(a.bfloat16(), b.bfloat16())
+    h, s = fast(a.bfloat16(), b.bfloat16())
     assert h.dtype == s.dtype == torch.bfloat16
     assert_close("bf16 h", scan_ref(a, b)[0], h.float(), atol=0.1, rtol=2e-2)
 
 
-def test_scan_rejects_mismatched_shapes():
+@FAST
+def test_scan_rejects_mismatched_shapes(fast):
     with pytest.raises(ValueError, match="same shape"):
-        scan(torch.zeros(2, 5, 3), torch.zeros(2, 5, 4))
+        fast(torch.zeros(2, 5, 3), torch.zeros(2, 5, 4))
+    with pytest.raises(ValueError, match="initial_state must be"):
+        fast(torch.zeros(2, 5, 3), torch.zeros(2, 5, 3), torch.zeros(2, 4))
+
+
+@FAST
+def test_scan_takes_non_contiguous_inputs(fast):
+    """Transposed and sliced views (what a model hands over after a permute) give the same result."""
+    a, b, h0 = make(Case("real", 2, 30, (6,)))
+    a_t, b_t = a.transpose(0, 1).contiguous().transpose(0, 1), b[..., ::1].transpose(1, 2).contiguous().transpose(1, 2)
+    assert not b_t.is_contiguous()
+    assert_close("non-contiguous h", scan_ref(a, b, h0)[0], fast(a_t, b_t, h0)[0])
+
+
+# --- the compiled CPU kernel -----------------------------------------------------------------
+
+needs_cc = pytest.mark.skipif(native.compiler() is None, reason="no C compiler on this machine: scan runs its torch path")
+
+
+@needs_cc
+def test_scan_runs_the_compiled_kernel_on_cpu():
+    """With a compiler present the kernel must build: a silent fallback would cost 3-4x."""
+    assert native.enabled(), "CLAIMCHECK_NATIVE=0 or CLAIMCHECK_TORCH_KERNELS=1 is set for this test run"
+    assert scan_mod.native_available()
+    a, b, _ = make(CASES[0])
+    h, _ = scan(a.requires_grad_(), b)
+    assert type(h.grad_fn).__name__.startswith("_NativeScanBackward")
+
+
+def _child(code: str, **env) -> subprocess.CompletedProcess:
+    import os
+    return subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "CLAIMCHECK_NATIVE": "1", "CLAIMCHECK_TORCH_KERNELS": "", **env}, timeout=120)
+
+
+PROBE = ("import importlib, torch; from modules.kernels import scan; m = importlib.import_module('modules.kernels.scan');"
+         "a = torch.rand(2, 9, 3); h, _ = scan(a, a); print('native' if m.native_available() else 'torch');"
+         "print(float((h - m.scan_ref(a, a)[0]).abs().max()))")
+
+
+@needs_cc
+def test_native_build_is_cached_per_source(tmp_path):
+    first = _child(PROBE, CLAIMCHECK_NATIVE_CACHE=str(tmp_path))
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.split()[0] == "native"
+    built = sorted(tmp_path.glob("scan_cpu-*.so"))
+    assert len(built) == 1 and not list(tmp_path.glob("*.tmp.so"))
+    mtime = built[0].stat().st_mtime_ns
+    again = _child(PROBE, CLAIMCHECK_NATIVE_CACHE=str(tmp_path))
+    assert again.stdout.split()[0] == "native" and built[0].stat().st_mtime_ns == mtime  # reused, not rebuilt
+
+
+@pytest.mark.parametrize("env, says", [
+    ({"CC": "/bin/false"}, "could not compile"),
+    ({"CC": "no-such-compiler-here", "PATH": "/nonexistent"}, "No such file"),
+    ({"CC": "", "PATH": "/nonexistent"}, "no C compiler found"),
+], ids=["compiler_fails", "compiler_missing", "no_compiler"])
+def test_failed_build_falls_back_to_torch_with_one_warning(tmp_path, env, says):
+    res = _child(PROBE, CLAIMCHECK_NATIVE_CACHE=str(tmp_path), **env)
+    assert res.returncode == 0, res.stderr
+    out = res.stdout.split()
+    assert out[0] == "torch" and float(out[1]) < 1e-5
+    assert res.stderr.count("RuntimeWarning") == 1 and "torch path" in res.stderr and says in res.stderr, res.stderr
+
+
+def test_native_off_switch(tmp_path):
+    res = _child(PROBE, CLAIMCHECK_NATIVE="0", CLAIMCHECK_NATIVE_CACHE=str(tmp_path))
+    assert res.returncode == 0 and res.stdout.split()[0] == "torch", res.stderr
+    assert "Warning" not in res.stderr and not list(tmp_path.iterdir())

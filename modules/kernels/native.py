@@ -1,0 +1,143 @@
+"""Compiled CPU kernels: small C files beside this module, built once per machine, loaded with ctypes.
+
+Some recurrences have no fast form in torch on a CPU. A loop over time costs one dispatch of a
+few microseconds per step, and a log-depth scan makes ~2 log2(T) memory passes. A plain C loop
+over time, vectorized across channels, makes one pass. So the ops that need it (the linear
+recurrence in scan.py) carry a C source here, `<name>.c`. It is compiled on first use with the
+machine's C compiler (`$CC`, else `cc`, `gcc` or `clang`; `-O3 -march=native`; about half a
+second). The shared object goes in a cache folder keyed by the source, the flags, the compiler
+and the CPU, so a cluster node with another CPU builds its own, and concurrent jobs build safely: each
+compiles to a private temporary file and renames it into place.
+
+Where no compiler is found, or the build fails, the op falls back to its torch path and warns
+once. The results agree with the torch path to rounding.
+
+Environment:
+    CLAIMCHECK_NATIVE=0          never build or load these kernels (the torch paths run)
+    CLAIMCHECK_TORCH_KERNELS=1   the same, and also no optional CUDA kernels (see _common.py)
+    CLAIMCHECK_NATIVE_CACHE=DIR  where the built libraries go (default
+                                 $XDG_CACHE_HOME/claimcheck/native, else ~/.cache/claimcheck/native)
+    CC                           the C compiler to use
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import warnings
+from pathlib import Path
+
+_SRC_DIR = Path(__file__).resolve().parent
+FLAGS = ("-O3", "-fPIC", "-shared", "-fno-math-errno", "-std=gnu11")
+NATIVE_ARCH = ("-march=native",)
+
+
+def enabled() -> bool:
+    return os.environ.get("CLAIMCHECK_NATIVE", "1") != "0" and os.environ.get("CLAIMCHECK_TORCH_KERNELS", "") != "1"
+
+
+def cache_dir() -> Path:
+    if os.environ.get("CLAIMCHECK_NATIVE_CACHE"):
+        return Path(os.environ["CLAIMCHECK_NATIVE_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "claimcheck" / "native"
+
+
+def compiler() -> str | None:
+    cc = os.environ.get("CC")
+    if cc:
+        return shutil.which(cc) or cc
+    for name in ("cc", "gcc", "clang"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def _cpu_identity() -> str:
+    """What -march=native depends on: the machine, the CPU model and its feature flags."""
+    ident = [platform.machine(), platform.processor()]
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key = line.split(":", 1)[0].strip()
+                if key in ("model name", "flags", "Features", "CPU part"):
+                    ident.append(line.strip())
+                if line.strip() == "":  # the first processor is enough
+                    break
+    except OSError:
+        pass
+    return "\n".join(ident)
+
+
+def _compiler_identity(cc: str) -> str:
+    """The compiler's resolved path, size and mtime: an upgrade changes them, and reading them
+    costs a stat, not a `cc --version` in every job."""
+    try:
+        real = os.path.realpath(cc)
+        st = os.stat(real)
+        return f"{real} {st.st_size} {st.st_mtime_ns}"
+    except OSError:
+        return cc
+
+
+@functools.cache
+def _warn_once(msg: str) -> None:
+    warnings.warn(msg, RuntimeWarning, stacklevel=4)
+
+
+def _build(cc: str, src: Path, out: Path) -> None:
+    """Compile src into out atomically: a private temporary file, then a rename. With
+    -march=native first; without it if the compiler refuses that flag."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=out.stem + ".", suffix=".tmp.so", dir=out.parent)
+    os.close(fd)
+    try:
+        err = ""
+        for arch in (NATIVE_ARCH, ()):
+            res = subprocess.run([cc, *FLAGS, *arch, "-o", tmp, str(src)], capture_output=True, text=True, timeout=300)
+            if res.returncode == 0:
+                os.replace(tmp, out)
+                return
+            err = (res.stderr or res.stdout).strip()
+        raise RuntimeError(f"{cc} could not compile {src}:\n{err[-2000:]}")
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@functools.cache
+def library(name: str) -> ctypes.CDLL | None:
+    """The built `<name>.c` as a ctypes library, or None (disabled, no compiler, build failed:
+    the last two warn once). Builds it on first use; later calls and processes reuse the cache."""
+    if not enabled():
+        return None
+    src = _SRC_DIR / f"{name}.c"
+    cc = compiler()
+    if cc is None:
+        _warn_once(f"modules.kernels: no C compiler found (tried $CC, cc, gcc, clang), so {name} runs "
+                   f"its slower torch path. Install gcc (Debian: apt-get install gcc), or set "
+                   f"CLAIMCHECK_NATIVE=0 to choose the torch path and silence this warning.")
+        return None
+    key = hashlib.sha256("\0".join([src.read_text(), " ".join(FLAGS + NATIVE_ARCH), _compiler_identity(cc),
+                                    _cpu_identity()]).encode()).hexdigest()[:16]
+    so = cache_dir() / f"{name}-{key}.so"
+    try:
+        if not so.exists():
+            _build(cc, src, so)
+        return ctypes.CDLL(str(so))
+    except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+        _warn_once(f"modules.kernels: building or loading {name} into {so} failed, so it runs its slower "
+                   f"torch path ({type(e).__name__}: {e}). Set CLAIMCHECK_NATIVE_CACHE to a writable "
+                   f"folder, or CLAIMCHECK_NATIVE=0 to silence this warning.")
+        return None
+
+
+def ptr(t) -> ctypes.c_void_p | None:
+    """A tensor's data pointer for a C call (None for a missing optional tensor: NULL)."""
+    return None if t is None else ctypes.c_void_p(t.data_ptr())
