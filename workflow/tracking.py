@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -44,6 +45,36 @@ def _quiet_mlflow() -> None:
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    _cache_schema_head()
+
+
+def _cache_schema_head() -> None:
+    """Opening a SQL store makes MLflow check the database's schema against the newest of its
+    migrations, which it finds by loading all ~70 alembic migration scripts: 40 ms in every
+    collector job. That newest revision is a constant of the installed MLflow, so keep it
+    after the first look. A guarded patch of a private function: where MLflow lacks it, nothing
+    changes."""
+    try:
+        import mlflow.store.db.utils as db_utils
+    except ImportError:
+        return
+    fn = getattr(db_utils, "_get_latest_schema_revision", None)
+    if fn is None or getattr(fn, "_claimcheck_cached", False):
+        return
+    cached = functools.cache(fn)
+    cached._claimcheck_cached = True
+    db_utils._get_latest_schema_revision = cached
+
+
+def warm() -> None:
+    """What the fork server runs once so that every collector job it forks inherits it."""
+    _cache_schema_head()
+    try:
+        import mlflow.store.db.utils as db_utils
+
+        db_utils._get_latest_schema_revision()
+    except Exception:  # noqa: BLE001 - an optimization only
+        pass
 
 
 def tracking_uri(configured: str | None = None) -> str:
@@ -59,6 +90,16 @@ def flatten(d: dict, prefix: str = "") -> dict[str, str]:
         else:
             out[key] = json.dumps(v) if isinstance(v, (list, bool)) or v is None else str(v)
     return out
+
+
+def _run_ends(values: list) -> list[int]:
+    """Indices of the first and last entry of every run of equal values. A learning rate that
+    is constant for stretches (no schedule, a warm-up's end, step decay) is logged at those
+    points only; MLflow's charts join them with straight lines, so the curve is the same (a
+    constant lr: 2 points instead of one per logged step). A schedule that changes every step
+    keeps every point. The whole history stays in the train.json artifact."""
+    n = len(values)
+    return [i for i in range(n) if i in (0, n - 1) or values[i] != values[i - 1] or values[i] != values[i + 1]]
 
 
 def _metric_name(name: str) -> str:
@@ -138,6 +179,17 @@ class Tracker:
         self.existing()[(key, "parent")] = run.info.run_id
         return run.info.run_id
 
+    def _artifact_repo(self, run):
+        """The run's artifact store, from the artifact URI that create_run returned: what
+        client.log_artifacts builds after fetching the run again (one more store query a run).
+        None if this MLflow lacks the function; the caller then uses client.log_artifacts."""
+        try:
+            from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+            return get_artifact_repository(run.info.artifact_uri, tracking_uri=self.uri)
+        except (ImportError, TypeError):
+            return None
+
     def log_job(self, job, job_dir: Path, parent_id: str) -> str:
         from mlflow.entities import Metric, Param, RunTag
 
@@ -172,9 +224,11 @@ class Tracker:
         params = [Param(k, v[:6000]) for k, v in flatten(tr["config"]).items()]
         metrics = []
         h = tr.get("history", {})
-        for step, loss, lr in zip(h.get("step", []), h.get("loss", []), h.get("lr", [])):
+        steps, losses, lrs = h.get("step", []), h.get("loss", []), h.get("lr", [])
+        for step, loss in zip(steps, losses):
             metrics.append(Metric("train/loss", loss, start_ms, step))
-            metrics.append(Metric("train/lr", lr, start_ms, step))
+        for i in _run_ends(lrs[:len(steps)]):
+            metrics.append(Metric("train/lr", lrs[i], start_ms, steps[i]))
         for name in ("final_loss", "compute_s", "wall_s", "steps_done", "n_params"):
             if isinstance(tr.get(name), (int, float)):
                 metrics.append(Metric(f"train/{name}", float(tr[name]), start_ms, 0))
@@ -204,7 +258,8 @@ class Tracker:
                     os.link(f, Path(stage) / f.name)
                 except OSError:
                     shutil.copy2(f, Path(stage) / f.name)
-            _retry(lambda: self.client.log_artifacts(rid, stage))
+            repo = self._artifact_repo(run)
+            _retry(lambda: repo.log_artifacts(stage) if repo else self.client.log_artifacts(rid, stage))
         status = "FINISHED" if tr.get("status") == "ok" and ev.get("status") == "ok" else "FAILED"
         _retry(lambda: self.client.set_terminated(rid, status))
         self.existing()[(job.dir, rhash)] = rid

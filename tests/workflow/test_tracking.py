@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import numpy
+
 from workflow.tracking import flatten, log_paper
 
 from .fakes import make_paper, plant
@@ -104,7 +106,9 @@ def test_long_histories_and_many_params_are_logged_whole(tmp_path, monkeypatch):
     tr = json.loads(tr_path.read_text())
     tr["config"]["extra"] = {f"k{i}": i for i in range(150)}
     n = 1234
-    tr["history"] = {"step": list(range(n)), "loss": [1.0 / (i + 1) for i in range(n)], "lr": [1e-3] * n}
+    # warm-up, a constant stretch, a step decay
+    lr = [1e-4 * (i + 1) for i in range(10)] + [1e-3] * 600 + [1e-4] * (n - 610)
+    tr["history"] = {"step": list(range(n)), "loss": [1.0 / (i + 1) for i in range(n)], "lr": lr}
     tr_path.write_text(json.dumps(tr))
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     result = log_paper(lp.path, "smoke", uri, tmp_path)
@@ -117,8 +121,22 @@ def test_long_histories_and_many_params_are_logged_whole(tmp_path, monkeypatch):
     assert sum(k.startswith("extra.") for k in run.data.params) == 150
     loss = client.get_metric_history(rid, "train/loss")
     assert len(loss) == n and sorted(m.step for m in loss) == list(range(n))
-    assert len(client.get_metric_history(rid, "train/lr")) == n
+    # the lr is logged at the ends of its constant stretches only, so that MLflow's chart (straight
+    # lines between points) draws the same curve: every logged value interpolates back exactly
+    lr_log = sorted((m.step, m.value) for m in client.get_metric_history(rid, "train/lr"))
+    assert len(lr_log) <= 10 + 2 + 2   # the warm-up's steps, and two ends per constant stretch
+    xs, ys = [s for s, _ in lr_log], [v for _, v in lr_log]
+    assert numpy.allclose(numpy.interp(range(n), xs, ys), lr, rtol=1e-12)
     assert run.data.metrics["eval/loss"] == 1.0 + job.seed
+
+
+def test_run_ends_keeps_each_constant_stretch_s_ends():
+    from workflow.tracking import _run_ends
+
+    assert _run_ends([]) == [] and _run_ends([5]) == [0] and _run_ends([1, 1]) == [0, 1]
+    assert _run_ends([1, 1, 1, 1]) == [0, 3]
+    assert _run_ends([1, 2, 3]) == [0, 1, 2]
+    assert _run_ends([3, 3, 3, 1, 1, 2]) == [0, 2, 3, 4, 5]
 
 
 def test_mlflow_telemetry_is_off_unless_the_user_chose(monkeypatch):
