@@ -156,3 +156,24 @@ def test_the_setting_accepts_words_from_the_command_line(root):
     bad = config_problems({"forkserver": "maybe"}, root / "schemas/config.schema.yaml")
     assert bad == ["config: forkserver: 'maybe' is not valid; allowed: true or false "
                    "(set it in config.yaml or with --config forkserver=...)"]
+
+
+def test_preload_covers_the_registries_without_reading_the_environment():
+    """Every task and model module is preloaded except the two that load the pretrained
+    transformer (its import reads HF_HUB_OFFLINE, which a job may set differently), and the
+    collector's schema lookup is warmed once in the server."""
+    code = (
+        "import sys, json; from workflow import forkserver as f; "
+        "f._preload(f.PRELOAD, lambda s: print(s, file=sys.stderr)); "
+        "import mlflow.store.db.utils as u; "
+        "print(json.dumps({'mods': f.registry_modules(), 'hf': [m for m in ('transformers', 'huggingface_hub') if m in sys.modules], "
+        "'cached': getattr(u._get_latest_schema_revision, '_claimcheck_cached', False), "
+        "'hits': u._get_latest_schema_revision.cache_info().currsize}))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert "modules.tasks.copy" in out["mods"] and "modules.models.mamba" in out["mods"]
+    assert "modules.tasks.wordpiece_text" not in out["mods"] and "modules.models.pretrained_minilm" not in out["mods"]
+    assert out["hf"] == []
+    assert out["cached"] and out["hits"] == 1
+    assert "not preloaded" not in res.stderr and "not warmed" not in res.stderr, res.stderr
