@@ -69,6 +69,8 @@ NOT_PRELOADED = {"modules.tasks.wordpiece_text", "modules.models.pretrained_mini
 # after the imports, functions the server calls once so that every job inherits their result
 WARM = ("workflow.tracking:warm",)
 STEPS = ("train", "evaluate", "probe", "judge", "report", "tracking")
+HEADER = struct.Struct("!I")
+MAX_REQUEST = 16 << 20
 
 
 def registry_modules() -> list[str]:
@@ -78,8 +80,6 @@ def registry_modules() -> list[str]:
 
     names = [v.split(":")[0] for v in (*TASKS.values(), *ARCHS.values())]
     return [n for n in dict.fromkeys(names) if n not in NOT_PRELOADED]
-HEADER = struct.Struct("!I")
-MAX_REQUEST = 16 << 20
 
 
 def default_socket(owner: int | None = None) -> str:

@@ -48,33 +48,29 @@ def _quiet_mlflow() -> None:
     _cache_schema_head()
 
 
-def _cache_schema_head() -> None:
+def _cache_schema_head():
     """Opening a SQL store makes MLflow check the database's schema against the newest of its
     migrations, which it finds by loading all ~70 alembic migration scripts: 40 ms in every
     collector job. That newest revision is a constant of the installed MLflow, so keep it
     after the first look. A guarded patch of a private function: where MLflow lacks it, nothing
-    changes."""
+    changes (returns None); else returns the cached function."""
     try:
         import mlflow.store.db.utils as db_utils
     except ImportError:
-        return
+        return None
     fn = getattr(db_utils, "_get_latest_schema_revision", None)
-    if fn is None or getattr(fn, "_claimcheck_cached", False):
-        return
-    cached = functools.cache(fn)
-    cached._claimcheck_cached = True
-    db_utils._get_latest_schema_revision = cached
+    if fn is not None and not getattr(fn, "_claimcheck_cached", False):
+        fn = functools.cache(fn)
+        fn._claimcheck_cached = True
+        db_utils._get_latest_schema_revision = fn
+    return fn
 
 
 def warm() -> None:
     """What the fork server runs once so that every collector job it forks inherits it."""
-    _cache_schema_head()
-    try:
-        import mlflow.store.db.utils as db_utils
-
-        db_utils._get_latest_schema_revision()
-    except Exception:  # noqa: BLE001 - an optimization only
-        pass
+    fn = _cache_schema_head()
+    if fn is not None:
+        fn()
 
 
 def tracking_uri(configured: str | None = None) -> str:

@@ -20,6 +20,8 @@ Layout: (B, T, ...) with time in dim 1; every trailing dim is an independent cha
 from __future__ import annotations
 
 import ctypes
+import functools
+import math
 
 import torch
 
@@ -144,6 +146,7 @@ class _Scan(torch.autograd.Function):
 _NATIVE_SUFFIX = {torch.float32: "f32", torch.float64: "f64", torch.complex64: "c64", torch.complex128: "c128"}
 
 
+@functools.cache
 def _native_fns():
     """{dtype: (fwd, bwd)} from the compiled scan_cpu.c, or None when it is unavailable."""
     lib = native.library("scan_cpu")
@@ -159,25 +162,20 @@ def _native_fns():
     return fns
 
 
-_native_cache: list = []
-
-
 def native_available() -> bool:
     """Whether `scan` runs the compiled CPU kernel here (builds it on the first call)."""
-    if not _native_cache:
-        _native_cache.append(_native_fns())
-    return _native_cache[0] is not None
+    return _native_fns() is not None
 
 
 def _dims(x: torch.Tensor) -> tuple[int, int, int]:
-    B, L = x.shape[:2]
-    return B, L, x[0, 0].numel() if B and L else 0
+    """(B, L, C) of the kernel's contiguous layout: every trailing dim is one channel axis."""
+    return x.shape[0], x.shape[1], math.prod(x.shape[2:])
 
 
 class _NativeScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, a, b, h0):
-        fwd, _ = _native_cache[0][a.dtype]
+        fwd, _ = _native_fns()[a.dtype]
         a, b = a.contiguous(), b.contiguous()
         h0 = None if h0 is None else h0.contiguous()
         h = torch.empty_like(b, memory_format=torch.contiguous_format)
@@ -189,7 +187,7 @@ class _NativeScan(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, dh, dh_last):
         a, h, h0 = ctx.saved_tensors
-        _, bwd = _native_cache[0][a.dtype]
+        _, bwd = _native_fns()[a.dtype]
         dh = dh.to(a.dtype).contiguous()
         dh_last = dh_last.to(a.dtype).contiguous()
         g = torch.empty_like(h)
