@@ -1,4 +1,7 @@
 rule judge:
+    # a local rule: on a cluster it runs where Snakemake runs (the login node), not as a job: it takes
+    # seconds, and a cluster job would add a queue wait, a status poll and two Snakemake starts
+    localrule: True
     input:
         evals=paper_evals,
         runs="results/{scale}/{paper}/runs.json",

@@ -1,4 +1,7 @@
 rule report:
+    # a local rule: on a cluster it runs where Snakemake runs (the login node), not as a job: it takes
+    # seconds, and a cluster job would add a queue wait, a status poll and two Snakemake starts
+    localrule: True
     input:
         verdicts="results/{scale}/{paper}/verdicts.json",
         runs="results/{scale}/{paper}/runs.json",
@@ -24,6 +27,9 @@ rule report:
 
 
 rule report_index:
+    # a local rule: on a cluster it runs where Snakemake runs (the login node), not as a job: it takes
+    # seconds, and a cluster job would add a queue wait, a status poll and two Snakemake starts
+    localrule: True
     input:
         selected_verdicts,
     output:

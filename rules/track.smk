@@ -1,5 +1,8 @@
 # One MLflow logging step per paper and scale: jobs write files, this logs them in one process.
 rule track:
+    # a local rule: on a cluster it runs where Snakemake runs (the login node), not as a job: it takes
+    # seconds, and a cluster job would add a queue wait, a status poll and two Snakemake starts
+    localrule: True
     input:
         paper_evals,
     output:
