@@ -794,6 +794,24 @@ def test_alias_bomb_below_the_cap_gives_a_short_message(tmp_path):
     assert len(msg) < 20_000, f"the message is {len(msg)} characters long"
 
 
+@pytest.mark.skipif(C._FastLoader is None, reason="PyYAML here is built without libyaml")
+def test_the_libyaml_loader_gives_the_same_data_and_the_same_refusals():
+    """Catalogues parse with libyaml; it must agree with the pure-Python loader on every shipped
+    file, and itself refuse duplicate keys and one alias past the cap (the fallback then words it)."""
+    for path in sorted((ROOT / "catalogue").glob("*.yaml")):
+        text = path.read_text()
+        assert yaml.load(text, Loader=C._FastLoader) == yaml.load(text, Loader=C._Loader), path
+    def flat(n):  # one anchor, n aliases of it
+        return "a: &a {k: [1, 2]}\nl: [" + ", ".join(["*a"] * n) + "]\n"
+    assert yaml.load(flat(C.MAX_ALIASES), Loader=C._FastLoader) == yaml.load(flat(C.MAX_ALIASES), Loader=C._Loader)
+    over = flat(C.MAX_ALIASES + 1)
+    for bad in (over, "a: 1\nb: 2\na: 3\n"):
+        with pytest.raises(yaml.YAMLError):
+            yaml.load(bad, Loader=C._FastLoader)
+        with pytest.raises(yaml.YAMLError):
+            yaml.load(bad, Loader=C._Loader)
+
+
 def test_long_bad_values_are_shortened_in_messages(tmp_path):
     d = base()
     d["paper"]["year"] = "x" * 10_000
