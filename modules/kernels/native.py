@@ -7,7 +7,8 @@ recurrence in scan.py) carry a C source here, `<name>.c`. It is compiled on firs
 machine's C compiler (`$CC`, else `cc`, `gcc` or `clang`; `-O3 -march=native`; about half a
 second). The shared object goes in a cache folder keyed by the source, the flags, the compiler
 and the CPU, so a cluster node with another CPU builds its own, and concurrent jobs build safely: each
-compiles to a private temporary file and renames it into place.
+compiles to a private temporary file and renames it into place. Each load touches its build;
+a new build deletes the builds of that kernel no process has loaded for 30 days.
 
 Where no compiler is found, or the build fails, the op falls back to its torch path and warns
 once. The results agree with the torch path to rounding.
@@ -29,6 +30,7 @@ import platform
 import shutil
 import subprocess
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -111,6 +113,31 @@ def _build(cc: str, src: Path, out: Path) -> None:
             os.unlink(tmp)
 
 
+STALE_DAYS = 30   # a build no process has loaded for this long is deleted when another one is made
+
+
+def _touch(so: Path) -> None:
+    """Mark a build as in use (its mtime), so that pruning keeps it; a read-only cache is fine."""
+    try:
+        os.utime(so)
+    except OSError:
+        pass
+
+
+def _prune(keep: Path, name: str) -> None:
+    """Delete builds of `name` unused for STALE_DAYS (an older source, compiler or CPU; nodes of a
+    cluster that share the cache touch theirs at every load) and temporaries a killed build left."""
+    now = time.time()
+    for p in keep.parent.glob(f"{name}-*.so"):
+        if p == keep:
+            continue
+        try:
+            if now - p.stat().st_mtime > (86400 if p.name.endswith(".tmp.so") else STALE_DAYS * 86400):
+                p.unlink()
+        except OSError:
+            pass
+
+
 @functools.cache
 def library(name: str) -> ctypes.CDLL | None:
     """The built `<name>.c` as a ctypes library, or None (disabled, no compiler, build failed:
@@ -128,8 +155,11 @@ def library(name: str) -> ctypes.CDLL | None:
                                     _cpu_identity()]).encode()).hexdigest()[:16]
     so = cache_dir() / f"{name}-{key}.so"
     try:
-        if not so.exists():
+        if so.exists():
+            _touch(so)
+        else:
             _build(cc, src, so)
+            _prune(so, name)
         return ctypes.CDLL(str(so))
     except (OSError, RuntimeError, subprocess.SubprocessError) as e:
         _warn_once(f"modules.kernels: building or loading {name} into {so} failed, so it runs its slower "

@@ -153,9 +153,31 @@ def test_native_build_is_cached_per_source(tmp_path):
     assert first.stdout.split()[0] == "native"
     built = sorted(tmp_path.glob("scan_cpu-*.so"))
     assert len(built) == 1 and not list(tmp_path.glob("*.tmp.so"))
-    mtime = built[0].stat().st_mtime_ns
+    inode = built[0].stat().st_ino
     again = _child(PROBE, CLAIMCHECK_NATIVE_CACHE=str(tmp_path))
-    assert again.stdout.split()[0] == "native" and built[0].stat().st_mtime_ns == mtime  # reused, not rebuilt
+    assert again.stdout.split()[0] == "native" and built[0].stat().st_ino == inode  # reused, not rebuilt
+
+
+@needs_cc
+def test_a_new_build_prunes_builds_unused_for_a_month(tmp_path):
+    import os
+    import time
+    old = time.time() - (native.STALE_DAYS + 1) * 86400
+    stale, in_use, killed, other = (tmp_path / n for n in ("scan_cpu-0000old.so", "scan_cpu-0000new.so",
+                                                           "scan_cpu-x.tmp.so", "other-0000old.so"))
+    for f in (stale, in_use, killed, other):
+        f.write_bytes(b"")
+        os.utime(f, (old, old))
+    os.utime(in_use)                          # loaded recently, e.g. by a node with another CPU
+    res = _child(PROBE, CLAIMCHECK_NATIVE_CACHE=str(tmp_path))
+    assert res.returncode == 0 and res.stdout.split()[0] == "native", res.stderr
+    assert not stale.exists() and not killed.exists()
+    assert in_use.exists() and other.exists()  # in use; another kernel's
+    built = [f for f in tmp_path.glob("scan_cpu-*.so") if f != in_use]
+    assert len(built) == 1
+    os.utime(built[0], (old, old))
+    again = _child(PROBE, CLAIMCHECK_NATIVE_CACHE=str(tmp_path))
+    assert again.stdout.split()[0] == "native" and time.time() - built[0].stat().st_mtime < 3600  # touched
 
 
 @pytest.mark.parametrize("env, says", [
