@@ -28,7 +28,8 @@ except CatalogueError as _e:
     sys.exit(1)
 
 # (scale, paper, experiment, model, point, seed) -> Job, for every paper at this scale
-JOBS = {job.key: job for lp in PAPERS.values() for job in lp.jobs(SCALE)}
+JOBS_OF = {pid: lp.jobs(SCALE) for pid, lp in PAPERS.items()}
+JOBS = {job.key: job for jobs in JOBS_OF.values() for job in jobs}
 
 
 wildcard_constraints:
@@ -67,7 +68,8 @@ def _attempt(w, name):
     """A retry token: a job whose record says "failed" gets a new token, which changes its params,
     so Snakemake reruns it next time; a finished job keeps the token it ran with."""
     try:
-        rec = json.loads((Path(_job(w).dir) / name).read_text())
+        with open(f"{_job(w).dir}/{name}", "rb") as f:  # (no Path: this runs for every job at DAG time)
+            rec = json.loads(f.read())
     except (OSError, ValueError):
         return ""
     if rec.get("status") == "failed":
@@ -93,7 +95,7 @@ def paper_file(w):
 
 def paper_evals(w):
     """Every result file of the paper: evaluations, and probes where the experiment has any."""
-    jobs = PAPERS[w.paper].jobs(w.scale)
+    jobs = JOBS_OF[w.paper] if w.scale == SCALE else PAPERS[w.paper].jobs(w.scale)
     return [f"{job.dir}/eval.json" for job in jobs] + [f"{job.dir}/probe.json" for job in jobs if job.probe_config]
 
 
@@ -110,3 +112,24 @@ def selected_verdicts(w):
 
 def all_targets():
     return [f"reports/{SCALE}/{p}/index.html" for p in SELECTED] + [f"reports/{SCALE}/index.html"]
+
+
+# Snakemake inspects an input function's signature (inspect.signature, ~25 us) at every call, to
+# see which arguments it takes; at 10,000 jobs that is 100,000 calls. Tell it once, through the
+# hook Snakemake itself reads (snakemake.common.overwrite_function_params); without the hook, as before.
+try:
+    from snakemake.common import overwrite_function_params as _fix_params
+except ImportError:
+    _fix_params = None
+if _fix_params is not None:
+    import inspect as _inspect
+
+    for _f in (train_config, eval_config, probe_config, train_attempt, eval_attempt, probe_attempt,
+               paper_file, paper_evals, paper_claims, selected_verdicts):
+        _fix_params(_f, _inspect.signature(_f).parameters)
+    try:  # and of its own Resource.evaluate, which it inspects for every resource of every job
+        from snakemake.resources import Resource as _Resource
+
+        _fix_params(_Resource.evaluate, _inspect.signature(_Resource.evaluate).parameters)
+    except (ImportError, AttributeError, TypeError, ValueError):
+        pass

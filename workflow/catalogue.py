@@ -17,6 +17,7 @@ import math
 import sys
 import typing
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -720,7 +721,8 @@ class Job:
     eval_config: dict[str, Any] = field(repr=False, default_factory=dict)
     probe_config: dict[str, Any] = field(repr=False, default_factory=dict)   # {"probes": [...]} or {}
 
-    @property
+    # computed once: the Snakefile asks for them for every job, several times, while building the DAG
+    @cached_property
     def point_name(self) -> str:
         return point_name(self.point)
 
@@ -728,7 +730,7 @@ class Job:
     def key(self) -> tuple:
         return (self.scale, self.paper, self.experiment, self.model, self.point_name, self.seed)
 
-    @property
+    @cached_property
     def dir(self) -> str:
         return f"results/{self.scale}/{self.paper}/{self.experiment}/{self.model}/{self.point_name}/seed{self.seed}"
 
