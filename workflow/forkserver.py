@@ -30,8 +30,9 @@ refuses to serve if preloading started a thread. Modules whose import reads the 
 (transformers and huggingface_hub read HF_HUB_OFFLINE) are not preloaded; MLflow reads its
 settings when called, so it is.
 The server exits when asked, after `--idle-timeout` seconds without a job, or once the process
-that started it is gone and its last job has finished. It is local only: the SLURM profile turns
-it off (`forkserver: false`), and a client that finds no server runs its step directly.
+that started it is gone and its last job has finished. It is local only: the Snakefile starts it
+only for the local executor (not with a cluster executor such as the SLURM profile's, whose local
+rules then run without it), and a client that finds no server runs its step directly.
 """
 from __future__ import annotations
 
