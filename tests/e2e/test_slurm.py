@@ -267,6 +267,37 @@ def run_snakemake(cwd: Path, *args: str, timeout: float) -> tuple[subprocess.Com
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, ""), wall
 
 
+def allocation_times(stdout: str, repo: Path) -> str:
+    """Where the SLURM run's extra time goes, for the log (no assertion): each sbatch job's time
+    from allocation to completion (slurmctld's log) against the training and evaluation compute
+    its jobs recorded themselves."""
+    import re
+    import statistics
+    from datetime import datetime
+    ids = set(re.findall(r"submitted with SLURM jobid (\d+)", stdout))
+    log = Path("/var/log/slurm/slurmctld.log")
+    if not ids or not log.exists():
+        return "(no slurmctld log here: no per-job breakdown)"
+    start, end = {}, {}
+    for line in log.read_text(errors="replace").splitlines():
+        m = re.match(r"\[([^]]+)\] (?:sched: Allocate|sched/backfill: _start_job: Started) JobId=(\d+)", line)
+        if m and m.group(2) in ids:
+            start.setdefault(m.group(2), datetime.fromisoformat(m.group(1)))
+        m = re.match(r"\[([^]]+)\] _job_complete: JobId=(\d+) done", line)
+        if m and m.group(2) in ids:
+            end[m.group(2)] = datetime.fromisoformat(m.group(1))
+    spans = [(end[i] - start[i]).total_seconds() for i in ids if i in start and i in end]
+    compute = []
+    for f in (repo / "results" / "smoke" / PAPER).rglob("train.json"):
+        t = json.loads(f.read_text()).get("compute_s") or 0.0
+        e = json.loads((f.parent / "eval.json").read_text()).get("compute_s") or 0.0
+        compute.append(t + e)
+    if not spans:
+        return "(the slurmctld log has none of this run's jobs)"
+    return (f"{len(spans)} sbatch jobs: median {statistics.median(spans):.1f} s from allocation to completion"
+            + (f", for a median {statistics.median(compute):.2f} s of training + evaluation compute" if compute else ""))
+
+
 def outcome(repo: Path) -> tuple[dict, dict]:
     """claim id -> verdict, and job folder -> its training and evaluation numbers."""
     base = repo / "results" / "smoke" / PAPER
@@ -302,6 +333,7 @@ def test_slurm_profile_gives_the_local_verdicts_and_numbers(slurm, tmp_path):
     print(f"\nwall time, smoke scale of {PAPER}: local --cores 2 {local_s:.1f} s; "
           f"--profile profiles/slurm {slurm_s:.1f} s"
           + (f"; apt-get install of slurm-wlm and munge {slurm['install_s']:.0f} s" if slurm["install_s"] else ""))
+    print(allocation_times(proc.stdout, on_slurm))
 
     claims_local, numbers_local = outcome(local)
     claims_slurm, numbers_slurm = outcome(on_slurm)
