@@ -42,8 +42,10 @@ rule all:
 
 onstart:
     # a local run's jobs fork from one warm process instead of importing torch each (workflow/forkserver.py);
-    # not on a cluster (each job runs on its node) nor inside a job group that a cluster node runs
-    if config["forkserver"] and workflow.local_exec and not workflow.remote_exec:
+    # with the SLURM executor it serves the local rules only (a step in a SLURM job never uses it); not
+    # with other cluster executors, nor inside a job that a cluster node runs
+    _executor = getattr(workflow.executor_plugin, "name", "")
+    if config["forkserver"] and not workflow.remote_exec and (workflow.local_exec or _executor == "slurm"):
         start_forkserver(log_path="logs/forkserver.log")
 
 

@@ -30,9 +30,12 @@ refuses to serve if preloading started a thread. Modules whose import reads the 
 (transformers and huggingface_hub read HF_HUB_OFFLINE) are not preloaded; MLflow reads its
 settings when called, so it is.
 The server exits when asked, after `--idle-timeout` seconds without a job, or once the process
-that started it is gone and its last job has finished. It is local only: the Snakefile starts it
-only for the local executor (not with a cluster executor such as the SLURM profile's, whose local
-rules then run without it), and a client that finds no server runs its step directly.
+that started it is gone and its last job has finished. It serves the machine Snakemake runs on: the
+Snakefile starts it for the local executor, and for the SLURM executor, where it serves the local
+rules (track, judge, report) on the login node. A step inside a SLURM job never uses a server
+outside that job (CLAIMCHECK_FORKSERVER_JOB holds the job the server runs in; sbatch exports
+both variables to every job). Other cluster executors get no server. A client that finds no
+server runs its step directly.
 """
 from __future__ import annotations
 
@@ -390,10 +393,14 @@ def start(sock_path: str | None = None, log_path: str | None = None, idle_timeou
         print(f"forkserver: not started ({e}); every job step starts its own Python process", file=sys.stderr)
         return sock_path
     os.environ["CLAIMCHECK_FORKSERVER"] = os.path.abspath(sock_path)
+    # the SLURM job this server runs in ('' for none): a cluster job, which inherits these variables
+    # (sbatch --export=ALL), never hands its step to a server outside its own allocation
+    os.environ["CLAIMCHECK_FORKSERVER_JOB"] = os.environ.get("SLURM_JOB_ID", "")
     return sock_path
 
 
 def stop(sock_path: str | None = None) -> None:
+    os.environ.pop("CLAIMCHECK_FORKSERVER_JOB", None)
     sock_path = os.environ.pop("CLAIMCHECK_FORKSERVER", None) or sock_path or default_socket()
     request(sock_path, "stop", timeout=2.0)
 

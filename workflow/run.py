@@ -35,8 +35,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     step, args = argv[0], argv[1:]
     path = os.environ.get("CLAIMCHECK_FORKSERVER")
-    if not path:
-        _direct(step, args)
+    here = os.environ.get("SLURM_JOB_ID", "")
+    if not path or os.environ.get("CLAIMCHECK_FORKSERVER_JOB", here) != here:
+        _direct(step, args)             # no server, or one outside this SLURM job's allocation
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         conn.settimeout(10)

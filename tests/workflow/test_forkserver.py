@@ -27,6 +27,7 @@ CFG = {"task": {"name": "superposition", "n_features": 12, "sparsity": 0.9},
 def env(root, sock=None, **extra):
     e = {**os.environ, "PYTHONPATH": str(root), **extra}
     e.pop("CLAIMCHECK_FORKSERVER", None)
+    e.pop("CLAIMCHECK_FORKSERVER_JOB", None)
     if sock:
         e["CLAIMCHECK_FORKSERVER"] = str(sock)
     return e
@@ -92,6 +93,37 @@ def test_no_server_runs_the_step_directly(root, tmp_path):
         out = subprocess.run([sys.executable, "-m", "workflow.run", "train", "--help"], env=env(root, sock),
                              capture_output=True, text=True, timeout=60)
         assert out.returncode == 0 and "usage: python -m workflow.train" in out.stdout
+
+
+def test_a_step_in_another_slurm_job_never_uses_the_server(server, root, tmp_path):
+    """With the SLURM executor the server runs beside Snakemake (no SLURM job) for the local rules,
+    and sbatch exports its variables to every job: a step inside a SLURM job must run there."""
+    served = lambda: request(str(server), "ping")["served"]      # noqa: E731
+    cases = [({"CLAIMCHECK_FORKSERVER_JOB": "", "SLURM_JOB_ID": "42"}, False),     # a job; server outside
+             ({"CLAIMCHECK_FORKSERVER_JOB": "7", "SLURM_JOB_ID": "42"}, False),    # another job's server
+             ({"CLAIMCHECK_FORKSERVER_JOB": "42", "SLURM_JOB_ID": "42"}, True),    # its own allocation's
+             ({"CLAIMCHECK_FORKSERVER_JOB": ""}, True)]                            # login node, local rule
+    for extra, uses_server in cases:
+        e = env(root, server, **extra)
+        if "SLURM_JOB_ID" not in extra:
+            e.pop("SLURM_JOB_ID", None)
+        before = served()
+        out = subprocess.run([sys.executable, "-m", "workflow.run", "train", "--help"], env=e,
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0 and "usage: python -m workflow.train" in out.stdout, (extra, out.stderr)
+        assert served() == before + uses_server, extra
+
+
+def test_start_records_the_slurm_job_it_runs_in(tmp_path, monkeypatch):
+    from workflow import forkserver
+    monkeypatch.setenv("SLURM_JOB_ID", "99")
+    monkeypatch.setattr("subprocess.Popen", lambda *a, **k: None)    # record only; start nothing
+    monkeypatch.setattr(forkserver, "request", lambda *a, **k: None)
+    monkeypatch.delenv("CLAIMCHECK_FORKSERVER", raising=False)
+    forkserver.start(str(tmp_path / "s.sock"))
+    assert os.environ["CLAIMCHECK_FORKSERVER_JOB"] == "99" and os.environ["CLAIMCHECK_FORKSERVER"]
+    forkserver.stop()
+    assert "CLAIMCHECK_FORKSERVER_JOB" not in os.environ and "CLAIMCHECK_FORKSERVER" not in os.environ
 
 
 def wait_for_checkpoints(d, n, proc):
