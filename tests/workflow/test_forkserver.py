@@ -25,9 +25,8 @@ CFG = {"task": {"name": "superposition", "n_features": 12, "sparsity": 0.9},
 
 
 def env(root, sock=None, **extra):
-    e = {**os.environ, "PYTHONPATH": str(root), **extra}
-    e.pop("CLAIMCHECK_FORKSERVER", None)
-    e.pop("CLAIMCHECK_FORKSERVER_JOB", None)
+    e = {k: v for k, v in os.environ.items() if k not in ("CLAIMCHECK_FORKSERVER", "CLAIMCHECK_FORKSERVER_JOB")}
+    e.update({"PYTHONPATH": str(root), **extra})
     if sock:
         e["CLAIMCHECK_FORKSERVER"] = str(sock)
     return e
