@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, type=Path, help="the job's folder (train.json and model.pt go here)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    p.add_argument("--label", default="", help="how log lines name this job (default: --out below results/<scale>/)")
+    p.add_argument("--label", default="", help="how log lines name this job")
     p.add_argument("--attempt", default="", help="retry token from the Snakefile (recorded; see rules/common.smk)")
     p.add_argument("--checkpoint-seconds", type=float, default=60.0, help="seconds between checkpoints")
     p.add_argument("--checkpoint-steps", type=int, default=None, help="steps between checkpoints (overrides seconds)")
@@ -239,9 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(max(1, args.threads))
     device = pick_device(args.device)
     args.out.mkdir(parents=True, exist_ok=True)
-    # default: the job's folder below results/<scale>/, e.g. paper/experiment/model/point/seed0
-    parts = args.out.parts
-    label = args.label or ("/".join(parts[2:]) if len(parts) > 2 and parts[0] == "results" else str(args.out))
+    label = args.label or str(args.out)
     where = f"{device} (GPU {gpu})" if gpu is not None and device == "cuda" else device
     print(f"{label}: training on {where}, {cfg['train']['steps']} steps", file=sys.stderr, flush=True)
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
