@@ -2,13 +2,14 @@
 #   snakemake --cores all                         every paper in config.yaml, default scale (small)
 #   snakemake --cores all --config scale=smoke    every paper, CPU-sized
 #   snakemake --cores all <paper id>              one paper (a rule per catalogue entry)
+import os
 import sys
 
 from snakemake.utils import min_version, validate
 
 from workflow.config import config_problems
 from workflow.console import print_problems
-from workflow.forkserver import start as start_forkserver, stop as stop_forkserver
+from workflow.forkserver import slurm_group_step, start as start_forkserver, stop as stop_forkserver
 
 min_version("9.0")
 
@@ -22,6 +23,13 @@ if config_problems(config):
 
 
 validate(config, "schemas/config.schema.yaml")
+
+
+if config["forkserver"] and slurm_group_step(workflow.remote_exec):
+    # the Snakemake that runs one group of jobs (profiles/slurm groups a fit's train, evaluate and probe
+    # steps) inside its SLURM allocation: one server for those steps, which wait for it rather than import
+    # torch each; it exits with this process (spawned Snakemakes run no onstart/onsuccess hooks)
+    start_forkserver(log_path=f"logs/forkserver/slurm-{os.environ['SLURM_JOB_ID']}.log", preload="fit", wait=True)
 
 
 include: "rules/common.smk"

@@ -34,8 +34,11 @@ that started it is gone and its last job has finished. It serves the machine Sna
 Snakefile starts it for the local executor, and for the SLURM executor, where it serves the local
 rules (track, judge, report) on the login node. A step inside a SLURM job never uses a server
 outside that job (CLAIMCHECK_FORKSERVER_JOB holds the job the server runs in; sbatch exports
-both variables to every job). Other cluster executors get no server. A client that finds no
-server runs its step directly.
+both variables to every job). Inside an sbatch job that runs a group of jobs, the Snakemake that
+runs the group (in the batch step, `slurm_group_step`) starts a server of its own, preloading only
+what fit steps need (`--preload fit`); the group's steps, `srun` steps of the same job, wait for it
+while it starts (CLAIMCHECK_FORKSERVER_STARTING) instead of importing torch each. Other cluster
+executors get no server. A client that finds no server runs its step directly.
 """
 from __future__ import annotations
 
@@ -66,12 +69,20 @@ PRELOAD = (
     # what MlflowClient imports when it opens a sqlite store: ~2.4 s more per collector job
     "mlflow.tracking.client", "mlflow.store.tracking.sqlalchemy_store", "mlflow.store.db.utils",
 )
+# a SLURM job's server starts beside the job's first step, on the same CPUs: it imports only what every
+# train and evaluate step needs (~1.5 s), not every registry module, scikit-learn or torch._dynamo (~4 s more)
+FIT = ("numpy", "torch", "torch.nn", "torch.nn.functional", "torch.optim", "pydantic", "yaml",
+       "workflow.jobs", "workflow.catalogue", "workflow.checkpoint", "workflow.gpu", "workflow.train",
+       "workflow.evaluate", "workflow.probe", "modules.config", "modules.optim", "modules.kernels",
+       "modules.models", "modules.tasks", "modules.probes")
+PRELOADS = {"all": PRELOAD, "fit": FIT}
+WARMS = {"all": ("workflow.tracking:warm",), "fit": ()}
 # Every task and model module of the registries is preloaded too (each costs 5-40 ms to import,
 # in every job that uses it, the collector's catalogue check included), except those whose
 # import reads the environment: the two that load the pretrained transformer.
 NOT_PRELOADED = {"modules.tasks.wordpiece_text", "modules.models.pretrained_minilm"}
 # after the imports, functions the server calls once so that every job inherits their result
-WARM = ("workflow.tracking:warm",)
+WARM = WARMS["all"]
 STEPS = ("train", "evaluate", "probe", "judge", "report", "tracking")
 HEADER = struct.Struct("!I")
 MAX_REQUEST = 16 << 20
@@ -139,10 +150,10 @@ def recv_msg(conn: socket.socket, want_fds: int = 0) -> tuple[dict | None, list[
 
 # --- the server ------------------------------------------------------------------------------------
 
-def _preload(modules, log, warm=WARM) -> float:
+def _preload(modules, log, warm=WARM, registry: bool = True) -> float:
     t0 = time.perf_counter()
     try:
-        modules = [*modules, *registry_modules()]
+        modules = [*modules, *(registry_modules() if registry else ())]
     except Exception as e:  # noqa: BLE001
         log(f"forkserver: registry modules not preloaded: {type(e).__name__}: {e}")
     for name in modules:
@@ -190,12 +201,13 @@ def _run_child(req: dict, fds: list[int]) -> int:
     return code
 
 
-def serve(sock_path: str, idle_timeout: float, preload=PRELOAD, parent: int | None = None) -> int:
+def serve(sock_path: str, idle_timeout: float, preload=PRELOAD, parent: int | None = None, warm=WARM,
+          registry: bool = True) -> int:
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     from modules.runtime import keep_freed_memory
 
     keep_freed_memory()                 # inherited by every forked job (modules/runtime.py says why)
-    took = _preload(preload, log)
+    took = _preload(preload, log, warm, registry=registry)
     import threading
 
     if threading.active_count() > 1:   # forking a threaded process is unsafe: refuse rather than risk it
@@ -371,13 +383,17 @@ def request(sock_path: str, op: str, timeout: float = 5.0) -> dict | None:
         return None
 
 
-def start(sock_path: str | None = None, log_path: str | None = None, idle_timeout: float = 600.0) -> str:
+def start(sock_path: str | None = None, log_path: str | None = None, idle_timeout: float = 600.0,
+          preload: str = "all", wait: bool = False) -> str:
     """Start a server in the background for this process's jobs; returns its socket path. The jobs
     find it through CLAIMCHECK_FORKSERVER, which this sets. Jobs that start before it is ready
-    (it takes the time of one import of torch) run directly."""
+    (it takes the time of one import of torch) run directly, unless `wait`: then they wait for it
+    (CLAIMCHECK_FORKSERVER_STARTING names its host and pid), as long as it is alive.
+    `preload`: "all", or "fit" for a server that only runs train, evaluate and probe steps."""
     sock_path = sock_path or default_socket()
     import subprocess
 
+    proc = None
     try:
         _remove_stale(sock_path)
         if request(sock_path, "ping", timeout=1.0) is None:
@@ -385,10 +401,11 @@ def start(sock_path: str | None = None, log_path: str | None = None, idle_timeou
             if log_path:
                 Path(log_path).parent.mkdir(parents=True, exist_ok=True)
             with open(log_path or os.devnull, "a") as log:
-                subprocess.Popen([sys.executable, "-m", "workflow.forkserver", "serve", "--socket", sock_path,
-                                  "--idle-timeout", str(idle_timeout), "--parent", str(os.getpid())],
-                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-                                 close_fds=True)
+                proc = subprocess.Popen([sys.executable, "-m", "workflow.forkserver", "serve", "--socket", sock_path,
+                                         "--idle-timeout", str(idle_timeout), "--parent", str(os.getpid()),
+                                         "--preload", preload],
+                                        stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                                        close_fds=True)
     except OSError as e:   # never a reason to fail the run: the jobs then start as fresh processes
         print(f"forkserver: not started ({e}); every job step starts its own Python process", file=sys.stderr)
         return sock_path
@@ -396,11 +413,52 @@ def start(sock_path: str | None = None, log_path: str | None = None, idle_timeou
     # the SLURM job this server runs in ('' for none): a cluster job, which inherits these variables
     # (sbatch --export=ALL), never hands its step to a server outside its own allocation
     os.environ["CLAIMCHECK_FORKSERVER_JOB"] = os.environ.get("SLURM_JOB_ID", "")
+    if wait and proc is not None:
+        os.environ["CLAIMCHECK_FORKSERVER_STARTING"] = f"{socket.gethostname()}:{proc.pid}"
     return sock_path
+
+
+def slurm_group_step(remote_exec: bool, argv: list[str] | None = None, env=None) -> bool:
+    """Whether this Snakemake is the one that runs a group of jobs inside a SLURM allocation: the
+    SLURM executor plugin starts it in the batch step (`--executor slurm-jobstep`, `--local-groupid`
+    for a group) and it runs the group's jobs one after another, each as an `srun` step. A server it
+    starts serves those steps (their SLURM_JOB_ID is its own), so a group pays for torch once."""
+    argv = sys.argv if argv is None else argv
+    env = os.environ if env is None else env
+    return (bool(remote_exec) and bool(env.get("SLURM_JOB_ID")) and not env.get("SLURM_STEP_ID")
+            and "--local-groupid" in argv and any(a.endswith("slurm-jobstep") for a in argv))
+
+
+def wait_until_ready(sock_path: str, starting: str, limit: float = 60.0) -> bool:
+    """For a client: wait while the server named by CLAIMCHECK_FORKSERVER_STARTING ("host:pid")
+    is still preloading; True once its socket is there, False if it died, is on another host, or
+    takes longer than `limit` seconds."""
+    host, _, pid = starting.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    deadline = time.monotonic() + limit
+    while not os.path.exists(sock_path):
+        if not _alive(int(pid)) or time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state not in ("Z", "X")        # a server that exited before binding is a zombie of its starter
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+            return True
+        except OSError:
+            return False
 
 
 def stop(sock_path: str | None = None) -> None:
     os.environ.pop("CLAIMCHECK_FORKSERVER_JOB", None)
+    os.environ.pop("CLAIMCHECK_FORKSERVER_STARTING", None)
     sock_path = os.environ.pop("CLAIMCHECK_FORKSERVER", None) or sock_path or default_socket()
     request(sock_path, "stop", timeout=2.0)
 
@@ -411,12 +469,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--socket", default=None, help="the Unix socket (default: .snakemake/forkserver-<host>-<pid>.sock)")
     p.add_argument("--idle-timeout", type=float, default=600.0, help="serve: exit after this many idle seconds")
     p.add_argument("--parent", type=int, default=None, help="serve: exit when this process is gone")
+    p.add_argument("--preload", choices=sorted(PRELOADS), default="all",
+                   help="serve: what to import up front: all (every step) or fit (train, evaluate, probe)")
     args = p.parse_args(argv)
     if args.command != "serve" and not args.socket:
         p.error(f"{args.command} needs --socket (a running server's path is in logs/forkserver.log)")
     sock = args.socket or default_socket()
     if args.command == "serve":
-        return serve(sock, args.idle_timeout, parent=args.parent)
+        return serve(sock, args.idle_timeout, preload=PRELOADS[args.preload], parent=args.parent,
+                     warm=WARMS[args.preload], registry=args.preload == "all")
     reply = request(sock, args.command)
     print(json.dumps(reply) if reply else f"no fork server at {sock}")
     return 0 if reply else 1

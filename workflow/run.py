@@ -15,7 +15,7 @@ import signal
 import socket
 import sys
 
-from .forkserver import STEPS, recv_msg, send_msg
+from .forkserver import STEPS, recv_msg, send_msg, wait_until_ready
 
 FORWARD = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP)
 
@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     here = os.environ.get("SLURM_JOB_ID", "")
     if not path or os.environ.get("CLAIMCHECK_FORKSERVER_JOB", here) != here:
         _direct(step, args)             # no server, or one outside this SLURM job's allocation
+    starting = os.environ.get("CLAIMCHECK_FORKSERVER_STARTING")
+    if starting and not os.path.exists(path):
+        wait_until_ready(path, starting)   # a server in this SLURM job, still importing: cheaper than importing here
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         conn.settimeout(10)

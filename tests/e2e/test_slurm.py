@@ -313,32 +313,57 @@ def outcome(repo: Path) -> tuple[dict, dict]:
     return claims, numbers
 
 
-def test_slurm_profile_gives_the_local_verdicts_and_numbers(slurm, tmp_path):
-    local = copy_repo(tmp_path / "local")
-    _, local_s = run_snakemake(local, "--cores", "2", PAPER, "--config", "scale=smoke", timeout=300)
+def served_steps(repo: Path) -> int:
+    """Job steps the fork servers inside the SLURM jobs ran (each logs its count when it stops)."""
+    import re
+    return sum(int(n) for f in (repo / "logs" / "forkserver").glob("slurm-*.log")
+               for n in re.findall(r"stopping \(.*\) after (\d+) jobs", f.read_text()))
 
-    on_slurm = copy_repo(tmp_path / "slurm")
+
+def slurm_run(slurm, repo: Path, **site_extra) -> tuple[subprocess.CompletedProcess, float]:
     # profiles/slurm as shipped, plus a site profile after it (as README says a site does) with
     # what this machine needs: its partition, small jobs, and quick status checks (fine here:
     # MinJobAge=300 > 3 x 5 s keeps the plugin on squeue)
-    shipped = yaml.safe_load((on_slurm / "profiles/slurm/config.yaml").read_text())
+    shipped = yaml.safe_load((repo / "profiles/slurm/config.yaml").read_text())
     site = {"default-resources": [r for r in shipped["default-resources"]
                                   if r.split("=")[0] not in ("slurm_partition", "runtime", "mem_mb")]
                                  + [f"slurm_partition={slurm['partition']}", "runtime=10", "mem_mb=1000"],
-            "slurm-init-seconds-before-status-checks": 5}
-    (on_slurm / "site").mkdir()
-    (on_slurm / "site/config.yaml").write_text(yaml.safe_dump(site))
-    proc, slurm_s = run_snakemake(on_slurm, "--profile", "profiles/slurm", "--profile", "site", PAPER,
-                                  "--config", "scale=smoke", timeout=420)
-    print(f"\nwall time, smoke scale of {PAPER}: local --cores 2 {local_s:.1f} s; "
-          f"--profile profiles/slurm {slurm_s:.1f} s"
-          + (f"; apt-get install of slurm-wlm and munge {slurm['install_s']:.0f} s" if slurm["install_s"] else ""))
-    print(allocation_times(proc.stdout, on_slurm))
+            "slurm-init-seconds-before-status-checks": 5, **site_extra}
+    (repo / "site").mkdir()
+    (repo / "site/config.yaml").write_text(yaml.safe_dump(site))
+    return run_snakemake(repo, "--profile", "profiles/slurm", "--profile", "site", PAPER,
+                         "--config", "scale=smoke", timeout=420)
 
+
+def test_slurm_profile_gives_the_local_verdicts_and_numbers(slurm, tmp_path):
+    local = copy_repo(tmp_path / "local")
+    _, local_s = run_snakemake(local, "--cores", "2", PAPER, "--config", "scale=smoke", timeout=300)
     claims_local, numbers_local = outcome(local)
-    claims_slurm, numbers_slurm = outcome(on_slurm)
-    assert claims_slurm == claims_local
-    assert numbers_local and numbers_slurm.keys() == numbers_local.keys()
+    steps = sum(1 for f in (local / "results" / "smoke" / PAPER).rglob("*.json")
+                if f.name in ("train.json", "eval.json", "probes.json"))
+    assert numbers_local and steps >= 2 * len(numbers_local)
+
+    # as shipped: one sbatch job per fit (its training, evaluation and probes); then packed as the
+    # README suggests for smoke runs, 8 fits per sbatch job run one after the other on one CPU
+    on_slurm = copy_repo(tmp_path / "slurm")
+    proc, slurm_s = slurm_run(slurm, on_slurm)
+    packed = copy_repo(tmp_path / "packed")
+    proc_p, packed_s = slurm_run(slurm, packed, **{"group-components": ["fit=8"], "cores": 1})
+    print(f"\nwall time, smoke scale of {PAPER}: local --cores 2 {local_s:.1f} s; "
+          f"--profile profiles/slurm {slurm_s:.1f} s; with --group-components fit=8 --cores 1 {packed_s:.1f} s"
+          + (f"; apt-get install of slurm-wlm and munge {slurm['install_s']:.0f} s" if slurm["install_s"] else ""))
+    print("as shipped:", allocation_times(proc.stdout, on_slurm))
+    print("packed:    ", allocation_times(proc_p.stdout, packed))
+
+    for repo, out in ((on_slurm, proc), (packed, proc_p)):
+        claims_slurm, numbers_slurm = outcome(repo)
+        assert claims_slurm == claims_local
+        assert numbers_slurm.keys() == numbers_local.keys()
+        for job, nums in numbers_local.items():
+            assert numbers_slurm[job] == nums, job                 # deterministic on CPU: identical
+        # every fit ran inside a SLURM job, and every step of it in that job's fork server
+        for train in (repo / "results" / "smoke" / PAPER).rglob("train.json"):
+            assert json.loads(train.read_text())["provenance"]["slurm_job_id"], train
+        assert served_steps(repo) == steps, [f.read_text() for f in (repo / "logs" / "forkserver").glob("*.log")]
     assert proc.stdout.count("submitted with SLURM jobid") >= len(numbers_local), proc.stdout[-3000:]
-    for job, nums in numbers_local.items():
-        assert numbers_slurm[job] == nums, job                     # deterministic on CPU: identical
+    assert proc_p.stdout.count("submitted with SLURM jobid") == -(-len(numbers_local) // 8), proc_p.stdout[-3000:]

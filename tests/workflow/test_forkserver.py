@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,7 +26,8 @@ CFG = {"task": {"name": "superposition", "n_features": 12, "sparsity": 0.9},
 
 
 def env(root, sock=None, **extra):
-    e = {k: v for k, v in os.environ.items() if k not in ("CLAIMCHECK_FORKSERVER", "CLAIMCHECK_FORKSERVER_JOB")}
+    e = {k: v for k, v in os.environ.items()
+         if k not in ("CLAIMCHECK_FORKSERVER", "CLAIMCHECK_FORKSERVER_JOB", "CLAIMCHECK_FORKSERVER_STARTING")}
     e.update({"PYTHONPATH": str(root), **extra})
     if sock:
         e["CLAIMCHECK_FORKSERVER"] = str(sock)
@@ -123,6 +125,51 @@ def test_start_records_the_slurm_job_it_runs_in(tmp_path, monkeypatch):
     assert os.environ["CLAIMCHECK_FORKSERVER_JOB"] == "99" and os.environ["CLAIMCHECK_FORKSERVER"]
     forkserver.stop()
     assert "CLAIMCHECK_FORKSERVER_JOB" not in os.environ and "CLAIMCHECK_FORKSERVER" not in os.environ
+
+
+def test_only_the_snakemake_of_a_group_in_its_batch_step_starts_a_server():
+    """The SLURM plugin runs a group job as `snakemake --executor slurm-jobstep --local-groupid N`
+    in the batch step; every job of the group is an `srun` step running one more Snakemake."""
+    from workflow.forkserver import slurm_group_step
+
+    batch = ["snakemake", "--target-jobs", "train:x", "--local-groupid", "3", "--executor", "slurm-jobstep",
+             "--jobs", "1", "--mode", "remote"]
+    job = {"SLURM_JOB_ID": "42"}
+    assert slurm_group_step(True, batch, job)
+    assert not slurm_group_step(False, batch, job)                                   # the submitting Snakemake
+    assert not slurm_group_step(True, batch, {})                                     # not in an allocation
+    assert not slurm_group_step(True, batch, {**job, "SLURM_STEP_ID": "0"})         # the srun step's Snakemake
+    assert not slurm_group_step(True, [a for a in batch if a not in ("--local-groupid", "3")], job)  # one job
+    assert not slurm_group_step(True, [a.replace("slurm-jobstep", "local") for a in batch], job)    # another executor
+
+
+def test_a_step_waits_for_a_server_that_is_still_starting(root, tmp_path, monkeypatch):
+    """Inside a SLURM group job the server starts beside the first step: the step waits for it
+    (CLAIMCHECK_FORKSERVER_STARTING) instead of importing torch itself; a starting server that
+    died, or one on another host, is not waited for."""
+    from workflow import forkserver
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", str(root))
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    for k in ("CLAIMCHECK_FORKSERVER", "CLAIMCHECK_FORKSERVER_JOB", "CLAIMCHECK_FORKSERVER_STARTING"):
+        monkeypatch.delenv(k, raising=False)
+    sock = forkserver.start("s.sock", log_path=str(tmp_path / "fs.log"), preload="fit", wait=True)
+    try:
+        assert os.environ["CLAIMCHECK_FORKSERVER_STARTING"].startswith(socket.gethostname() + ":")
+        assert not Path(sock).exists()          # still importing torch when the step starts
+        out = subprocess.run([sys.executable, "-m", "workflow.run", "train", "--help"], env=dict(os.environ),
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0 and "usage: python -m workflow.train" in out.stdout, out.stderr
+        assert request(sock, "ping")["served"] == 1, (tmp_path / "fs.log").read_text()
+    finally:
+        forkserver.stop(sock)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    for starting in (f"{socket.gethostname()}:{dead.pid}", f"another-host:{os.getpid()}"):
+        t0 = time.monotonic()
+        assert not forkserver.wait_until_ready(str(tmp_path / "none.sock"), starting, limit=30)
+        assert time.monotonic() - t0 < 5, starting
 
 
 def wait_for_checkpoints(d, n, proc):
