@@ -255,3 +255,20 @@ def test_preload_covers_the_registries_without_reading_the_environment():
     assert out["hf"] == []
     assert out["cached"] and out["hits"] == 1
     assert "not preloaded" not in res.stderr and "not warmed" not in res.stderr, res.stderr
+
+
+def test_the_fit_preload_leaves_out_what_only_the_per_paper_steps_need():
+    """A SLURM job's server (`--preload fit`) starts beside the job's first step on the same CPUs:
+    torch and the engine's fit steps, but not MLflow, matplotlib, scikit-learn, torch._dynamo or
+    the registry's model and task modules (each step imports its own)."""
+    code = (
+        "import sys, json; from workflow import forkserver as f; "
+        "f._preload(f.PRELOADS['fit'], lambda s: print(s, file=sys.stderr), f.WARMS['fit'], registry=False); "
+        "print(json.dumps(sorted(m for m in ('torch', 'workflow.train', 'workflow.evaluate', 'workflow.probe', "
+        "'mlflow', 'matplotlib', 'sklearn', 'torch._dynamo', 'modules.models.mamba', 'modules.tasks.copy') "
+        "if m in sys.modules)))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout.strip().splitlines()[-1]) == ["torch", "workflow.evaluate", "workflow.probe",
+                                                              "workflow.train"]
+    assert "not preloaded" not in res.stderr, res.stderr
