@@ -236,39 +236,39 @@ def test_the_setting_accepts_words_from_the_command_line(root):
                    "(set it in config.yaml or with --config forkserver=...)"]
 
 
+def preload_in_fresh_python(preload: str, report: str) -> tuple[object, str]:
+    """Run the server's preload in a fresh interpreter; (the JSON that `report` prints, stderr)."""
+    code = ("import sys, json; from workflow import forkserver as f; "
+            f"f._preload(f.PRELOADS[{preload!r}], lambda s: print(s, file=sys.stderr), f.WARMS[{preload!r}], "
+            f"registry={preload == 'all'}); " + report)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout.strip().splitlines()[-1]), res.stderr
+
+
 def test_preload_covers_the_registries_without_reading_the_environment():
     """Every task and model module is preloaded except the two that load the pretrained
     transformer (its import reads HF_HUB_OFFLINE, which a job may set differently), and the
     collector's schema lookup is warmed once in the server."""
-    code = (
-        "import sys, json; from workflow import forkserver as f; "
-        "f._preload(f.PRELOAD, lambda s: print(s, file=sys.stderr)); "
+    out, err = preload_in_fresh_python("all", (
         "import mlflow.store.db.utils as u; "
         "print(json.dumps({'mods': f.registry_modules(), 'hf': [m for m in ('transformers', 'huggingface_hub') if m in sys.modules], "
         "'cached': getattr(u._get_latest_schema_revision, '_claimcheck_cached', False), "
-        "'hits': u._get_latest_schema_revision.cache_info().currsize}))")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr
-    out = json.loads(res.stdout.strip().splitlines()[-1])
+        "'hits': u._get_latest_schema_revision.cache_info().currsize}))"))
     assert "modules.tasks.copy" in out["mods"] and "modules.models.mamba" in out["mods"]
     assert "modules.tasks.wordpiece_text" not in out["mods"] and "modules.models.pretrained_minilm" not in out["mods"]
     assert out["hf"] == []
     assert out["cached"] and out["hits"] == 1
-    assert "not preloaded" not in res.stderr and "not warmed" not in res.stderr, res.stderr
+    assert "not preloaded" not in err and "not warmed" not in err, err
 
 
 def test_the_fit_preload_leaves_out_what_only_the_per_paper_steps_need():
     """A SLURM job's server (`--preload fit`) starts beside the job's first step on the same CPUs:
     torch and the engine's fit steps, but not MLflow, matplotlib, scikit-learn, torch._dynamo or
     the registry's model and task modules (each step imports its own)."""
-    code = (
-        "import sys, json; from workflow import forkserver as f; "
-        "f._preload(f.PRELOADS['fit'], lambda s: print(s, file=sys.stderr), f.WARMS['fit'], registry=False); "
+    mods, err = preload_in_fresh_python("fit", (
         "print(json.dumps(sorted(m for m in ('torch', 'workflow.train', 'workflow.evaluate', 'workflow.probe', "
         "'mlflow', 'matplotlib', 'sklearn', 'torch._dynamo', 'modules.models.mamba', 'modules.tasks.copy') "
-        "if m in sys.modules)))")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr
-    assert json.loads(res.stdout.strip().splitlines()[-1]) == ["torch", "workflow.evaluate", "workflow.probe",
-                                                              "workflow.train"]
-    assert "not preloaded" not in res.stderr, res.stderr
+        "if m in sys.modules)))"))
+    assert mods == ["torch", "workflow.evaluate", "workflow.probe", "workflow.train"]
+    assert "not preloaded" not in err, err
