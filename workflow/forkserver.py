@@ -52,6 +52,7 @@ import socket
 import struct
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 # imported once by the server; a module that fails to import is skipped (the job then imports
@@ -75,14 +76,22 @@ FIT = ("numpy", "torch", "torch.nn", "torch.nn.functional", "torch.optim", "pyda
        "workflow.jobs", "workflow.catalogue", "workflow.checkpoint", "workflow.gpu", "workflow.train",
        "workflow.evaluate", "workflow.probe", "modules.config", "modules.optim", "modules.kernels",
        "modules.models", "modules.tasks", "modules.probes")
-PRELOADS = {"all": PRELOAD, "fit": FIT}
-WARMS = {"all": ("workflow.tracking:warm",), "fit": ()}
-# Every task and model module of the registries is preloaded too (each costs 5-40 ms to import,
-# in every job that uses it, the collector's catalogue check included), except those whose
-# import reads the environment: the two that load the pretrained transformer.
+# Every task and model module of the registries is preloaded too by the full profile (each costs
+# 5-40 ms to import, in every job that uses it, the collector's catalogue check included), except
+# those whose import reads the environment: the two that load the pretrained transformer.
 NOT_PRELOADED = {"modules.tasks.wordpiece_text", "modules.models.pretrained_minilm"}
-# after the imports, functions the server calls once so that every job inherits their result
-WARM = WARMS["all"]
+
+
+@dataclass(frozen=True)
+class Preload:
+    """What a server imports before it serves: `modules`, the registries' modules when `registry`,
+    then the functions in `warm` ("module:function"), called once so that every job inherits their result."""
+    modules: tuple[str, ...]
+    warm: tuple[str, ...] = ()
+    registry: bool = False
+
+
+PRELOADS = {"all": Preload(PRELOAD, warm=("workflow.tracking:warm",), registry=True), "fit": Preload(FIT)}
 STEPS = ("train", "evaluate", "probe", "judge", "report", "tracking")
 HEADER = struct.Struct("!I")
 MAX_REQUEST = 16 << 20
@@ -150,10 +159,11 @@ def recv_msg(conn: socket.socket, want_fds: int = 0) -> tuple[dict | None, list[
 
 # --- the server ------------------------------------------------------------------------------------
 
-def _preload(modules, log, warm=WARM, registry: bool = True) -> float:
+def _preload(what: Preload, log) -> float:
     t0 = time.perf_counter()
+    modules = list(what.modules)
     try:
-        modules = [*modules, *(registry_modules() if registry else ())]
+        modules += registry_modules() if what.registry else []
     except Exception as e:  # noqa: BLE001
         log(f"forkserver: registry modules not preloaded: {type(e).__name__}: {e}")
     for name in modules:
@@ -161,7 +171,7 @@ def _preload(modules, log, warm=WARM, registry: bool = True) -> float:
             importlib.import_module(name)
         except Exception as e:  # noqa: BLE001 - the job will meet the same error and report it
             log(f"forkserver: not preloaded: {name}: {type(e).__name__}: {e}")
-    for ref in warm:
+    for ref in what.warm:
         mod, fn = ref.split(":")
         try:
             getattr(importlib.import_module(mod), fn)()
@@ -201,13 +211,12 @@ def _run_child(req: dict, fds: list[int]) -> int:
     return code
 
 
-def serve(sock_path: str, idle_timeout: float, preload=PRELOAD, parent: int | None = None, warm=WARM,
-          registry: bool = True) -> int:
+def serve(sock_path: str, idle_timeout: float, preload: Preload = PRELOADS["all"], parent: int | None = None) -> int:
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     from modules.runtime import keep_freed_memory
 
     keep_freed_memory()                 # inherited by every forked job (modules/runtime.py says why)
-    took = _preload(preload, log, warm, registry=registry)
+    took = _preload(preload, log)
     import threading
 
     if threading.active_count() > 1:   # forking a threaded process is unsafe: refuse rather than risk it
@@ -476,8 +485,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"{args.command} needs --socket (a running server's path is in logs/forkserver.log)")
     sock = args.socket or default_socket()
     if args.command == "serve":
-        return serve(sock, args.idle_timeout, preload=PRELOADS[args.preload], parent=args.parent,
-                     warm=WARMS[args.preload], registry=args.preload == "all")
+        return serve(sock, args.idle_timeout, preload=PRELOADS[args.preload], parent=args.parent)
     reply = request(sock, args.command)
     print(json.dumps(reply) if reply else f"no fork server at {sock}")
     return 0 if reply else 1

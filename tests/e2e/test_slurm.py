@@ -355,7 +355,7 @@ def test_slurm_profile_gives_the_local_verdicts_and_numbers(slurm, tmp_path):
     print("as shipped:", allocation_times(proc.stdout, on_slurm))
     print("packed:    ", allocation_times(proc_p.stdout, packed))
 
-    for repo, out in ((on_slurm, proc), (packed, proc_p)):
+    for repo in (on_slurm, packed):
         claims_slurm, numbers_slurm = outcome(repo)
         assert claims_slurm == claims_local
         assert numbers_slurm.keys() == numbers_local.keys()

@@ -239,8 +239,7 @@ def test_the_setting_accepts_words_from_the_command_line(root):
 def preload_in_fresh_python(preload: str, report: str) -> tuple[object, str]:
     """Run the server's preload in a fresh interpreter; (the JSON that `report` prints, stderr)."""
     code = ("import sys, json; from workflow import forkserver as f; "
-            f"f._preload(f.PRELOADS[{preload!r}], lambda s: print(s, file=sys.stderr), f.WARMS[{preload!r}], "
-            f"registry={preload == 'all'}); " + report)
+            f"f._preload(f.PRELOADS[{preload!r}], lambda s: print(s, file=sys.stderr)); " + report)
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     return json.loads(res.stdout.strip().splitlines()[-1]), res.stderr
