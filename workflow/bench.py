@@ -6,7 +6,8 @@
 
 `kernels`: every kernel's loop reference against its fast path at B=8, T=1024, D=64
 (H=4, K=V=16 for attention-style ops, N=16 for SSM states): the median time of a few runs
-after a warm-up, forward only (under no_grad) and forward+backward, and their ratio.
+after a warm-up, forward only (under no_grad) and forward+backward (the backward of fixed random
+gradients for the output and the final state, as `o.backward(do)`), and their ratio.
 The loop references are slow at T=1024, so they get fewer repeats (never less than one).
 One CPU thread by default (see --threads). Wall-clock times on a shared machine move with
 its load: the JSON records the load average, and ratios are the numbers to compare. Both
@@ -123,17 +124,22 @@ def _forward(fn, inputs):
 
 
 def _forward_backward(fn, inputs):
+    """One forward and the backward of fixed random upstream gradients for both outputs (the
+    vector-Jacobian product, `o.backward(do)` as flash-linear-attention's benchmarks time it): the
+    gradients a loss sum(o * do) + sum(s * ds) would give, without timing that loss's own passes."""
     leaves = [t.detach().clone().requires_grad_(t.is_floating_point()) for t in inputs]
     out, state = fn(*leaves)
-    w_out = torch.randn_like(out)
-    w_state = None if state is None else torch.randn_like(state)
+    d_out = torch.randn_like(out)
+    d_state = None if state is None else torch.randn_like(state)
 
     def run():
         for t in leaves:
             t.grad = None
         o, s = fn(*leaves)
-        loss = (o * w_out).sum() + (0 if s is None else (s * w_state).sum())
-        loss.backward()
+        if s is None:
+            torch.autograd.backward([o], [d_out])
+        else:
+            torch.autograd.backward([o, s], [d_out, d_state])
     return run
 
 
@@ -164,6 +170,7 @@ def bench_kernels(B=8, T=1024, D=64, H=4, Kd=16, N=16, device="cpu", repeats=7, 
                    "threads": torch.get_num_threads(), "torch": torch.__version__,
                    "machine": platform.processor() or platform.machine(), "repeats": repeats,
                    "ref_repeats": ref_repeats, "statistic": "median after one warm-up",
+                   "backward": "autograd.backward of fixed random gradients for (out, final_state)",
                    "scan_path": _scan_path(device),
                    "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None},
         "ops": rows,
