@@ -10,6 +10,7 @@ from snakemake.utils import min_version, validate
 from workflow.config import config_problems
 from workflow.console import print_problems
 from workflow.forkserver import slurm_group_step, start as start_forkserver, stop as stop_forkserver
+from workflow.slurm import local_group_steps
 
 min_version("9.0")
 
@@ -53,6 +54,9 @@ onstart:
     # with the SLURM executor it serves the local rules only (a step in a SLURM job never uses it); not
     # with other cluster executors, nor inside a job that a cluster node runs
     _executor = getattr(workflow.executor_plugin, "name", "")
+    if _executor == "slurm" and config["slurm_group_steps"] == "local":
+        # an sbatch job that runs a group runs its jobs itself, not as one srun + Snakemake each
+        local_group_steps()
     if config["forkserver"] and not workflow.remote_exec and (workflow.local_exec or _executor == "slurm"):
         start_forkserver(log_path="logs/forkserver.log")
 

@@ -429,13 +429,16 @@ def start(sock_path: str | None = None, log_path: str | None = None, idle_timeou
 
 def slurm_group_step(remote_exec: bool, argv: list[str] | None = None, env=None) -> bool:
     """Whether this Snakemake is the one that runs a group of jobs inside a SLURM allocation: the
-    SLURM executor plugin starts it in the batch step (`--executor slurm-jobstep`, `--local-groupid`
-    for a group) and it runs the group's jobs one after another, each as an `srun` step. A server it
-    starts serves those steps (their SLURM_JOB_ID is its own), so a group pays for torch once."""
+    SLURM executor plugin starts it in the batch step (`--local-groupid` for a group) with
+    `--executor slurm-jobstep`, and it runs the group's jobs one after another, each as an `srun`
+    step; or, with `slurm_group_steps: local` (workflow/slurm.py), with `--executor local`, and it
+    runs their shell commands itself. A server it starts serves those steps (their SLURM_JOB_ID is
+    its own), so a group pays for torch once."""
     argv = sys.argv if argv is None else argv
     env = os.environ if env is None else env
+    executor = next((b for a, b in zip(argv, argv[1:]) if a == "--executor"), "")
     return (bool(remote_exec) and bool(env.get("SLURM_JOB_ID")) and not env.get("SLURM_STEP_ID")
-            and "--local-groupid" in argv and any(a.endswith("slurm-jobstep") for a in argv))
+            and "--local-groupid" in argv and (executor.endswith("slurm-jobstep") or executor == "local"))
 
 
 def wait_until_ready(sock_path: str, starting: str, limit: float = 60.0) -> bool:

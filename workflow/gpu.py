@@ -5,8 +5,10 @@ issue 281), so two jobs would share GPU 0. A job calls `claim_gpu()` before it t
 it takes the first free slot of a pool of lock files (one per visible GPU, under
 .snakemake/gpu-slots/) with a non-blocking `flock`, and sets CUDA_VISIBLE_DEVICES to that GPU.
 The lock belongs to the process, so the operating system releases it on any exit, a
-SIGKILL included: no slot is ever leaked. Under SLURM the allocation already names the
-job's GPUs, so the pool is skipped.
+SIGKILL included: no slot is ever leaked. Under SLURM, a job that runs as its own `srun` step
+already has its GPUs from SLURM, so the pool is skipped. A job that runs in the batch step of its
+sbatch job (`slurm_group_steps: local`, workflow/slurm.py: the jobs of a group share the
+allocation) takes a slot of a pool of that SLURM job's own, over the GPUs the allocation shows.
 
 The device list is, in order: CLAIMCHECK_GPUS (comma-separated ids; tests fake GPUs on a
 CPU machine with it), the CUDA_VISIBLE_DEVICES the job started with, or `nvidia-smi -L`.
@@ -45,9 +47,12 @@ def has_gpu() -> bool:
 
 def claim_gpu(slot_dir: Path = SLOT_DIR, wait_s: float = 24 * 3600, log=print) -> str | None:
     """Hold a free GPU slot for the rest of this process and point CUDA_VISIBLE_DEVICES at it.
-    Returns the GPU id, or None when there is nothing to claim (no GPU, or under SLURM)."""
-    if os.environ.get("SLURM_JOB_ID") and not os.environ.get("CLAIMCHECK_GPUS"):
-        return None
+    Returns the GPU id, or None when there is nothing to claim (no GPU, or an srun step of SLURM)."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if job and not os.environ.get("CLAIMCHECK_GPUS"):
+        if os.environ.get("SLURM_STEP_ID"):
+            return None                 # an srun step: SLURM gave it its GPUs
+        slot_dir = slot_dir / f"slurm-{job}"   # the jobs of one allocation share its GPUs, one each
     gpus = visible_gpus()
     if not gpus:
         return None

@@ -126,6 +126,7 @@ def provenance(device: str) -> dict:
         "device": device,
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "slurm_step_id": os.environ.get("SLURM_STEP_ID"),   # None in a batch step (slurm_group_steps: local)
         "python": platform.python_version(),
         "packages": package_versions(),
     }

@@ -294,8 +294,23 @@ def allocation_times(stdout: str, repo: Path) -> str:
         compute.append(t + e)
     if not spans:
         return "(the slurmctld log has none of this run's jobs)"
+    wait = polling_wait(stdout, max(end[i] for i in ids if i in end))
     return (f"{len(spans)} sbatch jobs: median {statistics.median(spans):.1f} s from allocation to completion"
-            + (f", for a median {statistics.median(compute):.2f} s of training + evaluation compute" if compute else ""))
+            + (f", for a median {statistics.median(compute):.2f} s of training + evaluation compute" if compute else "")
+            + (f"; the plugin went on {wait:.0f} s after the last one ended (its status-check interval)"
+               if wait is not None else ""))
+
+
+def polling_wait(stdout: str, last_end) -> float | None:
+    """Seconds from the end of the last sbatch job (slurmctld's log) to the next step Snakemake
+    logged: the wait for the plugin's next status check (1 s resolution)."""
+    import re
+    from datetime import datetime
+    for m in re.finditer(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]", stdout, re.M):
+        t = datetime.strptime(" ".join(m.group(1).split()), "%a %b %d %H:%M:%S %Y")
+        if t >= last_end.replace(microsecond=0):
+            return max(0.0, (t - last_end).total_seconds())
+    return None
 
 
 def outcome(repo: Path) -> tuple[dict, dict]:
@@ -320,7 +335,7 @@ def served_steps(repo: Path) -> int:
                for n in re.findall(r"stopping \(.*\) after (\d+) jobs", f.read_text()))
 
 
-def slurm_run(slurm, repo: Path, **site_extra) -> tuple[subprocess.CompletedProcess, float]:
+def slurm_run(slurm, repo: Path, config: tuple[str, ...] = (), **site_extra) -> tuple[subprocess.CompletedProcess, float]:
     # profiles/slurm as shipped, plus a site profile after it (as README says a site does) with
     # what this machine needs: its partition, small jobs, and quick status checks (fine here:
     # MinJobAge=300 > 3 x 5 s keeps the plugin on squeue)
@@ -332,7 +347,7 @@ def slurm_run(slurm, repo: Path, **site_extra) -> tuple[subprocess.CompletedProc
     (repo / "site").mkdir()
     (repo / "site/config.yaml").write_text(yaml.safe_dump(site))
     return run_snakemake(repo, "--profile", "profiles/slurm", "--profile", "site", PAPER,
-                         "--config", "scale=smoke", timeout=420)
+                         "--config", "scale=smoke", *config, timeout=420)
 
 
 def test_slurm_profile_gives_the_local_verdicts_and_numbers(slurm, tmp_path):
@@ -343,27 +358,36 @@ def test_slurm_profile_gives_the_local_verdicts_and_numbers(slurm, tmp_path):
                 if f.name in ("train.json", "eval.json", "probes.json"))
     assert numbers_local and steps >= 2 * len(numbers_local)
 
-    # as shipped: one sbatch job per fit (its training, evaluation and probes); then packed as the
-    # README suggests for smoke runs, 8 fits per sbatch job run one after the other on one CPU
-    on_slurm = copy_repo(tmp_path / "slurm")
-    proc, slurm_s = slurm_run(slurm, on_slurm)
-    packed = copy_repo(tmp_path / "packed")
-    proc_p, packed_s = slurm_run(slurm, packed, **{"group-components": ["fit=8"], "cores": 1})
+    # as shipped: one sbatch job per fit (its training, evaluation and probes), whose batch step runs
+    # them itself (slurm_group_steps: local); then packed as the README suggests for smoke runs, 8 fits
+    # per sbatch job on one CPU; then packed with the plugin's own job steps (one srun + Snakemake each)
+    packed = {"group-components": ["fit=8"], "cores": 1}
+    runs = {"as shipped": ({}, "local"), "packed": (packed, "local"),
+            "packed, slurm_group_steps=srun": ({**packed, "config": ("slurm_group_steps=srun",)}, "srun")}
+    done = {}
+    for i, (name, (extra, steps_mode)) in enumerate(runs.items()):
+        repo = copy_repo(tmp_path / f"slurm{i}")
+        proc, wall = slurm_run(slurm, repo, **extra)
+        done[name] = (repo, proc, wall, steps_mode)
     print(f"\nwall time, smoke scale of {PAPER}: local --cores 2 {local_s:.1f} s; "
-          f"--profile profiles/slurm {slurm_s:.1f} s; with --group-components fit=8 --cores 1 {packed_s:.1f} s"
+          + "; ".join(f"{name} {wall:.1f} s" for name, (_, _, wall, _) in done.items())
           + (f"; apt-get install of slurm-wlm and munge {slurm['install_s']:.0f} s" if slurm["install_s"] else ""))
-    print("as shipped:", allocation_times(proc.stdout, on_slurm))
-    print("packed:    ", allocation_times(proc_p.stdout, packed))
+    for name, (repo, proc, _, _) in done.items():
+        print(f"{name}: {allocation_times(proc.stdout, repo)}")
 
-    for repo in (on_slurm, packed):
+    for name, (repo, proc, _, steps_mode) in done.items():
         claims_slurm, numbers_slurm = outcome(repo)
-        assert claims_slurm == claims_local
-        assert numbers_slurm.keys() == numbers_local.keys()
+        assert claims_slurm == claims_local, name
+        assert numbers_slurm.keys() == numbers_local.keys(), name
         for job, nums in numbers_local.items():
-            assert numbers_slurm[job] == nums, job                 # deterministic on CPU: identical
-        # every fit ran inside a SLURM job, and every step of it in that job's fork server
+            assert numbers_slurm[job] == nums, (name, job)         # deterministic on CPU: identical
+        # every fit ran inside a SLURM job: in its batch step, or as an srun step of its own
         for train in (repo / "results" / "smoke" / PAPER).rglob("train.json"):
-            assert json.loads(train.read_text())["provenance"]["slurm_job_id"], train
-        assert served_steps(repo) == steps, [f.read_text() for f in (repo / "logs" / "forkserver").glob("*.log")]
-    assert proc.stdout.count("submitted with SLURM jobid") >= len(numbers_local), proc.stdout[-3000:]
-    assert proc_p.stdout.count("submitted with SLURM jobid") == -(-len(numbers_local) // 8), proc_p.stdout[-3000:]
+            prov = json.loads(train.read_text())["provenance"]
+            assert prov["slurm_job_id"], (name, train)
+            assert (prov["slurm_step_id"] is None) == (steps_mode == "local"), (name, train, prov["slurm_step_id"])
+        # ... and every step of it in that job's fork server
+        assert served_steps(repo) == steps, (name, [f.read_text() for f in (repo / "logs" / "forkserver").glob("*.log")])
+    shipped_out, packed_out = done["as shipped"][1].stdout, done["packed"][1].stdout
+    assert shipped_out.count("submitted with SLURM jobid") >= len(numbers_local), shipped_out[-3000:]
+    assert packed_out.count("submitted with SLURM jobid") == -(-len(numbers_local) // 8), packed_out[-3000:]

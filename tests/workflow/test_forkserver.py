@@ -140,7 +140,12 @@ def test_only_the_snakemake_of_a_group_in_its_batch_step_starts_a_server():
     assert not slurm_group_step(True, batch, {})                                     # not in an allocation
     assert not slurm_group_step(True, batch, {**job, "SLURM_STEP_ID": "0"})         # the srun step's Snakemake
     assert not slurm_group_step(True, [a for a in batch if a not in ("--local-groupid", "3")], job)  # one job
-    assert not slurm_group_step(True, [a.replace("slurm-jobstep", "local") for a in batch], job)    # another executor
+    # slurm_group_steps=local (workflow/slurm.py): the batch step runs the group with the local executor
+    local = ["snakemake", "--target-jobs", "train:x", "--local-groupid", "3", "--executor", "local", "--mode", "remote"]
+    assert slurm_group_step(True, local, job)
+    assert not slurm_group_step(True, local, {**job, "SLURM_STEP_ID": "0"})
+    assert not slurm_group_step(True, [a.replace("local", "googlebatch") for a in local], job)   # another executor
+    assert not slurm_group_step(True, ["snakemake", "--local-groupid", "3", "--mode", "remote"], job)
 
 
 def test_a_step_waits_for_a_server_that_is_still_starting(root, tmp_path, monkeypatch):
