@@ -13,7 +13,8 @@ many at once as `--cores` allows (for a group, the `--cores` its sbatch job was 
 `--cores`, every CPU the allocation lets the process use), and a group's steps fork from the
 allocation's fork server (workflow/forkserver.py). The jobs then are not separate `srun` steps:
 `sacct`/`sstat` show one step per sbatch job, and SLURM's cgroup bounds the allocation as a whole.
-`slurm_group_steps: srun` keeps the plugin's own behaviour.
+The same holds for a job that is in no group (a rule left out of profiles/slurm's `groups:`): its
+sbatch job's batch step runs it. `slurm_group_steps: srun` keeps the plugin's own behaviour.
 
 The plugin has no setting for this, so `local_group_steps` replaces the executor arguments that it
 gives the batch step (`Executor.additional_general_args`), in the main Snakemake process before the
