@@ -873,16 +873,19 @@ def load_paper(path: str | Path, registry_checks: bool = True) -> LoadedPaper:
             sem: list[str] = []
             _check_experiment(exp, f"experiments[{i}]", sem)
             problems += [f"{path}: {p}" for p in sem]
+        refs: list[str] = []
+        _check_references(spec, refs)
+        problems += [f"{path}: {p}" for p in refs]
+        if problems:
+            raise CatalogueError(problems)
+        loaded = LoadedPaper(path, spec)
+        # every scale's experiments are checked as they resolve: inside the same switch, so that
+        # registry_checks=False holds for them too (it did not: each per-paper step of a run
+        # imported torch and built every task again to check a catalogue the run had checked)
+        for scale in S.SCALES:
+            loaded.experiments(scale)
     finally:
         _REGISTRY_CHECKS[0] = checks
-    refs: list[str] = []
-    _check_references(spec, refs)
-    problems += [f"{path}: {p}" for p in refs]
-    if problems:
-        raise CatalogueError(problems)
-    loaded = LoadedPaper(path, spec)
-    for scale in S.SCALES:
-        loaded.experiments(scale)
     return loaded
 
 

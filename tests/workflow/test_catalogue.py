@@ -932,6 +932,20 @@ def test_validation_cache_skips_only_what_passed(tmp_path):
     assert bad.returncode != 0 and "mamba3" in bad.stderr                    # edited: checked again
 
 
+def test_load_paper_without_registry_checks_imports_no_torch():
+    """registry_checks=False (the per-paper track and judge steps) skips the registry checks at
+    every scale too: the steps of a run whose Snakefile validated the catalogue import no torch."""
+    import subprocess
+
+    code = ("import sys; from workflow.catalogue import load_paper; "
+            f"lp = load_paper({str(TOY)!r}, registry_checks=False); "
+            "n = sum(len(lp.jobs(s)) for s in ('smoke', 'small', 'full')); "
+            "print(n > 0, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "False"]
+
+
 def test_scale_overrides_probe_positions(tmp_path):
     """probes.positions at a scale sets every probe's positions; other probe keys cannot be overridden."""
     import yaml as _yaml
