@@ -104,17 +104,17 @@ def all_pairs() -> tuple[tuple[str, str], ...]:
 
 @functools.lru_cache(maxsize=1)
 def _tensors() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Commands (N, CMD_SLOT) and actions (N, MAX_ACTIONS) as token ids, PAD-filled, and their lengths."""
-    pairs = all_pairs()
-    cmd = torch.full((len(pairs), CMD_SLOT), PAD, dtype=torch.long)
-    act = torch.full((len(pairs), MAX_ACTIONS), PAD, dtype=torch.long)
-    clen = torch.zeros(len(pairs), dtype=torch.long)
-    alen = torch.zeros(len(pairs), dtype=torch.long)
-    for i, (c, a) in enumerate(pairs):
-        cw, aw = c.split(), a.split()
-        cmd[i, :len(cw)] = torch.tensor([_TOK[w] for w in cw])
-        act[i, :len(aw)] = torch.tensor([_TOK[w] for w in aw])
-        clen[i], alen[i] = len(cw), len(aw)
+    """Commands (N, CMD_SLOT) and actions (N, MAX_ACTIONS) as token ids, PAD-filled, and their lengths.
+    Built as padded lists and converted once (a tensor per row took a second: every SCAN job and
+    every catalogue check paid it)."""
+    cmds = [[_TOK[w] for w in c.split()] for c, _ in all_pairs()]
+    acts = [[_TOK[w] for w in a.split()] for _, a in all_pairs()]
+    clen = torch.tensor([len(r) for r in cmds], dtype=torch.long)
+    alen = torch.tensor([len(r) for r in acts], dtype=torch.long)
+    # one flat list each: torch converts a flat list several times faster than a nested one
+    cmd = torch.tensor([t for r in cmds for t in r + [PAD] * (CMD_SLOT - len(r))], dtype=torch.long).view(-1, CMD_SLOT)
+    act = torch.tensor([t for r in acts for t in r + [PAD] * (MAX_ACTIONS - len(r))],
+                       dtype=torch.long).view(-1, MAX_ACTIONS)
     return cmd, act, clen, alen
 
 
