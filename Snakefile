@@ -50,6 +50,9 @@ rule all:
 
 
 onstart:
+    # a catalogue that changed since it last passed: its registry checks end before any job starts
+    if CATALOGUE_CHECKS is not None:
+        CATALOGUE_CHECKS.stop_on_problems()
     # a local run's jobs fork from one warm process instead of importing torch each (workflow/forkserver.py);
     # with the SLURM executor it serves the local rules only (a step in a SLURM job never uses it); not
     # with other cluster executors, nor inside a job that a cluster node runs

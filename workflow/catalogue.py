@@ -14,6 +14,7 @@ import hashlib
 import itertools
 import json
 import math
+import os
 import sys
 import typing
 from dataclasses import dataclass, field
@@ -904,6 +905,25 @@ def _validation_key(paths: list[Path]) -> str:
     return h.hexdigest()
 
 
+def _cached(cache: Path | None, key: str | None) -> bool:
+    try:
+        return cache is not None and Path(cache).read_text().strip() == key
+    except OSError:
+        return False
+
+
+def _write_cache(cache: Path | None, key: str | None) -> None:
+    if cache is None or key is None:
+        return
+    try:
+        Path(cache).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(cache).with_name(f".{Path(cache).name}.{os.getpid()}")
+        tmp.write_text(key + "\n")
+        os.replace(tmp, cache)
+    except OSError:
+        pass
+
+
 def load_catalogue(paths: list[Path] | None = None, cache: Path | None = None) -> dict[str, LoadedPaper]:
     """Load every file, collecting all problems across files before raising.
 
@@ -911,25 +931,108 @@ def load_catalogue(paths: list[Path] | None = None, cache: Path | None = None) -
     skips the registry checks (they import torch: seconds per snakemake start, and per job on
     a cluster, where every job parses the Snakefile again)."""
     paths = catalogue_files() if paths is None else paths
-    key = None
-    if cache is not None:
-        key = _validation_key(paths)
-        try:
-            if Path(cache).read_text().strip() == key:
-                _REGISTRY_CHECKS[0] = False
-        except OSError:
-            pass
+    key = _validation_key(paths) if cache is not None else None
+    if _cached(cache, key):
+        _REGISTRY_CHECKS[0] = False
     try:
         out = _load_all(paths)
     finally:
         _REGISTRY_CHECKS[0] = True
-    if cache is not None:
-        try:
-            Path(cache).parent.mkdir(parents=True, exist_ok=True)
-            Path(cache).write_text(key + "\n")
-        except OSError:
-            pass
+    _write_cache(cache, key)
     return out
+
+
+class PendingChecks:
+    """The registry checks of a catalogue, running in a background process (`python -m
+    workflow.catalogue registry-check`) while the caller goes on with the papers: they import
+    torch and build every task, about 2.5 s for the shipped catalogue, which a Snakemake start
+    then spends building its DAG instead. `problems()` waits for them; `stop_on_problems()` prints
+    them and ends the process. If the checker dies without an answer, the checks run here."""
+
+    def __init__(self, paths: list[Path], cache: Path | None, key: str | None):
+        import subprocess
+        import tempfile
+
+        self.paths, self.cache, self.key = paths, cache, key
+        fd, out = tempfile.mkstemp(prefix="claimcheck-checks-", suffix=".json")
+        os.close(fd)
+        self._out = Path(out)
+        self._problems: list[str] | None = None
+        self._reported = False
+        cmd = [sys.executable, "-m", "workflow.catalogue", "registry-check", "--out", str(self._out)]
+        if cache is not None and key is not None:
+            cmd += ["--cache", str(cache), "--key", key]
+        try:
+            self._proc = subprocess.Popen([*cmd, *map(str, paths)], stdin=subprocess.DEVNULL,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        except OSError:
+            self._proc = None
+
+    def problems(self) -> list[str]:
+        """Wait for the checks; the problems they found (empty: the catalogue is valid)."""
+        if self._problems is None:
+            answer = None
+            if self._proc is not None:
+                self._proc.wait()
+                try:
+                    answer = json.loads(self._out.read_text())["problems"]
+                except (OSError, ValueError, KeyError, TypeError):
+                    answer = None
+            self._out.unlink(missing_ok=True)
+            if not isinstance(answer, list):   # the checker died: check here
+                try:
+                    _load_all(self.paths)
+                    answer = []
+                    _write_cache(self.cache, self.key)
+                except CatalogueError as e:
+                    answer = e.problems
+            self._problems = [str(p) for p in answer]
+        return self._problems
+
+    def stop_on_problems(self, at_exit: bool = False) -> None:
+        """Print the problems and end the process with status 1; nothing when there are none.
+        `at_exit` for an atexit handler, where only os._exit can still set the status."""
+        problems = self.problems()
+        if not problems or self._reported:
+            return
+        self._reported = True
+        from .console import print_problems
+
+        print_problems(problems)
+        if at_exit:
+            import logging
+
+            sys.stdout.flush()
+            sys.stderr.flush()
+            logging.shutdown()
+            os._exit(1)
+        sys.exit(1)
+
+
+def load_catalogue_deferred(paths: list[Path] | None = None,
+                            cache: Path | None = None) -> tuple[dict[str, LoadedPaper], PendingChecks | None]:
+    """`load_catalogue`, with the registry checks in a background process when the cache does not
+    already vouch for the files: the schema and reference checks run here and raise as before,
+    the registry checks are a `PendingChecks` (None when the cache vouched). The checker starts
+    first and checks everything, so where a quick check fails here, the error still lists every
+    problem at once."""
+    paths = catalogue_files() if paths is None else paths
+    key = _validation_key(paths) if cache is not None else None
+    if _cached(cache, key):
+        _REGISTRY_CHECKS[0] = False
+        try:
+            return _load_all(paths), None
+        finally:
+            _REGISTRY_CHECKS[0] = True
+    pending = PendingChecks(paths, cache, key)
+    _REGISTRY_CHECKS[0] = False
+    try:
+        out = _load_all(paths)
+    except CatalogueError as quick:
+        raise CatalogueError(pending.problems() or quick.problems) from None
+    finally:
+        _REGISTRY_CHECKS[0] = True
+    return out, pending
 
 
 def _load_all(paths: list[Path]) -> dict[str, LoadedPaper]:
@@ -967,9 +1070,27 @@ def _main(argv: list[str]) -> int:
     chk.add_argument("files", nargs="*", type=Path, help="catalogue files (default: catalogue/*.yaml)")
     chk.add_argument("--max-jobs", type=int, default=None, help="fail when a scale expands to more jobs than this")
     sub.add_parser("schema", help="print the JSON Schema of a catalogue entry")
+    reg = sub.add_parser("registry-check", help="(used by the Snakefile) check files against the model and task "
+                                                "registries in the background; write the problems as JSON")
+    reg.add_argument("files", nargs="+", type=Path)
+    reg.add_argument("--out", type=Path, required=True, help="JSON file for {\"problems\": [...]}")
+    reg.add_argument("--cache", type=Path, default=None, help="validation cache to write when the files pass")
+    reg.add_argument("--key", default=None, help="the validation key the caller computed for the files")
     args = parser.parse_args(argv)
     if args.cmd == "schema":
         print(json.dumps(json_schema(), indent=2))
+        return 0
+    if args.cmd == "registry-check":
+        try:
+            _load_all(args.files)
+            problems: list[str] = []
+        except CatalogueError as e:
+            problems = e.problems
+        tmp = args.out.with_name(args.out.name + ".part")
+        tmp.write_text(json.dumps({"problems": problems}))
+        os.replace(tmp, args.out)
+        if not problems:
+            _write_cache(args.cache, args.key)
         return 0
     from rich.console import Console
     from rich.table import Table

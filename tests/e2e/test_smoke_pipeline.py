@@ -138,6 +138,22 @@ def test_bad_catalogue_stops_before_any_job(repo):
     assert "rule train" not in err
 
 
+def test_bad_catalogue_fails_a_dry_run(repo):
+    """The registry checks of a changed catalogue run beside the DAG; a dry run (no onstart hook)
+    still fails with their message, at exit."""
+    cat = repo / "catalogue/toy_superposition.yaml"
+    text = cat.read_text()
+    cat.write_text(text.replace("arch: toy_autoencoder", "arch: mamba3", 1))
+    try:
+        out = snakemake(repo, "--cores", "2", "--config", "scale=smoke", "-n", check=False)
+    finally:
+        cat.write_text(text)
+    err = out.stdout + out.stderr
+    assert out.returncode == 1, err[-2000:]
+    assert "experiments[0].models[0].arch: 'mamba3' is not a known architecture" in err
+    assert "Traceback" not in err
+
+
 def test_bad_config_is_refused(repo):
     out = snakemake(repo, "--cores", "2", "--config", "scale=huge", "-n", check=False)
     assert out.returncode != 0 and "huge" in out.stdout + out.stderr

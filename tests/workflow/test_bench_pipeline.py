@@ -37,10 +37,12 @@ def test_job_count_is_read_from_a_dry_run():
 
 def test_dag_scale_runs_on_a_generated_catalogue(tmp_path, capsys):
     out = tmp_path / "pipeline.json"
-    assert bench.main(["pipeline", "--parts", "dag", "--dag-jobs", "60", "--out", str(out)]) == 0
+    assert bench.main(["pipeline", "--parts", "dag", "--dag-jobs", "60", "--dag-repeats", "2", "--out", str(out)]) == 0
     row = json.loads(out.read_text())["dag"]["rows"][0]
     # the generated catalogue expands to about the asked number of jobs; the plain Snakefile to as many
     assert 40 <= row["jobs"] <= 80
     assert row["engine_cold_s"] > 0 and row["plain_s"] > 0 and row["ratio_warm"] > 0
     assert row["engine_rss_mb"] > 10 and row["plain_rss_mb"] > 10
+    assert row["repeats"] == 2 and all(len(v) == 2 for v in row["samples_s"].values())
+    assert abs(row["engine_cold_s"] - min(row["samples_s"]["cold"])) < 1e-3
     assert "dag" in capsys.readouterr().out

@@ -946,6 +946,61 @@ def test_load_paper_without_registry_checks_imports_no_torch():
     assert out.stdout.split() == ["True", "False"]
 
 
+def _bad_arch(text: str) -> str:
+    return text.replace("arch: toy_autoencoder", "arch: mamba3", 1)
+
+
+def test_deferred_checks_pass_and_fill_the_cache(tmp_path):
+    """A catalogue the cache does not vouch for: papers at once, registry checks in the background;
+    once they pass the cache vouches, and the next load defers nothing."""
+    cat = tmp_path / "catalogue"
+    cat.mkdir()
+    shutil.copy(TOY, cat / TOY.name)
+    cache = tmp_path / "validated"
+    papers, pending = C.load_catalogue_deferred([cat / TOY.name], cache=cache)
+    assert list(papers) == [PAPER] and pending is not None
+    assert pending.problems() == [] and pending.problems() == []          # waits once, then remembers
+    assert cache.exists()
+    papers2, pending2 = C.load_catalogue_deferred([cat / TOY.name], cache=cache)
+    assert pending2 is None and list(papers2) == [PAPER]
+
+
+def test_deferred_checks_find_registry_problems(tmp_path):
+    cat = tmp_path / "catalogue"
+    cat.mkdir()
+    (cat / TOY.name).write_text(_bad_arch(TOY.read_text()))
+    cache = tmp_path / "validated"
+    papers, pending = C.load_catalogue_deferred([cat / TOY.name], cache=cache)
+    assert list(papers) == [PAPER]                                        # the quick checks pass
+    (msg,) = pending.problems()
+    assert msg.startswith(f"{cat / TOY.name}: experiments[0].models[0].arch: 'mamba3' is not a known architecture")
+    assert not cache.exists()
+
+
+def test_deferred_checks_list_every_problem_when_a_quick_check_fails(tmp_path):
+    cat = tmp_path / "catalogue"
+    cat.mkdir()
+    (cat / "a.yaml").write_text(_bad_arch(TOY.read_text()).replace(f"id: {PAPER}", "id: a", 1))
+    (cat / "b.yaml").write_text(TOY.read_text().replace(f"id: {PAPER}", "id: wrong", 1))
+    with pytest.raises(CatalogueError) as info:
+        C.load_catalogue_deferred(sorted(cat.glob("*.yaml")), cache=tmp_path / "validated")
+    msg = str(info.value)
+    assert "'mamba3' is not a known architecture" in msg and "differs from the file name" in msg
+
+
+def test_deferred_checks_run_here_when_the_checker_dies(tmp_path, monkeypatch):
+    import subprocess
+
+    cat = tmp_path / "catalogue"
+    cat.mkdir()
+    (cat / TOY.name).write_text(_bad_arch(TOY.read_text()))
+    real = subprocess.Popen
+    monkeypatch.setattr(subprocess, "Popen", lambda cmd, **kw: real([sys.executable, "-c", "raise SystemExit(3)"], **kw))
+    _, pending = C.load_catalogue_deferred([cat / TOY.name], cache=tmp_path / "validated")
+    (msg,) = pending.problems()
+    assert "'mamba3' is not a known architecture" in msg
+
+
 def test_scale_overrides_probe_positions(tmp_path):
     """probes.positions at a scale sets every probe's positions; other probe keys cannot be overridden."""
     import yaml as _yaml
