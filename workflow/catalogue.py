@@ -942,15 +942,30 @@ def load_catalogue(paths: list[Path] | None = None, cache: Path | None = None) -
     return out
 
 
-class PendingChecks:
-    """The registry checks of a catalogue, running in a background process (`python -m
-    workflow.catalogue registry-check`) while the caller goes on with the papers: they import
-    torch and build every task, about 2.5 s for the shipped catalogue, which a Snakemake start
-    then spends building its DAG instead. `problems()` waits for them; `stop_on_problems()` prints
-    them and ends the process. If the checker dies without an answer, the checks run here."""
+def _answer(paths: list[Path], out: Path, cache: Path | None, key: str | None) -> None:
+    """Run every check on `paths`; write {"problems": [...]} to `out` atomically, and the cache when
+    they pass."""
+    try:
+        _load_all(paths)
+        problems: list[str] = []
+    except CatalogueError as e:
+        problems = e.problems
+    tmp = out.with_name(out.name + ".part")
+    tmp.write_text(json.dumps({"problems": problems}))
+    os.replace(tmp, out)
+    if not problems:
+        _write_cache(cache, key)
 
-    def __init__(self, paths: list[Path], cache: Path | None, key: str | None):
-        import subprocess
+
+class PendingChecks:
+    """The registry checks of a catalogue, running in a background process while the caller goes
+    on with the papers: they import torch and build every task (seconds), which a Snakemake start
+    then spends building its DAG instead. On Linux the process is a fork of this one, which has the
+    engine imported already; elsewhere `python -m workflow.catalogue registry-check`. `problems()`
+    waits for them; `stop_on_problems()` prints them and ends the process. If the checker dies
+    without an answer, the checks run here."""
+
+    def __init__(self, paths: list[Path], cache: Path | None, key: str | None, fork: bool | None = None):
         import tempfile
 
         self.paths, self.cache, self.key = paths, cache, key
@@ -959,21 +974,58 @@ class PendingChecks:
         self._out = Path(out)
         self._problems: list[str] | None = None
         self._reported = False
-        cmd = [sys.executable, "-m", "workflow.catalogue", "registry-check", "--out", str(self._out)]
-        if cache is not None and key is not None:
-            cmd += ["--cache", str(cache), "--key", key]
+        self._proc = self._pid = None
+        if fork is None:
+            fork = sys.platform == "linux" and hasattr(os, "fork")
         try:
-            self._proc = subprocess.Popen([*cmd, *map(str, paths)], stdin=subprocess.DEVNULL,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if fork:
+                self._pid = self._fork()
+            else:
+                import subprocess
+
+                cmd = [sys.executable, "-m", "workflow.catalogue", "registry-check", "--out", str(self._out)]
+                if cache is not None and key is not None:
+                    cmd += ["--cache", str(cache), "--key", key]
+                self._proc = subprocess.Popen([*cmd, *map(str, paths)], stdin=subprocess.DEVNULL,
+                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         except OSError:
-            self._proc = None
+            self._proc = self._pid = None
+
+    def _fork(self) -> int:
+        pid = os.fork()
+        if pid:
+            return pid
+        # the child: check, answer through the file, and leave without running anything of the parent's
+        code = 1
+        try:
+            import signal
+
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                signal.signal(sig, signal.SIG_DFL)
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            sys.stdin = sys.stdout = sys.stderr = open(os.devnull, "w")
+            _answer(self.paths, self._out, self.cache, self.key)
+            code = 0
+        finally:
+            os._exit(code)
+
+    def _wait(self) -> None:
+        if self._proc is not None:
+            self._proc.wait()
+        elif self._pid is not None:
+            try:
+                os.waitpid(self._pid, 0)
+            except ChildProcessError:
+                pass
 
     def problems(self) -> list[str]:
         """Wait for the checks; the problems they found (empty: the catalogue is valid)."""
         if self._problems is None:
             answer = None
-            if self._proc is not None:
-                self._proc.wait()
+            if self._proc is not None or self._pid is not None:
+                self._wait()
                 try:
                     answer = json.loads(self._out.read_text())["problems"]
                 except (OSError, ValueError, KeyError, TypeError):
@@ -1081,16 +1133,7 @@ def _main(argv: list[str]) -> int:
         print(json.dumps(json_schema(), indent=2))
         return 0
     if args.cmd == "registry-check":
-        try:
-            _load_all(args.files)
-            problems: list[str] = []
-        except CatalogueError as e:
-            problems = e.problems
-        tmp = args.out.with_name(args.out.name + ".part")
-        tmp.write_text(json.dumps({"problems": problems}))
-        os.replace(tmp, args.out)
-        if not problems:
-            _write_cache(args.cache, args.key)
+        _answer(args.files, args.out, args.cache, args.key)
         return 0
     from rich.console import Console
     from rich.table import Table

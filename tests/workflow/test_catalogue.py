@@ -965,13 +965,15 @@ def test_deferred_checks_pass_and_fill_the_cache(tmp_path):
     assert pending2 is None and list(papers2) == [PAPER]
 
 
-def test_deferred_checks_find_registry_problems(tmp_path):
+@pytest.mark.parametrize("fork", [True, False], ids=["fork", "spawn"])
+def test_deferred_checks_find_registry_problems(tmp_path, fork):
     cat = tmp_path / "catalogue"
     cat.mkdir()
     (cat / TOY.name).write_text(_bad_arch(TOY.read_text()))
     cache = tmp_path / "validated"
-    papers, pending = C.load_catalogue_deferred([cat / TOY.name], cache=cache)
+    papers, _ = C.load_catalogue_deferred([cat / TOY.name], cache=cache)
     assert list(papers) == [PAPER]                                        # the quick checks pass
+    pending = C.PendingChecks([cat / TOY.name], cache, "k", fork=fork)
     (msg,) = pending.problems()
     assert msg.startswith(f"{cat / TOY.name}: experiments[0].models[0].arch: 'mamba3' is not a known architecture")
     assert not cache.exists()
@@ -988,15 +990,19 @@ def test_deferred_checks_list_every_problem_when_a_quick_check_fails(tmp_path):
     assert "'mamba3' is not a known architecture" in msg and "differs from the file name" in msg
 
 
-def test_deferred_checks_run_here_when_the_checker_dies(tmp_path, monkeypatch):
+@pytest.mark.parametrize("fork", [True, False], ids=["fork", "spawn"])
+def test_deferred_checks_run_here_when_the_checker_dies(tmp_path, monkeypatch, fork):
     import subprocess
 
     cat = tmp_path / "catalogue"
     cat.mkdir()
     (cat / TOY.name).write_text(_bad_arch(TOY.read_text()))
-    real = subprocess.Popen
-    monkeypatch.setattr(subprocess, "Popen", lambda cmd, **kw: real([sys.executable, "-c", "raise SystemExit(3)"], **kw))
-    _, pending = C.load_catalogue_deferred([cat / TOY.name], cache=tmp_path / "validated")
+    if fork:
+        monkeypatch.setattr(C, "_answer", lambda *a: os._exit(3))       # the forked checker dies
+    else:
+        real = subprocess.Popen
+        monkeypatch.setattr(subprocess, "Popen", lambda cmd, **kw: real([sys.executable, "-c", "raise SystemExit(3)"], **kw))
+    pending = C.PendingChecks([cat / TOY.name], tmp_path / "validated", "k", fork=fork)
     (msg,) = pending.problems()
     assert "'mamba3' is not a known architecture" in msg
 
