@@ -957,6 +957,9 @@ def _answer(paths: list[Path], out: Path, cache: Path | None, key: str | None) -
         _write_cache(cache, key)
 
 
+_INTERRUPTS = (2, 15, 1)   # SIGINT, SIGTERM, SIGHUP
+
+
 class PendingChecks:
     """The registry checks of a catalogue, running in a background process while the caller goes
     on with the papers: they import torch and build every task (seconds), which a Snakemake start
@@ -1011,26 +1014,30 @@ class PendingChecks:
         finally:
             os._exit(code)
 
-    def _wait(self) -> None:
+    def _wait(self) -> int | None:
+        """The checker's exit: its status, minus the signal that ended it (None: unknown)."""
         if self._proc is not None:
-            self._proc.wait()
-        elif self._pid is not None:
-            try:
-                os.waitpid(self._pid, 0)
-            except ChildProcessError:
-                pass
+            return self._proc.wait()
+        try:
+            _, status = os.waitpid(self._pid, 0)
+        except ChildProcessError:
+            return None
+        return os.waitstatus_to_exitcode(status)
 
-    def problems(self) -> list[str]:
-        """Wait for the checks; the problems they found (empty: the catalogue is valid)."""
+    def problems(self, ending: bool = False) -> list[str]:
+        """Wait for the checks; the problems they found (empty: the catalogue is valid). `ending`:
+        the process is exiting anyway, so a checker that Ctrl-C or a kill stopped is not redone here."""
         if self._problems is None:
-            answer = None
+            answer = code = None
             if self._proc is not None or self._pid is not None:
-                self._wait()
+                code = self._wait()
                 try:
                     answer = json.loads(self._out.read_text())["problems"]
                 except (OSError, ValueError, KeyError, TypeError):
                     answer = None
             self._out.unlink(missing_ok=True)
+            if answer is None and ending and code is not None and -code in _INTERRUPTS:
+                return []     # Ctrl-C or a kill stopped the checker: the run ends unchecked, uncached
             if not isinstance(answer, list):   # the checker died: check here
                 try:
                     _load_all(self.paths)
@@ -1044,7 +1051,7 @@ class PendingChecks:
     def stop_on_problems(self, at_exit: bool = False) -> None:
         """Print the problems and end the process with status 1; nothing when there are none.
         `at_exit` for an atexit handler, where only os._exit can still set the status."""
-        problems = self.problems()
+        problems = self.problems(ending=at_exit)
         if not problems or self._reported:
             return
         self._reported = True

@@ -971,8 +971,9 @@ def test_deferred_checks_find_registry_problems(tmp_path, fork):
     cat.mkdir()
     (cat / TOY.name).write_text(_bad_arch(TOY.read_text()))
     cache = tmp_path / "validated"
-    papers, _ = C.load_catalogue_deferred([cat / TOY.name], cache=cache)
+    papers, deferred = C.load_catalogue_deferred([cat / TOY.name], cache=cache)
     assert list(papers) == [PAPER]                                        # the quick checks pass
+    assert deferred.problems() and not cache.exists()                    # the registry's do not
     pending = C.PendingChecks([cat / TOY.name], cache, "k", fork=fork)
     (msg,) = pending.problems()
     assert msg.startswith(f"{cat / TOY.name}: experiments[0].models[0].arch: 'mamba3' is not a known architecture")
@@ -1004,6 +1005,23 @@ def test_deferred_checks_run_here_when_the_checker_dies(tmp_path, monkeypatch, f
         monkeypatch.setattr(subprocess, "Popen", lambda cmd, **kw: real([sys.executable, "-c", "raise SystemExit(3)"], **kw))
     pending = C.PendingChecks([cat / TOY.name], tmp_path / "validated", "k", fork=fork)
     (msg,) = pending.problems()
+    assert "'mamba3' is not a known architecture" in msg
+
+
+def test_a_checker_stopped_by_ctrl_c_is_not_redone_at_exit(tmp_path, monkeypatch):
+    """At exit, a checker that an interrupt stopped is not redone (the run is ending; the cache stays
+    empty, so the next run checks); before the first job it is (onstart must not run jobs unchecked)."""
+    import signal
+
+    cat = tmp_path / "catalogue"
+    cat.mkdir()
+    (cat / TOY.name).write_text(_bad_arch(TOY.read_text()))
+    cache = tmp_path / "validated"
+    monkeypatch.setattr(C, "_answer", lambda *a: os.kill(os.getpid(), signal.SIGINT) or os._exit(9))
+    ending = C.PendingChecks([cat / TOY.name], cache, "k", fork=True)
+    assert ending.problems(ending=True) == [] and not cache.exists()
+    starting = C.PendingChecks([cat / TOY.name], cache, "k", fork=True)
+    (msg,) = starting.problems()
     assert "'mamba3' is not a known architecture" in msg
 
 
