@@ -113,10 +113,32 @@ def _lock(path: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+MLFLOW_S = [0.0]   # seconds this process spent inside MLflow (imports, client and store set-up, calls)
+
+
+@contextlib.contextmanager
+def _in_mlflow():
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        MLFLOW_S[0] += time.perf_counter() - t0
+
+
+def _client(uri: str):
+    """An MlflowClient; its first use of a store sets the store up (a new sqlite store: its schema)."""
+    with _in_mlflow():
+        _quiet_mlflow()
+        from mlflow import MlflowClient
+
+        return MlflowClient(tracking_uri=uri)
+
+
 def _retry(fn, tries: int = 4, delay: float = 0.5):
     for i in range(tries):
         try:
-            return fn()
+            with _in_mlflow():
+                return fn()
         except Exception:  # noqa: BLE001 - MLflow raises many kinds; the last one propagates
             if i == tries - 1:
                 raise
@@ -127,11 +149,8 @@ class Tracker:
     """Idempotent logging of job folders into one MLflow experiment."""
 
     def __init__(self, uri: str, experiment_name: str):
-        _quiet_mlflow()
-        from mlflow import MlflowClient
-
         self.uri = uri
-        self.client = MlflowClient(tracking_uri=uri)
+        self.client = _client(uri)
         exp = _retry(lambda: self.client.get_experiment_by_name(experiment_name))
         if exp is None:
             kwargs = {}
@@ -180,9 +199,10 @@ class Tracker:
         client.log_artifacts builds after fetching the run again (one more store query a run).
         None if this MLflow lacks the function; the caller then uses client.log_artifacts."""
         try:
-            from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+            with _in_mlflow():
+                from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-            return get_artifact_repository(run.info.artifact_uri, tracking_uri=self.uri)
+                return get_artifact_repository(run.info.artifact_uri, tracking_uri=self.uri)
         except (ImportError, TypeError):
             return None
 
@@ -280,6 +300,7 @@ def log_paper(paper_path: Path, scale: str, uri: str, root: Path = Path(".")) ->
                     "paper": lp.id, "experiment": job.experiment, "scale": scale})
             result["runs"][job.dir] = tracker.log_job(job, root / job.dir, result["parents"][pkey])
     result["seconds"] = time.perf_counter() - t0
+    result["mlflow_s"] = MLFLOW_S[0]
     return result
 
 
@@ -290,10 +311,7 @@ def log_report(runs_file: Path, verdicts_file: Path, report_dir: Path) -> int:
     if runs.get("error") or not runs.get("parents"):
         return 0
     verdicts = json.loads(Path(verdicts_file).read_text())
-    _quiet_mlflow()
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=tracking_uri(None) if os.environ.get("MLFLOW_TRACKING_URI") else runs["uri"])
+    client = _client(tracking_uri(None) if os.environ.get("MLFLOW_TRACKING_URI") else runs["uri"])
     n = 0
     for key, run_id in runs["parents"].items():
         experiment = key.rsplit("/", 1)[1]
@@ -342,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     sy.add_argument("--scale", action="append", choices=["smoke", "small", "full"], help="default: every scale with results")
     sy.add_argument("--uri", default=None)
     args = p.parse_args(argv)
+    MLFLOW_S[0] = 0.0   # this command's own (a forked step starts with its server's count)
     # an unreachable server should cost seconds, not MLflow's default minutes of retries
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
@@ -369,12 +388,15 @@ def main(argv: list[str] | None = None) -> int:
         cmd[0] = str(mlflow_bin) if mlflow_bin.exists() else "mlflow"
         os.execvp(cmd[0], cmd)
     if args.cmd == "report":
+        done = {"parents": 0, "error": None}
         try:
-            n = log_report(args.runs, args.verdicts, args.dir)
-            print(f"MLflow: report attached to {n} parent run(s)", file=sys.stderr)
+            done["parents"] = log_report(args.runs, args.verdicts, args.dir)
+            print(f"MLflow: report attached to {done['parents']} parent run(s)", file=sys.stderr)
         except Exception as e:  # noqa: BLE001 - the report on disk is what matters
-            print(f"warning: could not attach the report to MLflow ({type(e).__name__}: {e})".splitlines()[0],
-                  file=sys.stderr)
+            done["error"] = f"{type(e).__name__}: {e}".splitlines()[0]
+            print(f"warning: could not attach the report to MLflow ({done['error']})", file=sys.stderr)
+        # beside runs.json: what this step spent inside MLflow (python -m workflow.bench pipeline adds it up)
+        write_json(Path(args.runs).with_name("report-tracking.json"), {**done, "mlflow_s": MLFLOW_S[0]})
         return 0
     papers = args.papers or [f.stem for f in catalogue_files()]
     failed = 0

@@ -148,3 +148,31 @@ def test_mlflow_telemetry_is_off_unless_the_user_chose(monkeypatch):
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "false")
     _quiet_mlflow()
     assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "false"
+
+
+def test_tracking_steps_record_their_time_inside_mlflow(tmp_path, monkeypatch):
+    """`log` puts mlflow_s in runs.json, `report` writes report-tracking.json beside it: the seconds the
+    step spent inside MLflow (what `python -m workflow.bench pipeline` adds up), never more than the step took."""
+    import time
+
+    from workflow import tracking
+    from workflow.bench_pipeline import _mlflow_seconds
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    lp = make_paper(tmp_path)
+    plant(tmp_path, lp, "smoke", values)
+    out = tmp_path / "results/smoke/fake/runs.json"
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    t0 = time.perf_counter()
+    assert tracking.main(["log", "--paper", str(lp.path), "--scale", "smoke", "--uri", uri, "--out", str(out)]) == 0
+    took = time.perf_counter() - t0
+    runs = json.loads(out.read_text())
+    assert runs["error"] is None and 0 < runs["mlflow_s"] <= took
+    verdicts = tmp_path / "results/smoke/fake/verdicts.json"
+    verdicts.write_text(json.dumps({"claims": []}))
+    (tmp_path / "reports").mkdir()
+    assert tracking.main(["report", "--runs", str(out), "--verdicts", str(verdicts), "--dir", str(tmp_path / "reports")]) == 0
+    rep = json.loads((tmp_path / "results/smoke/fake/report-tracking.json").read_text())
+    assert rep["error"] is None and rep["parents"] == len(runs["parents"]) >= 1 and rep["mlflow_s"] > 0
+    assert _mlflow_seconds(tmp_path / "results/smoke") == {"track": runs["mlflow_s"], "report": rep["mlflow_s"], "papers": 1}
