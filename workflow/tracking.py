@@ -312,19 +312,30 @@ def log_report(runs_file: Path, verdicts_file: Path, report_dir: Path) -> int:
         return 0
     verdicts = json.loads(Path(verdicts_file).read_text())
     client = _client(tracking_uri(None) if os.environ.get("MLFLOW_TRACKING_URI") else runs["uri"])
+    from mlflow.entities import RunTag
+
     n = 0
-    for key, run_id in runs["parents"].items():
-        experiment = key.rsplit("/", 1)[1]
-        for c in verdicts["claims"]:
-            if c["experiment"] == experiment:
-                _retry(lambda: client.set_tag(run_id, f"claim.{c['id']}", c["verdict"]))
-        _retry(lambda: client.log_artifact(run_id, str(verdicts_file), "report"))
-        for f in ("index.html", "report.md"):
-            if (report_dir / f).exists():
-                _retry(lambda: client.log_artifact(run_id, str(report_dir / f), "report"))
-        if (report_dir / "figures").is_dir():
-            _retry(lambda: client.log_artifacts(run_id, str(report_dir / "figures"), "report/figures"))
-        n += 1
+    # one staging folder of links for every parent: report/verdicts.json, index.html, report.md, figures/
+    with tempfile.TemporaryDirectory(prefix="claimcheck-report-") as stage:
+        files = [Path(verdicts_file)] + [report_dir / f for f in ("index.html", "report.md") if (report_dir / f).exists()]
+        figures = report_dir / "figures"
+        for f in files + (sorted(figures.iterdir()) if figures.is_dir() else []):
+            if not f.is_file():
+                continue
+            dst = Path(stage) / ("figures" if f.parent == figures else "") / f.name
+            dst.parent.mkdir(exist_ok=True)
+            try:
+                os.link(f, dst)
+            except OSError:
+                shutil.copy2(f, dst)
+        for key, run_id in runs["parents"].items():
+            experiment = key.rsplit("/", 1)[1]
+            tags = [RunTag(f"claim.{c['id']}", c["verdict"]) for c in verdicts["claims"] if c["experiment"] == experiment]
+            if tags:   # one call for all of them (MLflow takes 1,000 entries a batch)
+                for i in range(0, len(tags), 1000):
+                    _retry(lambda: client.log_batch(run_id, tags=tags[i:i + 1000]))
+            _retry(lambda: client.log_artifacts(run_id, stage, "report"))
+            n += 1
     return n
 
 

@@ -169,10 +169,23 @@ def test_tracking_steps_record_their_time_inside_mlflow(tmp_path, monkeypatch):
     took = time.perf_counter() - t0
     runs = json.loads(out.read_text())
     assert runs["error"] is None and 0 < runs["mlflow_s"] <= took
+    (key, parent), = runs["parents"].items()
     verdicts = tmp_path / "results/smoke/fake/verdicts.json"
-    verdicts.write_text(json.dumps({"claims": []}))
-    (tmp_path / "reports").mkdir()
-    assert tracking.main(["report", "--runs", str(out), "--verdicts", str(verdicts), "--dir", str(tmp_path / "reports")]) == 0
+    verdicts.write_text(json.dumps({"claims": [{"id": f"c{i}", "experiment": key.rsplit("/", 1)[1], "verdict": "inconclusive"}
+                                               for i in range(3)]}))
+    report = tmp_path / "reports"
+    (report / "figures").mkdir(parents=True)
+    for f in ("index.html", "report.md", "figures/a.png"):
+        (report / f).write_text(f)
+    assert tracking.main(["report", "--runs", str(out), "--verdicts", str(verdicts), "--dir", str(report)]) == 0
     rep = json.loads((tmp_path / "results/smoke/fake/report-tracking.json").read_text())
-    assert rep["error"] is None and rep["parents"] == len(runs["parents"]) >= 1 and rep["mlflow_s"] > 0
+    assert rep["error"] is None and rep["parents"] == 1 and rep["mlflow_s"] > 0
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)                  # the parent run: its claims' verdicts and the report
+    assert {k: v for k, v in client.get_run(parent).data.tags.items() if k.startswith("claim.")} == \
+        {f"claim.c{i}": "inconclusive" for i in range(3)}
+    assert {a.path for a in client.list_artifacts(parent, "report")} == \
+        {"report/verdicts.json", "report/index.html", "report/report.md", "report/figures"}
+    assert [a.path for a in client.list_artifacts(parent, "report/figures")] == ["report/figures/a.png"]
     assert _mlflow_seconds(tmp_path / "results/smoke") == {"track": runs["mlflow_s"], "report": rep["mlflow_s"], "papers": 1}
