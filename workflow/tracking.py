@@ -158,9 +158,10 @@ class Tracker:
                 # beside the store, like `mlflow server`'s default, rather than ./mlruns
                 kwargs["artifact_location"] = (Path.cwd() / "mlartifacts" / experiment_name.replace("/", "-")).as_uri()
             self.exp_id = _retry(lambda: self.client.create_experiment(experiment_name, **kwargs))
+            self._existing = {}   # a new experiment has no runs: nothing to search
         else:
             self.exp_id = exp.experiment_id
-        self._existing = None
+            self._existing = None
 
     def existing(self) -> dict[tuple[str, str], str]:
         """(job_key, result_hash) -> run id of every complete run already in the experiment.
