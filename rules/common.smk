@@ -3,7 +3,7 @@ import json
 import sys
 from pathlib import Path
 
-from workflow.catalogue import CatalogueError, check_job_cap, load_catalogue, load_catalogue_deferred
+from workflow.catalogue import CatalogueError, check_job_cap, load_catalogue_deferred
 from workflow.config import select_papers
 from workflow.console import print_problems, print_verdicts
 from workflow.gpu import has_gpu
@@ -18,18 +18,15 @@ RESERVED = {"all", "train", "evaluate", "track", "judge", "report", "report_inde
 # every task: seconds) run in a background process while Snakemake builds the DAG; onstart waits for
 # them before any job, and a dry run or a run with nothing to do at exit (CATALOGUE_CHECKS). Where no
 # hook runs (a job's own Snakemake, --no-hooks) they run here, first.
-_DEFER_CHECKS = not workflow.remote_exec and not getattr(workflow.execution_settings, "no_hooks", False)
 CATALOGUE_CHECKS = None
 try:
-    if _DEFER_CHECKS:
-        PAPERS, CATALOGUE_CHECKS = load_catalogue_deferred(sorted(Path("catalogue").glob("*.yaml")),
-                                                           cache=Path(".snakemake/catalogue-validated"))
-        if CATALOGUE_CHECKS is not None:
-            import atexit
+    PAPERS, CATALOGUE_CHECKS = load_catalogue_deferred(
+        sorted(Path("catalogue").glob("*.yaml")), cache=Path(".snakemake/catalogue-validated"),
+        defer=not workflow.remote_exec and not getattr(workflow.execution_settings, "no_hooks", False))
+    if CATALOGUE_CHECKS is not None:
+        import atexit
 
-            atexit.register(CATALOGUE_CHECKS.stop_on_problems, at_exit=True)
-    else:
-        PAPERS = load_catalogue(sorted(Path("catalogue").glob("*.yaml")), cache=Path(".snakemake/catalogue-validated"))
+        atexit.register(CATALOGUE_CHECKS.stop_on_problems, at_exit=True)
     if not PAPERS:
         raise CatalogueError(["catalogue/: no catalogue entries (*.yaml); add one, see README.md"])
     SELECTED = select_papers(config, list(PAPERS))

@@ -398,7 +398,7 @@ def probe_config(exp: S.Experiment) -> dict:
     return {"probes": probes, "layers": sorted({l for p in probes for l in p["layers"]})}
 
 
-_REGISTRY_CHECKS = [True]   # off only while loading files a cache says passed these checks
+_REGISTRY_CHECKS = [True]   # off only inside load_paper(registry_checks=False)
 
 
 def _check_experiment(exp: S.Experiment, where: str, problems: list[str]) -> None:
@@ -933,28 +933,28 @@ def load_catalogue(paths: list[Path] | None = None, cache: Path | None = None) -
     paths = catalogue_files() if paths is None else paths
     key = _validation_key(paths) if cache is not None else None
     if _cached(cache, key):
-        _REGISTRY_CHECKS[0] = False
-    try:
-        out = _load_all(paths)
-    finally:
-        _REGISTRY_CHECKS[0] = True
+        return _load_all(paths, registry_checks=False)
+    out = _load_all(paths)
     _write_cache(cache, key)
     return out
 
 
-def _answer(paths: list[Path], out: Path, cache: Path | None, key: str | None) -> None:
-    """Run every check on `paths`; write {"problems": [...]} to `out` atomically, and the cache when
-    they pass."""
+def _check(paths: list[Path], cache: Path | None, key: str | None) -> list[str]:
+    """Every check on `paths`: the problems; the cache is written when there are none."""
     try:
         _load_all(paths)
-        problems: list[str] = []
     except CatalogueError as e:
-        problems = e.problems
+        return e.problems
+    _write_cache(cache, key)
+    return []
+
+
+def _answer(paths: list[Path], out: Path, cache: Path | None, key: str | None) -> None:
+    """The checker's side: `_check`, then {"problems": [...]} written to `out` atomically."""
+    problems = _check(paths, cache, key)
     tmp = out.with_name(out.name + ".part")
     tmp.write_text(json.dumps({"problems": problems}))
     os.replace(tmp, out)
-    if not problems:
-        _write_cache(cache, key)
 
 
 _INTERRUPTS = (2, 15, 1)   # SIGINT, SIGTERM, SIGHUP
@@ -1039,12 +1039,7 @@ class PendingChecks:
             if answer is None and ending and code is not None and -code in _INTERRUPTS:
                 return []     # Ctrl-C or a kill stopped the checker: the run ends unchecked, uncached
             if not isinstance(answer, list):   # the checker died: check here
-                try:
-                    _load_all(self.paths)
-                    answer = []
-                    _write_cache(self.cache, self.key)
-                except CatalogueError as e:
-                    answer = e.problems
+                answer = _check(self.paths, self.cache, self.key)
             self._problems = [str(p) for p in answer]
         return self._problems
 
@@ -1068,38 +1063,32 @@ class PendingChecks:
         sys.exit(1)
 
 
-def load_catalogue_deferred(paths: list[Path] | None = None,
-                            cache: Path | None = None) -> tuple[dict[str, LoadedPaper], PendingChecks | None]:
+def load_catalogue_deferred(paths: list[Path] | None = None, cache: Path | None = None,
+                            defer: bool = True) -> tuple[dict[str, LoadedPaper], PendingChecks | None]:
     """`load_catalogue`, with the registry checks in a background process when the cache does not
-    already vouch for the files: the schema and reference checks run here and raise as before,
-    the registry checks are a `PendingChecks` (None when the cache vouched). The checker starts
-    first and checks everything, so where a quick check fails here, the error still lists every
-    problem at once."""
+    already vouch for the files (and `defer`): the schema and reference checks run here and raise
+    as before, the registry checks are a `PendingChecks` (None when nothing is pending). The
+    checker starts first and checks everything, so where a quick check fails here, the error
+    still lists every problem at once."""
     paths = catalogue_files() if paths is None else paths
+    if not defer:
+        return load_catalogue(paths, cache), None
     key = _validation_key(paths) if cache is not None else None
     if _cached(cache, key):
-        _REGISTRY_CHECKS[0] = False
-        try:
-            return _load_all(paths), None
-        finally:
-            _REGISTRY_CHECKS[0] = True
+        return _load_all(paths, registry_checks=False), None
     pending = PendingChecks(paths, cache, key)
-    _REGISTRY_CHECKS[0] = False
     try:
-        out = _load_all(paths)
+        return _load_all(paths, registry_checks=False), pending
     except CatalogueError as quick:
         raise CatalogueError(pending.problems() or quick.problems) from None
-    finally:
-        _REGISTRY_CHECKS[0] = True
-    return out, pending
 
 
-def _load_all(paths: list[Path]) -> dict[str, LoadedPaper]:
+def _load_all(paths: list[Path], registry_checks: bool = True) -> dict[str, LoadedPaper]:
     out: dict[str, LoadedPaper] = {}
     problems: list[str] = []
     for p in paths:
         try:
-            lp = load_paper(p)
+            lp = load_paper(p, registry_checks)
         except CatalogueError as e:
             problems += e.problems
             continue

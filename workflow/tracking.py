@@ -145,6 +145,16 @@ def _retry(fn, tries: int = 4, delay: float = 0.5):
             time.sleep(delay * 2 ** i)
 
 
+def _stage(folder: str | Path, files: list[Path]) -> None:
+    """Hard links to `files` in `folder` (copies where links are not possible), for one artifact call."""
+    Path(folder).mkdir(exist_ok=True)
+    for f in files:
+        try:
+            os.link(f, Path(folder) / f.name)
+        except OSError:
+            shutil.copy2(f, Path(folder) / f.name)
+
+
 class Tracker:
     """Idempotent logging of job folders into one MLflow experiment."""
 
@@ -270,11 +280,7 @@ class Tracker:
         # folder of hard links (copies where links are not possible)
         files = [job_dir / f for f in ("train.json", "eval.json", "probe.json") if (job_dir / f).exists()]
         with tempfile.TemporaryDirectory(prefix="claimcheck-artifacts-") as stage:
-            for f in files:
-                try:
-                    os.link(f, Path(stage) / f.name)
-                except OSError:
-                    shutil.copy2(f, Path(stage) / f.name)
+            _stage(stage, files)
             repo = self._artifact_repo(run)
             _retry(lambda: repo.log_artifacts(stage) if repo else self.client.log_artifacts(rid, stage))
         status = "FINISHED" if tr.get("status") == "ok" and ev.get("status") == "ok" else "FAILED"
@@ -318,23 +324,15 @@ def log_report(runs_file: Path, verdicts_file: Path, report_dir: Path) -> int:
     n = 0
     # one staging folder of links for every parent: report/verdicts.json, index.html, report.md, figures/
     with tempfile.TemporaryDirectory(prefix="claimcheck-report-") as stage:
-        files = [Path(verdicts_file)] + [report_dir / f for f in ("index.html", "report.md") if (report_dir / f).exists()]
+        _stage(stage, [Path(verdicts_file)] + [report_dir / f for f in ("index.html", "report.md") if (report_dir / f).exists()])
         figures = report_dir / "figures"
-        for f in files + (sorted(figures.iterdir()) if figures.is_dir() else []):
-            if not f.is_file():
-                continue
-            dst = Path(stage) / ("figures" if f.parent == figures else "") / f.name
-            dst.parent.mkdir(exist_ok=True)
-            try:
-                os.link(f, dst)
-            except OSError:
-                shutil.copy2(f, dst)
+        if figures.is_dir():
+            _stage(Path(stage) / "figures", [f for f in sorted(figures.iterdir()) if f.is_file()])
         for key, run_id in runs["parents"].items():
             experiment = key.rsplit("/", 1)[1]
             tags = [RunTag(f"claim.{c['id']}", c["verdict"]) for c in verdicts["claims"] if c["experiment"] == experiment]
-            if tags:   # one call for all of them (MLflow takes 1,000 entries a batch)
-                for i in range(0, len(tags), 1000):
-                    _retry(lambda: client.log_batch(run_id, tags=tags[i:i + 1000]))
+            for i in range(0, len(tags), 1000):   # one call for all of them (MLflow takes 1,000 entries a batch)
+                _retry(lambda: client.log_batch(run_id, tags=tags[i:i + 1000]))
             _retry(lambda: client.log_artifacts(run_id, stage, "report"))
             n += 1
     return n
