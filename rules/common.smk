@@ -38,30 +38,34 @@ except CatalogueError as _e:
     print_problems(_e.problems)
     sys.exit(1)
 
-# (scale, paper, experiment, model, point, seed) -> Job, for every paper at this scale
+# paper -> its Jobs at this scale
 JOBS_OF = {pid: lp.jobs(SCALE) for pid, lp in PAPERS.items()}
-JOBS = {job.key: job for jobs in JOBS_OF.values() for job in jobs}
 
 
+# A fit (one train job and the evaluate and probe jobs of its model) is one wildcard, its folder below
+# results/<scale>/ (Job.dir): <paper>/<experiment>/<model>/<point>/seed<seed>. Snakemake substitutes
+# every wildcard into every path, log, benchmark and param template of every job, so one wildcard in
+# place of five takes ~4% off a 10,000-job DAG (`python -m workflow.bench pipeline --parts dag`).
 wildcard_constraints:
     scale="smoke|small|full",
     paper="[a-z0-9][a-z0-9_]*",
-    experiment="[a-z0-9][a-z0-9_]*",
-    model="[a-z0-9][a-z0-9_]*",
-    point="[^/]+",
-    seed="[0-9]+",
+    fit="[a-z0-9][a-z0-9_]*/[a-z0-9][a-z0-9_]*/[a-z0-9][a-z0-9_]*/[^/]+/seed[0-9]+",
+
+
+# results/<scale>/<fit> -> Job, for every paper at this scale
+JOB_AT = {job.dir: job for jobs in JOBS_OF.values() for job in jobs}
 
 
 def _job(w):
-    key = (w.scale, w.paper, w.experiment, w.model, w.point, int(w.seed))
-    if key not in JOBS:
-        raise ValueError(f"no job {'/'.join(map(str, key))} in the catalogue at scale {w.scale}")
-    return JOBS[key]
+    job = JOB_AT.get(f"results/{w.scale}/{w.fit}")
+    if job is None:
+        raise ValueError(f"no job {w.fit} in the catalogue at scale {w.scale}")
+    return job
 
 
 # The rules' other params are wildcard templates, not functions: at 10,000 jobs each input
 # function costs Snakemake a signature inspection per call (`python -m workflow.bench pipeline
-# --parts dag`). A job's folder is the template "results/{scale}/.../seed{seed}", which is Job.dir.
+# --parts dag`). A job's folder is the template "results/{scale}/{fit}", which is Job.dir.
 def train_config(w):
     """The train job's resolved config: a change to it reruns exactly this job."""
     return json.dumps(_job(w).config, sort_keys=True)

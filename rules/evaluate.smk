@@ -1,17 +1,17 @@
 rule evaluate:
     input:
-        train="results/{scale}/{paper}/{experiment}/{model}/{point}/seed{seed}/train.json",
-        model="results/{scale}/{paper}/{experiment}/{model}/{point}/seed{seed}/model.pt",
+        train="results/{scale}/{fit}/train.json",
+        model="results/{scale}/{fit}/model.pt",
     output:
-        "results/{scale}/{paper}/{experiment}/{model}/{point}/seed{seed}/eval.json",
+        "results/{scale}/{fit}/eval.json",
     params:
         config=eval_config,
-        dir="results/{scale}/{paper}/{experiment}/{model}/{point}/seed{seed}",
+        dir="results/{scale}/{fit}",
         attempt=eval_attempt,
     log:
-        "logs/{scale}/{paper}/{experiment}/{model}/{point}/seed{seed}/evaluate.log",
+        "logs/{scale}/{fit}/evaluate.log",
     benchmark:
-        "benchmarks/{scale}/{paper}/{experiment}/{model}/{point}/seed{seed}/evaluate.tsv"
+        "benchmarks/{scale}/{fit}/evaluate.tsv"
     threads: 1
     resources:
         gpu=GPU_PER_JOB,

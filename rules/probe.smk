@@ -2,18 +2,18 @@
 # computes the states once (workflow/probe.py). Only jobs whose experiment lists probes need it.
 rule probe:
     input:
-        train="results/{scale}/{paper}/{experiment}/{model}/{point}/seed{seed}/train.json",
-        model="results/{scale}/{paper}/{experiment}/{model}/{point}/seed{seed}/model.pt",
+        train="results/{scale}/{fit}/train.json",
+        model="results/{scale}/{fit}/model.pt",
     output:
-        "results/{scale}/{paper}/{experiment}/{model}/{point}/seed{seed}/probe.json",
+        "results/{scale}/{fit}/probe.json",
     params:
         config=probe_config,
-        dir="results/{scale}/{paper}/{experiment}/{model}/{point}/seed{seed}",
+        dir="results/{scale}/{fit}",
         attempt=probe_attempt,
     log:
-        "logs/{scale}/{paper}/{experiment}/{model}/{point}/seed{seed}/probe.log",
+        "logs/{scale}/{fit}/probe.log",
     benchmark:
-        "benchmarks/{scale}/{paper}/{experiment}/{model}/{point}/seed{seed}/probe.tsv"
+        "benchmarks/{scale}/{fit}/probe.tsv"
     threads: 1
     resources:
         gpu=GPU_PER_JOB,

@@ -1,16 +1,16 @@
 rule train:
     output:
-        json="results/{scale}/{paper}/{experiment}/{model}/{point}/seed{seed}/train.json",
-        model="results/{scale}/{paper}/{experiment}/{model}/{point}/seed{seed}/model.pt",
+        json="results/{scale}/{fit}/train.json",
+        model="results/{scale}/{fit}/model.pt",
     params:
         config=train_config,
-        label="{paper}/{experiment}/{model}/{point}/seed{seed}",
+        label="{fit}",
         attempt=train_attempt,
-        outdir="results/{scale}/{paper}/{experiment}/{model}/{point}/seed{seed}",
+        outdir="results/{scale}/{fit}",
     log:
-        "logs/{scale}/{paper}/{experiment}/{model}/{point}/seed{seed}/train.log",
+        "logs/{scale}/{fit}/train.log",
     benchmark:
-        "benchmarks/{scale}/{paper}/{experiment}/{model}/{point}/seed{seed}/train.tsv"
+        "benchmarks/{scale}/{fit}/train.tsv"
     threads: 1
     resources:
         gpu=GPU_PER_JOB,
