@@ -61,7 +61,8 @@ onstart:
         # an sbatch job that runs a group runs its jobs itself, not as one srun + Snakemake each
         local_group_steps()
     if config["forkserver"] and not workflow.remote_exec and (workflow.local_exec or _executor == "slurm"):
-        start_forkserver(log_path="logs/forkserver.log")
+        # with SLURM it runs only the local rules, which need no torch (--preload local)
+        start_forkserver(log_path="logs/forkserver.log", preload="local" if _executor == "slurm" else "all")
 
 
 onsuccess:

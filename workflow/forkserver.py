@@ -32,7 +32,8 @@ settings when called, so it is.
 The server exits when asked, after `--idle-timeout` seconds without a job, or once the process
 that started it is gone and its last job has finished. It serves the machine Snakemake runs on: the
 Snakefile starts it for the local executor, and for the SLURM executor, where it serves the local
-rules (track, judge, report) on the login node. A step inside a SLURM job never uses a server
+rules (track, judge, report) on the login node and preloads only what they need (`--preload local`,
+no torch). A step inside a SLURM job never uses a server
 outside that job (CLAIMCHECK_FORKSERVER_JOB holds the job the server runs in; sbatch exports
 both variables to every job). Inside an sbatch job that runs a group of jobs, the Snakemake that
 runs the group (in the batch step, `slurm_group_step`) starts a server of its own, preloading only
@@ -78,6 +79,12 @@ FIT = ("numpy", "torch", "torch.nn", "torch.nn.functional", "torch.optim", "pyda
        "workflow.jobs", "workflow.catalogue", "workflow.checkpoint", "workflow.gpu", "workflow.train",
        "workflow.evaluate", "workflow.probe", "modules.config", "modules.optim", "modules.kernels",
        "modules.models", "modules.tasks", "modules.probes")
+# the Snakemake on a cluster's login node (the SLURM executor) runs only the local rules there: a paper's
+# collector, judge and report steps and the index, none of which imports torch. Its server imports
+# what they need (~2 s) and not torch and the registries (~4 s more of CPU and ~400 MB of memory on a
+# shared login node; on a single-node cluster, taken from the sbatch jobs' CPUs).
+LOCAL_RULES = ("pydantic", "yaml", "workflow.jobs", "workflow.catalogue", "workflow.judge", "workflow.results",
+               *PRELOAD[PRELOAD.index("mlflow"):])
 # Every task and model module of the registries is preloaded too by the full profile (each costs
 # 5-40 ms to import, in every job that uses it, the collector's catalogue check included), except
 # those whose import reads the environment: the two that load the pretrained transformer.
@@ -93,7 +100,8 @@ class Preload:
     registry: bool = False
 
 
-PRELOADS = {"all": Preload(PRELOAD, warm=("workflow.tracking:warm",), registry=True), "fit": Preload(FIT)}
+PRELOADS = {"all": Preload(PRELOAD, warm=("workflow.tracking:warm",), registry=True), "fit": Preload(FIT),
+            "local": Preload(LOCAL_RULES, warm=("workflow.tracking:warm",))}
 STEPS = ("train", "evaluate", "probe", "judge", "report", "tracking")
 HEADER = struct.Struct("!I")
 MAX_REQUEST = 16 << 20
@@ -400,7 +408,8 @@ def start(sock_path: str | None = None, log_path: str | None = None, idle_timeou
     find it through CLAIMCHECK_FORKSERVER, which this sets. Jobs that start before it is ready
     (it takes the time of one import of torch) run directly, unless `wait`: then they wait for it
     (CLAIMCHECK_FORKSERVER_STARTING names its host and pid), as long as it is alive.
-    `preload`: "all", or "fit" for a server that only runs train, evaluate and probe steps."""
+    `preload`: "all"; "fit" for a server that only runs train, evaluate and probe steps; "local" for
+    one that only runs the local rules' steps (tracking, judge, report) of a run whose fits go to SLURM."""
     sock_path = sock_path or default_socket()
     import subprocess
 

@@ -276,3 +276,17 @@ def test_the_fit_preload_leaves_out_what_only_the_per_paper_steps_need():
         "if m in sys.modules)))"))
     assert mods == ["torch", "workflow.evaluate", "workflow.probe", "workflow.train"]
     assert "not preloaded" not in err, err
+
+
+def test_the_local_preload_serves_the_local_rules_without_torch():
+    """The server of a SLURM run's main Snakemake (`--preload local`) runs only the local rules on
+    the login node: the collector, judge and report steps, whose modules it imports, and not torch,
+    scikit-learn or the registries, which none of them imports."""
+    mods, err = preload_in_fresh_python("local", (
+        "import mlflow.store.db.utils as u; "
+        "print(json.dumps([sorted(m for m in ('torch', 'sklearn', 'modules.models', 'modules.tasks', 'mlflow', "
+        "'matplotlib', 'workflow.tracking', 'workflow.judge', 'workflow.report', 'sqlalchemy.dialects.sqlite') "
+        "if m in sys.modules), u._get_latest_schema_revision.cache_info().currsize]))"))
+    assert mods == [["matplotlib", "mlflow", "sqlalchemy.dialects.sqlite", "workflow.judge", "workflow.report",
+                     "workflow.tracking"], 1]
+    assert "not preloaded" not in err and "not warmed" not in err, err
