@@ -84,6 +84,8 @@ FIT = ("numpy", "torch", "torch.nn", "torch.nn.functional", "torch.optim", "pyda
 # what they need (~2 s) and not torch and the registries (~4 s more of CPU and ~400 MB of memory on a
 # shared login node; on a single-node cluster, taken from the sbatch jobs' CPUs).
 LOCAL_RULES = ("pydantic", "yaml", "workflow.jobs", "workflow.catalogue", "workflow.judge", "workflow.results",
+               "scipy.stats",            # the judge's confidence intervals (workflow/results.py): ~0.5 s
+               "modules.probes.kinds",   # the catalogue's probe kinds (no torch)
                *PRELOAD[PRELOAD.index("mlflow"):])
 # Every task and model module of the registries is preloaded too by the full profile (each costs
 # 5-40 ms to import, in every job that uses it, the collector's catalogue check included), except
@@ -100,8 +102,9 @@ class Preload:
     registry: bool = False
 
 
-PRELOADS = {"all": Preload(PRELOAD, warm=("workflow.tracking:warm",), registry=True), "fit": Preload(FIT),
-            "local": Preload(LOCAL_RULES, warm=("workflow.tracking:warm",))}
+PER_PAPER_WARM = ("workflow.tracking:warm", "workflow.report:warm")
+PRELOADS = {"all": Preload(PRELOAD, warm=PER_PAPER_WARM, registry=True), "fit": Preload(FIT),
+            "local": Preload(LOCAL_RULES, warm=PER_PAPER_WARM)}
 STEPS = ("train", "evaluate", "probe", "judge", "report", "tracking")
 HEADER = struct.Struct("!I")
 MAX_REQUEST = 16 << 20

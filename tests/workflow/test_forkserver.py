@@ -285,8 +285,9 @@ def test_the_local_preload_serves_the_local_rules_without_torch():
     mods, err = preload_in_fresh_python("local", (
         "import mlflow.store.db.utils as u; "
         "print(json.dumps([sorted(m for m in ('torch', 'sklearn', 'modules.models', 'modules.tasks', 'mlflow', "
-        "'matplotlib', 'workflow.tracking', 'workflow.judge', 'workflow.report', 'sqlalchemy.dialects.sqlite') "
-        "if m in sys.modules), u._get_latest_schema_revision.cache_info().currsize]))"))
-    assert mods == [["matplotlib", "mlflow", "sqlalchemy.dialects.sqlite", "workflow.judge", "workflow.report",
-                     "workflow.tracking"], 1]
+        "'matplotlib', 'scipy.stats', 'workflow.tracking', 'workflow.judge', 'workflow.report', "
+        "'sqlalchemy.dialects.sqlite', 'matplotlib.pyplot') if m in sys.modules), "
+        "u._get_latest_schema_revision.cache_info().currsize, __import__('matplotlib').get_backend()]))"))
+    assert mods == [["matplotlib", "matplotlib.pyplot", "mlflow", "scipy.stats", "sqlalchemy.dialects.sqlite",
+                     "workflow.judge", "workflow.report", "workflow.tracking"], 1, "Agg"]
     assert "not preloaded" not in err and "not warmed" not in err, err
