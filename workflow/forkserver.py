@@ -56,6 +56,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+# the per-paper steps (collector, judge, report): MLflow (the collector) and matplotlib (the report)
+# cost ~1.5 s each to import
+PER_PAPER = (
+    "mlflow", "mlflow.tracking", "matplotlib", "jinja2", "workflow.tracking", "workflow.report",
+    # what MlflowClient imports when it opens a sqlite store: ~2.4 s more per collector job
+    "mlflow.tracking.client", "mlflow.store.tracking.sqlalchemy_store", "mlflow.store.db.utils",
+    # ... and when its store opens the database: ~7 ms more in every collector and report step
+    "sqlalchemy.dialects.sqlite", "mlflow.store.tracking.sqlalchemy_workspace_store",
+)
 # imported once by the server; a module that fails to import is skipped (the job then imports
 # it itself and reports the error as usual)
 PRELOAD = (
@@ -66,12 +75,7 @@ PRELOAD = (
     "workflow.jobs", "workflow.catalogue", "workflow.checkpoint", "workflow.gpu",
     "workflow.train", "workflow.evaluate", "workflow.probe", "workflow.judge", "workflow.results",
     "modules.config", "modules.optim", "modules.kernels", "modules.models", "modules.tasks", "modules.probes",
-    # the per-paper steps: MLflow (the collector) and matplotlib (the report) cost ~1.5 s each to import
-    "mlflow", "mlflow.tracking", "matplotlib", "jinja2", "workflow.tracking", "workflow.report",
-    # what MlflowClient imports when it opens a sqlite store: ~2.4 s more per collector job
-    "mlflow.tracking.client", "mlflow.store.tracking.sqlalchemy_store", "mlflow.store.db.utils",
-    # ... and when its store opens the database: ~7 ms more in every collector and report step
-    "sqlalchemy.dialects.sqlite", "mlflow.store.tracking.sqlalchemy_workspace_store",
+    *PER_PAPER,
 )
 # a SLURM job's server starts beside the job's first step, on the same CPUs: it imports only what every
 # train and evaluate step needs (~1.5 s), not every registry module, scikit-learn or torch._dynamo (~4 s more)
@@ -86,7 +90,7 @@ FIT = ("numpy", "torch", "torch.nn", "torch.nn.functional", "torch.optim", "pyda
 LOCAL_RULES = ("pydantic", "yaml", "workflow.jobs", "workflow.catalogue", "workflow.judge", "workflow.results",
                "scipy.stats",            # the judge's confidence intervals (workflow/results.py): ~0.5 s
                "modules.probes.kinds",   # the catalogue's probe kinds (no torch)
-               *PRELOAD[PRELOAD.index("mlflow"):])
+               *PER_PAPER)
 # Every task and model module of the registries is preloaded too by the full profile (each costs
 # 5-40 ms to import, in every job that uses it, the collector's catalogue check included), except
 # those whose import reads the environment: the two that load the pretrained transformer.
