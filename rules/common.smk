@@ -59,7 +59,11 @@ JOB_AT = {job.dir: job for jobs in JOBS_OF.values() for job in jobs}
 def _job(w):
     job = JOB_AT.get(f"results/{w.scale}/{w.fit}")
     if job is None:
-        raise ValueError(f"no job {w.fit} in the catalogue at scale {w.scale}")
+        paper = w.fit.split("/", 1)[0]
+        where = PAPERS[paper].path if paper in PAPERS else "catalogue/"
+        raise ValueError(f"no job {w.fit} in {where} at scale {w.scale}: ask for a result of an experiment, "
+                         f"model, sweep point and seed that it lists (`snakemake -n {paper}` lists them), "
+                         f"or add them there")
     return job
 
 

@@ -138,3 +138,17 @@ def test_two_runs_at_once_and_ctrl_c(repo):
     # the next run finishes the work, without --unlock or manual cleanup
     out = snakemake(repo, "--rerun-incomplete")
     assert (repo / "reports/small/faulty/index.html").exists(), out.stderr[-2000:]
+
+
+def test_a_result_the_catalogue_does_not_list_is_refused_by_name(repo):
+    """Asking for a job folder of a point (or seed, model, paper) that no catalogue entry lists
+    names the folder, the catalogue file and the fix, and runs nothing."""
+    for target, where in (("results/small/faulty/exp/relu/train.lr=0.5/seed0/train.json", "catalogue/faulty.yaml"),
+                          ("results/small/faulty/exp/relu/train.lr=0.01/seed7/eval.json", "catalogue/faulty.yaml"),
+                          ("results/small/nopaper/exp/relu/default/seed0/train.json", "catalogue/")):
+        proc = snakemake(repo, "-n", target, check=False)
+        out = proc.stdout + proc.stderr
+        fit = target.split("/", 2)[2].rsplit("/", 1)[0]
+        assert proc.returncode != 0, out[-2000:]
+        assert f"no job {fit} in {where} at scale small" in out and "or add them there" in out, out[-2000:]
+    assert not (repo / "results").exists()
