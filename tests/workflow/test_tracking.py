@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy
+import pytest
 
 from workflow.tracking import flatten, log_paper
 
@@ -189,3 +190,18 @@ def test_tracking_steps_record_their_time_inside_mlflow(tmp_path, monkeypatch):
         {"report/verdicts.json", "report/index.html", "report/report.md", "report/figures"}
     assert [a.path for a in client.list_artifacts(parent, "report/figures")] == ["report/figures/a.png"]
     assert _mlflow_seconds(tmp_path / "results/smoke") == {"track": runs["mlflow_s"], "report": rep["mlflow_s"], "papers": 1}
+
+
+def test_each_paper_logged_in_one_process_records_its_own_time_inside_mlflow(tmp_path, monkeypatch):
+    """`sync` logs several papers (and scales) in one process: each runs.json counts its own seconds."""
+    from workflow import tracking
+
+    monkeypatch.chdir(tmp_path)
+    lp = make_paper(tmp_path)
+    plant(tmp_path, lp, "smoke", values)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setattr(tracking, "MLFLOW_S", [0.0])
+    first = tracking.log_paper(lp.path, "smoke", uri)
+    again = tracking.log_paper(lp.path, "smoke", uri)
+    assert first["mlflow_s"] > 0 and again["mlflow_s"] > 0
+    assert first["mlflow_s"] + again["mlflow_s"] == pytest.approx(tracking.MLFLOW_S[0])
