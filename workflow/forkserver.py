@@ -56,8 +56,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-# the per-paper steps (collector, judge, report): MLflow (the collector) and matplotlib (the report)
-# cost ~1.5 s each to import
+# what the per-paper collector and report steps import: MLflow (the collector) and matplotlib (the
+# report) cost ~1.5 s each
 PER_PAPER = (
     "mlflow", "mlflow.tracking", "matplotlib", "jinja2", "workflow.tracking", "workflow.report",
     # what MlflowClient imports when it opens a sqlite store: ~2.4 s more per collector job
@@ -500,7 +500,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--idle-timeout", type=float, default=600.0, help="serve: exit after this many idle seconds")
     p.add_argument("--parent", type=int, default=None, help="serve: exit when this process is gone")
     p.add_argument("--preload", choices=sorted(PRELOADS), default="all",
-                   help="serve: what to import up front: all (every step) or fit (train, evaluate, probe)")
+                   help="serve: what to import up front: all (every step), fit (train, evaluate, probe) or local "
+                        "(tracking, judge, report: a SLURM run's local rules)")
     args = p.parse_args(argv)
     if args.command != "serve" and not args.socket:
         p.error(f"{args.command} needs --socket (a running server's path is in logs/forkserver.log)")
