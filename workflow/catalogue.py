@@ -543,6 +543,8 @@ def _check_at(at: dict, every: dict[str, list], free: set[str], where: str, prob
 
 
 def _check_references(paper: S.Paper, problems: list[str]) -> None:
+    from .claims import kind_of        # claims reads results, which reads this module
+
     exps = {}
     for i, e in enumerate(paper.experiments):
         if e.id in exps:
@@ -567,22 +569,7 @@ def _check_references(paper: S.Paper, problems: list[str]) -> None:
                 f"{where}.measure.metric: {m.metric!r} is not evaluated in experiment {exp.id!r}; "
                 f"its metrics: {', '.join(metrics_of(exp))}"
             )
-        needs_model = c.kind in ("value", "threshold", "trend")
-        if needs_model and m.model is None:
-            problems.append(f"{where}.measure.model: is required for a {c.kind} claim; models: {', '.join(model_ids)}")
-        if not needs_model and m.model is not None:
-            field = "order" if c.kind == "ordering" else "numerator/denominator"
-            problems.append(f"{where}.measure.model: not used by a {c.kind} claim; name the models in {field}")
-        named = [("measure.model", m.model)] if needs_model and m.model else []
-        if c.kind == "ordering":
-            named = [(f"order[{j}]", mid) for j, mid in enumerate(c.order)]
-            if len(set(c.order)) != len(c.order):
-                problems.append(f"{where}.order: names a model twice")
-        if c.kind == "ratio":
-            named = [("numerator", c.numerator), ("denominator", c.denominator)]
-        for key, mid in named:
-            if mid not in model_ids:
-                problems.append(f"{where}.{key}: {mid!r} is not a model of experiment {exp.id!r}; models: {', '.join(model_ids)}")
+        kind_of(c).check(c, model_ids, where, problems)
         if m.metric not in metrics_of(exp):
             continue  # its axes are unknown: `at` cannot be checked
         ax = axes_of(exp).for_metric(m.metric)
@@ -633,6 +620,87 @@ def _check_references(paper: S.Paper, problems: list[str]) -> None:
             for col in cols:
                 if find_value(labels(t.columns), col) is None:
                     problems.append(f"{where}.paper.{r}.{col}: not a column of the table; columns: {labels(t.columns)}")
+
+
+def metric_fact(exp: S.Experiment, metric: str) -> dict | None:
+    """The facts (modules/metrics.py) of one metric of an experiment: a task metric's from its task
+    class, a probe stat's ("<probe id>.<stat>") from its probe kind; None when unknown."""
+    if "." in metric:
+        from modules.probes.kinds import KINDS, facts_of
+
+        pid, stat = metric.split(".", 1)
+        probe = next((p for p in exp.probes if p.id == pid), None)
+        if probe is None or probe.kind not in KINDS:
+            return None
+        return facts_of(probe.kind).get(stat)
+    from modules.tasks import get_task_class
+
+    try:
+        return get_task_class(exp.task.name).facts().get(metric)
+    except KeyError:
+        return None
+
+
+def says_worse(c, better: str) -> bool:
+    """Whether a claim says that something fails, drops or is worse, given its metric's better side:
+    such a claim needs a control (`requires`) or the reason it has none (`no_control`)."""
+    if better == "none":
+        return False
+    up = better == "higher"
+    if c.kind == "threshold" or c.kind == "ratio":
+        return c.op in (("<", "<=") if up else (">", ">="))
+    if c.kind == "trend":
+        return c.direction in (("decreasing", "non_increasing") if up else ("increasing", "non_decreasing"))
+    return c.kind == "ordering"          # its later models are worse
+
+
+def _check_controls(paper: S.Paper, problems: list[str]) -> None:
+    """requires: names claims of this paper, not itself, without a cycle; a claim that something fails
+    names a control or says why it has none (this needs the metrics' better sides: a registry check)."""
+    ids = [c.id for c in paper.claims]
+    by_id = {c.id: c for c in paper.claims}
+    for i, c in enumerate(paper.claims):
+        for j, rid in enumerate(c.requires):
+            if rid == c.id:
+                problems.append(f"claims[{i}].requires[{j}]: {rid!r} is the claim itself; a control is another claim")
+            elif rid not in by_id:
+                problems.append(f"claims[{i}].requires[{j}]: {rid!r} is not a claim of this paper; claims: {', '.join(ids)}")
+        if c.requires and c.no_control:
+            problems.append(f"claims[{i}].no_control: the claim names controls in requires; drop one of the two")
+    # a cycle would leave its claims waiting on each other for ever
+    state: dict[str, int] = {}
+
+    def visit(cid: str, path: list[str]) -> None:
+        state[cid] = 1
+        for rid in by_id[cid].requires:
+            if rid not in by_id or rid == cid:
+                continue
+            if state.get(rid) == 1:
+                cyc = path[path.index(rid):] + [rid] if rid in path else [cid, rid]
+                problems.append(f"claims[{ids.index(cid)}].requires: controls form a cycle ({' -> '.join(cyc)}); "
+                                f"a control must not depend on the claim it controls")
+            elif rid not in state:
+                visit(rid, path + [rid])
+        state[cid] = 2
+
+    for cid in ids:
+        if cid not in state:
+            visit(cid, [cid])
+    if not _REGISTRY_CHECKS[0]:
+        return
+    exps = {e.id: e for e in paper.experiments}
+    for i, c in enumerate(paper.claims):
+        exp = exps.get(c.measure.experiment)
+        if exp is None or c.requires or c.no_control:
+            continue
+        fact = metric_fact(exp, c.measure.metric)
+        if fact is None or not fact.get("trained", True) or not says_worse(c, fact["better"]):
+            continue
+        problems.append(
+            f"claims[{i}] ({c.id}): says that something fails, drops or is worse ({c.measure.metric}: "
+            f"{fact['better']} is better); name the control that shows the setup can succeed "
+            f"(requires: [claim id], e.g. the same model learning the in-distribution task) or say why there is "
+            f"none (no_control: '...')")
 
 
 # ------------------------------------------------------------------ scales
@@ -742,6 +810,8 @@ def job_config(exp: S.Experiment, model: S.ModelSpec, point: dict, seed: int) ->
     params = dict(model.params)
     train = exp.train.model_dump()
     train.pop("min_steps", None)        # read by the judge; it does not change what training does
+    if model.train is not None:         # the model's own optimization settings
+        train.update(model.train.overrides())
     for key, v in point.items():
         section, name = key.split(".", 1)
         {"task": task, "model": params, "train": train}[section][name] = v
@@ -819,7 +889,8 @@ def resolve_scale(path: Path, paper: S.Paper, scale: str) -> dict[str, S.Experim
     for i, exp in enumerate(paper.experiments):
         raw = exp.model_dump(exclude_unset=False)
         # model specs keep their hyperparameters as extra keys
-        raw["models"] = [{"id": m.id, "arch": m.arch, **m.params} for m in exp.models]
+        raw["models"] = [{"id": m.id, "arch": m.arch, **({"train": m.train.overrides()} if m.train else {}),
+                          **m.params} for m in exp.models]
         raw["task"] = {"name": exp.task.name, **exp.task.params}
         local: list[str] = []
         raw = apply_overrides(raw, overrides, where, local)
@@ -876,6 +947,7 @@ def load_paper(path: str | Path, registry_checks: bool = True) -> LoadedPaper:
             problems += [f"{path}: {p}" for p in sem]
         refs: list[str] = []
         _check_references(spec, refs)
+        _check_controls(spec, refs)
         problems += [f"{path}: {p}" for p in refs]
         if problems:
             raise CatalogueError(problems)

@@ -3,7 +3,8 @@
     python -m workflow.evaluate --dir results/.../seed0 --config '{"metrics": [...], "sweep": {...}}'
 
 Reads <dir>/train.json and <dir>/model.pt; writes <dir>/eval.json:
-    {"status": "ok", "points": [{"at": {"task.length": 64}, "metrics": {...}}, ...]}
+    {"status": "ok", "points": [{"at": {"task.length": 64}, "metrics": {...}, "chance": {...}}, ...],
+     "metric_facts": {metric: {"better", "lo", "hi", "trained", "band"}}}
 When training diverged, eval.json says so ("status": "not_run", with the reason) instead
 of failing, so the judge can name the cause.
 """
@@ -46,11 +47,21 @@ def evaluate(cfg: dict, ecfg: dict, model_path: Path, device: str = "cpu") -> li
         missing = [m for m in ecfg["metrics"] if m not in values]
         if missing:
             raise RuntimeError(f"task {cfg['task']['name']!r} returned no {missing}")
+        chance = task.chance()
         points.append({
             "at": at,
             "metrics": {m: (values[m] if math.isfinite(values[m]) else None) for m in ecfg["metrics"]},
+            # the input-blind predictor's score at this point (the judge's "learned nothing" test)
+            "chance": {m: chance[m] for m in ecfg["metrics"] if m in chance and math.isfinite(chance[m])},
         })
     return points
+
+
+def metric_facts(cfg: dict) -> dict:
+    """The task's facts about its metrics (better side, range, trained, band): the judge reads them here."""
+    from modules.tasks import get_task_class
+
+    return get_task_class(cfg["task"]["name"]).facts()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         write_json(args.dir / "eval.json", {**out, "status": "failed", "reason": last, "points": [], "end": now()})
         print(f"{args.dir}: evaluation FAILED: {last}", file=sys.stderr)
         return 0
-    write_json(args.dir / "eval.json", {**out, "status": "ok", "points": points,
+    write_json(args.dir / "eval.json", {**out, "status": "ok", "points": points, "metric_facts": metric_facts(cfg),
                                         "compute_s": time.perf_counter() - t0, "end": now()})
     for pt in points:
         at = ", ".join(f"{k}={v}" for k, v in pt["at"].items()) or "default"

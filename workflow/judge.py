@@ -2,14 +2,26 @@
 
     python -m workflow.judge --paper catalogue/x.yaml --scale smoke --runs runs.json --out verdicts.json
 
-Rules (DESIGN.md): for each claim, the per-seed values, their mean and a 95% t interval.
-  reproduced      the whole interval satisfies the claim
+Each claim kind (workflow/claims.py) turns the measurements into comparisons: intervals (per-seed
+values, their mean and a 95% t interval) tested against the claim's boundary.
+  reproduced      every comparison's whole interval satisfies the claim
   not_reproduced  the whole interval contradicts it
-  inconclusive    the interval straddles the boundary
+  inconclusive    an interval straddles the boundary, or the evidence cannot decide (below)
   not_run         a job it needs failed, diverged or is missing (the reason is recorded)
-A claim resting on a job whose loss was still falling (or that trained fewer steps than the
-experiment's train.min_steps, the budget its catalogue entry says the claims need) is flagged under_budget, and a
-contradiction on such a job becomes inconclusive (under budget), never not_reproduced.
+What makes a verdict evidence; a verdict that fails one of these is inconclusive, with the reason:
+  budget    training shorter than the catalogue's budget (its experiment's min_steps, else its
+            train.steps before any scale override), or whose loss was still falling, is under
+            budget. It may support a comparison only where more training could only strengthen it:
+            the winning side of an ordering or a ratio, a threshold on the metric's better side. A
+            value, a trend, a metric with no better side, or any contradiction is never decided on
+            it. A metric training does not move (a generation speed) is exempt.
+  seeds     one seed decides nothing.
+  trends    a series that stays at a floor or a ceiling shows no trend.
+  chance    a verdict resting on a model at chance ("learned nothing": the better end of its
+            interval within the metric's band of the input-blind predictor's score) is decided only
+            through reproduced controls.
+  controls  a claim that names controls (`requires`) is decided only when every one is reproduced.
+A claim that is ours (`ours`) is judged the same way and counted apart from the paper's claims.
 """
 from __future__ import annotations
 
@@ -20,106 +32,17 @@ from pathlib import Path
 
 from . import schema as S
 from .catalogue import find_value, fmt_value, load_paper, metrics_of
+from .claims import CONTRADICTED, SATISFIED, UNCERTAIN, at_chance, clip, fmt_interval, kind_of, spearman  # noqa: F401
 from .jobs import git_info, now, write_json
 from .results import Measurements, NotRun, collect, interval
 
 VERDICTS = ("reproduced", "not_reproduced", "inconclusive", "not_run")
-SATISFIED, CONTRADICTED, UNCERTAIN = "satisfied", "contradicted", "uncertain"
-
-
-def compare(iv: dict, op: str, bound: float) -> str:
-    """Does the whole interval satisfy `x op bound`, contradict it, or straddle it?"""
-    lo, hi = iv["lo"], iv["hi"]
-    if op == ">=":
-        return SATISFIED if lo >= bound else CONTRADICTED if hi < bound else UNCERTAIN
-    if op == ">":
-        return SATISFIED if lo > bound else CONTRADICTED if hi <= bound else UNCERTAIN
-    if op == "<=":
-        return SATISFIED if hi <= bound else CONTRADICTED if lo > bound else UNCERTAIN
-    if op == "<":
-        return SATISFIED if hi < bound else CONTRADICTED if lo >= bound else UNCERTAIN
-    raise ValueError(op)
-
-
-def within(iv: dict, lo: float, hi: float) -> str:
-    if iv["lo"] >= lo and iv["hi"] <= hi:
-        return SATISFIED
-    if iv["hi"] < lo or iv["lo"] > hi:
-        return CONTRADICTED
-    return UNCERTAIN
-
-
-def _paired(a: list, b: list, fn) -> list[float]:
-    """Per-seed combination of two measurements of the same seeds."""
-    bd = {seed: v for seed, v, _ in b}
-    return [fn(v, bd[seed]) for seed, v, _ in a if seed in bd]
-
-
-def _strict_op(margin: float) -> tuple[str, float]:
-    """'a exceeds b by at least margin': strictly greater when the margin is zero."""
-    return (">=", margin) if margin > 0 else (">", 0.0)
-
-
-def _fmt(x: float) -> str:
-    return f"{x:.4g}"
-
-
-def fmt_interval(iv: dict) -> str:
-    if iv["n"] == 1:
-        return f"{_fmt(iv['mean'])} (1 seed)"
-    return f"{_fmt(iv['mean'])} [{_fmt(iv['lo'])}, {_fmt(iv['hi'])}]"
+BLOCKED = "under_budget"           # a comparison that under-budget training may not decide
 
 
 def paper_value(c) -> str:
     """How the report shows what the paper claims."""
-    if c.kind == "value":
-        tol = f"± {_fmt(c.tolerance)}" if c.tolerance is not None else f"± {_fmt(100 * c.rel_tolerance)}%"
-        return f"{_fmt(c.paper)} {tol}"
-    if c.kind == "threshold":
-        return f"{c.op} {_fmt(c.value)}" + (f" (paper: {_fmt(c.paper)})" if c.paper is not None else "")
-    if c.kind == "ordering":
-        return " > ".join(c.order) + (f" (by ≥ {_fmt(c.margin)})" if c.margin else "")
-    if c.kind == "trend":
-        if c.statistic == "spearman":
-            sign = "≥ " if c.direction in ("increasing", "non_decreasing") else "≤ -"
-            return f"{c.direction.replace('_', '-')} along {c.along} (Spearman ρ {sign}{_fmt(c.min_correlation)})"
-        extra = f", up to {c.allow_violations} exception{'s' * (c.allow_violations != 1)}" if c.allow_violations else ""
-        return f"{c.direction.replace('_', '-')} along {c.along}{extra}"
-    if c.kind == "ratio":
-        return f"{c.numerator}/{c.denominator} {c.op} {_fmt(c.value)}" + (f" (paper: {_fmt(c.paper)})" if c.paper is not None else "")
-    raise ValueError(c.kind)
-
-
-class _Done(Exception):
-    """A verdict reached early inside judge_claim."""
-
-    def __init__(self, verdict: str):
-        self.verdict = verdict
-
-
-def spearman(xs: list, ys: list[float]) -> float:
-    """Spearman rank correlation with average ranks for ties; 0 when a series is constant."""
-
-    def ranks(v):
-        order = sorted(range(len(v)), key=lambda i: v[i])
-        r = [0.0] * len(v)
-        i = 0
-        while i < len(v):
-            j = i
-            while j + 1 < len(v) and v[order[j + 1]] == v[order[i]]:
-                j += 1
-            for k in range(i, j + 1):
-                r[order[k]] = (i + j) / 2
-            i = j + 1
-        return r
-
-    rx, ry = ranks(list(xs)), ranks(list(ys))
-    n = len(rx)
-    mx, my = sum(rx) / n, sum(ry) / n
-    sxy = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
-    sxx = sum((a - mx) ** 2 for a in rx)
-    syy = sum((b - my) ** 2 for b in ry)
-    return sxy / (sxx * syy) ** 0.5 if sxx > 0 and syy > 0 else 0.0
+    return kind_of(c).paper_text(c)
 
 
 def _combine(states: list[str], allow: int = 0) -> str:
@@ -132,111 +55,126 @@ def _combine(states: list[str], allow: int = 0) -> str:
     return "inconclusive"
 
 
-def judge_claim(c, ms: Measurements) -> dict:
-    """The verdict record of one claim."""
+def _budget_state(comp, trained: bool) -> tuple[str, list]:
+    """The comparison's state once the budget rule is applied, and its under-budget records."""
+    under = [r for r in comp.records if not r.converged] if trained else []
+    if not under or comp.state == UNCERTAIN:
+        return comp.state, under
+    if comp.state == SATISFIED and not comp.neutral and all(any(r is f for f in comp.favoured) for r in under):
+        return SATISFIED, under          # more training could only strengthen it: it stands, flagged
+    return BLOCKED, under
+
+
+def _who(records: list) -> str:
+    """'lstm (trained 100 of the 2,000 steps its claims need)' for each distinct model and reason."""
+    seen: dict[tuple, None] = {}
+    for r in records:
+        seen[(r.model, r.budget_note)] = None
+    return "; ".join(f"{m} ({why})" if why else m for m, why in seen)
+
+
+def judge_claim(c, ms: Measurements, decided: dict[str, dict] | None = None) -> dict:
+    """The verdict record of one claim; `decided` holds the verdicts of the claims judged before it
+    (its controls among them)."""
+    decided = decided or {}
     m = c.measure
-    out = {"id": c.id, "kind": c.kind, "text": c.text, "source": c.source, "note": c.note, "paper_value": paper_value(c),
-           "experiment": m.experiment, "metric": m.metric, "at": {k: v for k, v in m.at.items()}}
-    used: list = []
+    out = {"id": c.id, "kind": c.kind, "text": c.text, "source": c.source, "note": c.note_for(ms.scale),
+           "paper_value": paper_value(c), "experiment": m.experiment, "metric": m.metric,
+           "at": {k: v for k, v in m.at.items()}, "origin": "ours" if c.ours else "paper", "ours": c.ours,
+           "our_bound": c.our_bound, "requires": list(c.requires)}
+    fact = ms.fact(m.experiment, m.metric)
     try:
-        if c.kind in ("value", "threshold"):
-            vals = ms.values(m.experiment, m.model, ms.full_point(m.experiment, m.at, metric=m.metric), m.metric)
-            used += vals
-            iv = interval([v for _, v, _ in vals])
-            state = within(iv, *c.bounds()) if c.kind == "value" else compare(iv, c.op, c.value)
-            verdict = _combine([state])
-            out["measured"] = iv
-            out["measured_text"] = fmt_interval(iv)
-        elif c.kind == "ordering":
-            point = ms.full_point(m.experiment, m.at, metric=m.metric)
-            series = {mid: ms.values(m.experiment, mid, point, m.metric) for mid in c.order}
-            for v in series.values():
-                used += v
-            op, bound = _strict_op(c.margin)
-            states, pairs = [], []
-            for a, b in zip(c.order, c.order[1:]):
-                iv = interval(_paired(series[a], series[b], lambda x, y: x - y))
-                states.append(compare(iv, op, bound))
-                pairs.append({"pair": f"{a} - {b}", **iv})
-            verdict = _combine(states)
-            means = {mid: interval([v for _, v, _ in s]) for mid, s in series.items()}
-            out["measured"] = {"models": means, "differences": pairs}
-            out["measured_text"] = "; ".join(f"{p['pair']} = {fmt_interval(p)}" for p in pairs)
-        elif c.kind == "trend":
-            axis_values = list(ms.axes(m.experiment).for_metric(m.metric)[c.along])
-            # numbers run in increasing order; names (a categorical axis such as a data split) in the
-            # order the catalogue lists them in its sweep, which is then the claim's order
-            if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in axis_values):
-                axis_values.sort()
-            series = []
-            for x in axis_values:
-                pt = ms.full_point(m.experiment, m.at, {c.along: x}, metric=m.metric)
-                vals = ms.values(m.experiment, m.model, pt, m.metric)
-                used += vals
-                series.append((x, vals))
-            if len(series) < 2:
-                raise NotRun(f"axis {c.along} has fewer than two values at the {ms.scale} scale")
-            up = c.direction in ("increasing", "non_decreasing")
-            strict = c.direction in ("increasing", "decreasing")
-            means = " → ".join(_fmt(interval([v for _, v, _ in vals])["mean"]) for _, vals in series)
-            out["measured"] = {"series": [{"at": x, **interval([v for _, v, _ in vals])} for x, vals in series]}
-            if c.statistic == "spearman":
-                xs = [x for x, _ in series]
-                per_seed = [dict((seed, v) for seed, v, _ in vals) for _, vals in series]
-                seeds = sorted(set.intersection(*(set(d) for d in per_seed)))
-                rhos = [spearman(xs, [d[s] for d in per_seed]) for s in seeds]
-                iv = interval(rhos)
-                verdict = _combine([compare(iv, ">=", c.min_correlation) if up else compare(iv, "<=", -c.min_correlation)])
-                out["measured"]["spearman"] = {**iv, "per_seed": rhos}
-                out["measured_text"] = f"{means} (Spearman ρ {fmt_interval(iv)})"
-                raise _Done(verdict)
-            states, steps = [], []
-            for (x0, a), (x1, b) in zip(series, series[1:]):
-                diff = interval(_paired(b, a, (lambda y, x: y - x) if up else (lambda y, x: x - y)))
-                if strict:
-                    op, bound = _strict_op(c.margin)
-                else:
-                    op, bound = ">=", -c.margin
-                states.append(compare(diff, op, bound))
-                steps.append({"from": x0, "to": x1, "state": states[-1], **diff})
-            verdict = _combine(states, c.allow_violations)
-            out["measured"]["steps"] = steps
-            ok = sum(s == SATISFIED for s in states)
-            out["measured_text"] = f"{means} ({ok}/{len(states)} steps {c.direction.replace('_', '-')})"
-        elif c.kind == "ratio":
-            point = ms.full_point(m.experiment, m.at, metric=m.metric)
-            num = ms.values(m.experiment, c.numerator, point, m.metric)
-            den = ms.values(m.experiment, c.denominator, point, m.metric)
-            used += num + den
-            if any(v == 0 for _, v, _ in den):
-                raise NotRun(f"{m.metric} of {c.denominator} is zero; the ratio is undefined")
-            iv = interval(_paired(num, den, lambda x, y: x / y))
-            verdict = _combine([compare(iv, c.op, c.value)])
-            out["measured"] = iv
-            out["measured_text"] = fmt_interval(iv)
-        else:  # pragma: no cover - the schema admits no other kind
-            raise ValueError(c.kind)
+        ev = kind_of(c).evidence(c, ms, fact)
     except NotRun as e:
-        out.update(verdict="not_run", reason=str(e), under_budget=False, n_seeds=0, runs=[], jobs=[])
+        out.update(verdict="not_run", reason=str(e), under_budget=False, n_seeds=0, runs=[], jobs=[],
+                   flags=[], reasons=[str(e)])
         return out
-    except _Done as d:
-        verdict = d.verdict
-    records = {id(r): r for _, _, r in used}.values()
-    under = any(not r.converged for r in records)
-    reason = ""
-    if under and verdict == "not_reproduced":
-        verdict, reason = "inconclusive", "under budget: the contradiction rests on training whose loss was still falling, or shorter than the experiment's min_steps"
-    elif under:
-        reason = "under budget: some training was still improving at the end, or shorter than the experiment's min_steps"
-    meas = out["measured"]
-    parts = meas.get("differences") or meas.get("steps") or ([meas["spearman"]] if "spearman" in meas else [])
-    n = meas["n"] if "n" in meas else min((iv["n"] for iv in parts), default=0)
-    if n == 1:
-        reason = (reason + "; " if reason else "") + "one seed: the interval has zero width"
+    trained = bool(fact.get("trained", True))
+    reasons: list[str] = []
+    flags: list[str] = []
+    # 1. budget: each comparison, then all together
+    states, blocked_by, under_all = [], [], []
+    for comp in ev.comparisons + ev.required:
+        st, under = _budget_state(comp, trained)
+        states.append(st)
+        under_all += under
+        if st == BLOCKED:
+            blocked_by += under
+    n_main = len(ev.comparisons)
+    main = [UNCERTAIN if st == BLOCKED else st for st in states[:n_main]]
+    req = [UNCERTAIN if st == BLOCKED else st for st in states[n_main:]]
+    verdict = _combine(main, ev.allow)
+    if verdict == "reproduced" and req:
+        verdict = _combine(req)
+    elif verdict == "inconclusive" and any(s == CONTRADICTED for s in req):
+        verdict = "not_reproduced"
+    if under_all:
+        flags.append("under_budget")
+    if blocked_by and verdict != "not_reproduced":
+        verdict = "inconclusive"
+        reasons.append(f"under budget: {_who(blocked_by)}; more training could change this verdict")
+    elif under_all and verdict == "reproduced":
+        reasons.append(f"under budget: {_who(under_all)}; more training could only strengthen this verdict")
+    elif under_all:
+        reasons.append(f"under budget: {_who(under_all)}")
+    decisive = verdict in ("reproduced", "not_reproduced")
+    # 2. seeds
+    if ev.n == 1:
+        flags.append("one_seed")
+        reasons.append("one seed: the interval has zero width")
+        verdict = "inconclusive" if decisive else verdict
+    # 3. a flat series at a floor or ceiling
+    if ev.flat:
+        reasons.append(f"no trend: {ev.flat}")
+        verdict = "inconclusive" if verdict in ("reproduced", "not_reproduced") else verdict
+    # 4. controls, and models at chance
+    missing = [rid for rid in c.requires if decided.get(rid, {}).get("verdict") != "reproduced"]
+    for rid in missing:
+        flags.append("control")
+        got = decided.get(rid, {}).get("verdict", "not judged").replace("_", " ")
+        reasons.append(f"control {rid} not reproduced ({got})")
+    idle = [p for p in ev.points if at_chance(p, fact)]
+    if idle:
+        flags.append("chance")
+        what = ", ".join(f"{p.label} at {fmt_interval(p.iv, fact.get('lo'), fact.get('hi'))} against chance "
+                         f"{p.chance:.4g}" for p in idle)
+        if not c.requires:
+            reasons.append(f"learned nothing: {what}, and the claim names no control that shows the setup can succeed")
+        elif not missing:
+            reasons.append(f"at chance ({what}), decided through its reproduced controls")
+        else:
+            reasons.append(f"learned nothing: {what}")
+    if (missing or (idle and not c.requires)) and verdict in ("reproduced", "not_reproduced"):
+        verdict = "inconclusive"
+    if c.our_bound:
+        flags.append("our_bound")
+    records = {id(r): r for comp in ev.comparisons + ev.required for r in comp.records}.values()
     jobs = sorted({r.job_dir for r in records})
-    out.update(verdict=verdict, reason=reason, under_budget=under, n_seeds=n, jobs=jobs,
+    out.update(measured=ev.measured, measured_text=ev.measured_text, verdict=verdict, reason="; ".join(reasons),
+               reasons=reasons, flags=sorted(set(flags)), under_budget=bool(under_all), n_seeds=ev.n,
+               chance=[{"model": p.label, "chance": p.chance, "mean": p.iv["mean"]} for p in ev.points
+                       if p.chance is not None],
+               better=fact.get("better"), range=[fact.get("lo"), fact.get("hi")], jobs=jobs,
                runs=[ms.runs[j] for j in jobs if j in ms.runs])
     return out
+
+
+def judge_claims(claims: list, ms: Measurements) -> list[dict]:
+    """Every claim, controls before the claims that name them; the records in catalogue order."""
+    by_id = {c.id: c for c in claims}
+    done: dict[str, dict] = {}
+
+    def visit(c, stack=()):
+        if c.id in done:
+            return
+        for rid in c.requires:
+            if rid in by_id and rid not in stack:
+                visit(by_id[rid], (*stack, c.id))
+        done[c.id] = judge_claim(c, ms, done)
+
+    for c in claims:
+        visit(c)
+    return [done[c.id] for c in claims]
 
 
 def judge_table(t: S.Table, ms: Measurements) -> dict:
@@ -323,8 +261,10 @@ def summarize_provenance(records: list[dict]) -> dict:
 def judge_paper(paper_path: Path, scale: str, root: Path = Path("."), runs_file: Path | None = None) -> dict:
     lp = load_paper(paper_path, registry_checks=False)   # the run validated the catalogue when it started
     ms = collect(lp, scale, root, runs_file)
-    claims = [judge_claim(c, ms) for c in lp.spec.claims]
-    counts = {v: sum(c["verdict"] == v for c in claims) for v in VERDICTS}
+    claims = judge_claims(lp.spec.claims, ms)
+    # the paper's score counts the paper's claims; claims that are ours are counted apart
+    counts = {v: sum(c["verdict"] == v and c["origin"] == "paper" for c in claims) for v in VERDICTS}
+    counts_ours = {v: sum(c["verdict"] == v and c["origin"] == "ours" for c in claims) for v in VERDICTS}
     jobs_summary = {"total": len(ms.jobs), "failed": sorted(set(ms.problems.values()))}
     return {
         "paper": lp.spec.paper.model_dump(),
@@ -332,6 +272,7 @@ def judge_paper(paper_path: Path, scale: str, root: Path = Path("."), runs_file:
         "date": now(),
         **git_info(),
         "counts": counts,
+        "counts_ours": counts_ours,
         "claims": claims,
         "tables": [judge_table(t, ms) for t in lp.spec.tables],
         "series": series(ms),

@@ -27,7 +27,7 @@ def probe(cfg: dict, pcfg: dict, model_path: Path, device: str = "cpu", log=prin
     import torch
 
     from modules.models import build_model
-    from modules.probes.kinds import hidden_states, run_probe
+    from modules.probes.kinds import facts_of, hidden_states, run_probe
     from modules.tasks import build_task
 
     task = build_task(cfg["task"]["name"], {k: v for k, v in cfg["task"].items() if k != "name"})
@@ -52,7 +52,9 @@ def probe(cfg: dict, pcfg: dict, model_path: Path, device: str = "cpu", log=prin
         for pt in points:
             pt["metrics"] = {f"{p['id']}.{k}": (float(v) if v is not None and math.isfinite(float(v)) else None)
                              for k, v in pt["metrics"].items()}
-        out[p["id"]] = {"kind": p["kind"], "target": p.get("target"), "points": points, "result": raw}
+            pt["chance"] = {f"{p['id']}.{k}": v for k, v in pt.get("chance", {}).items() if math.isfinite(v)}
+        out[p["id"]] = {"kind": p["kind"], "target": p.get("target"), "points": points, "result": raw,
+                        "metric_facts": {f"{p['id']}.{k}": v for k, v in facts_of(p["kind"]).items()}}
         log(f"probe {p['id']} ({p['kind']}): {len(points)} points in {time.perf_counter() - t1:.1f}s")
     return out
 

@@ -40,7 +40,9 @@ class Record:
     point: dict[str, Any]        # train sweep point + evaluation point
     metrics: dict[str, float | None]
     job_dir: str
-    converged: bool
+    converged: bool                      # within budget: trained its budget's steps, and converged
+    chance: dict[str, float] = field(default_factory=dict)   # the input-blind predictor's score per metric
+    budget_note: str = ""                # why not within budget ("" when it is)
 
 
 @dataclass
@@ -53,6 +55,7 @@ class Measurements:
     jobs: list = field(default_factory=list)
     compute_s: float = 0.0                                     # training + evaluation, summed over jobs
     provenance: list = field(default_factory=list)             # each finished train job's provenance
+    facts: dict = field(default_factory=dict)                  # (experiment, metric) -> the metric's facts
 
     def axes(self, exp_id: str) -> Axes:
         return axes_of(self.paper.experiment(exp_id, self.scale))
@@ -98,6 +101,12 @@ class Measurements:
             out.append((seed, v, rec))
         return out
 
+    def fact(self, exp_id: str, metric: str) -> dict:
+        """The metric's facts as its result files give them; without them, no better side (so the
+        budget rules decide nothing on under-budget training) and no range."""
+        return self.facts.get((exp_id, metric)) or {"better": "none", "lo": None, "hi": None, "trained": True,
+                                                    "band": 0.0}
+
     def index(self) -> None:
         """Records of one job at one point are merged (an evaluation and probes may share a point)."""
         self._index = {}
@@ -106,7 +115,8 @@ class Measurements:
             if key in self._index:
                 old = self._index[key]
                 self._index[key] = Record(old.experiment, old.model, old.seed, old.point,
-                                          {**old.metrics, **r.metrics}, old.job_dir, old.converged)
+                                          {**old.metrics, **r.metrics}, old.job_dir, old.converged,
+                                          {**old.chance, **r.chance}, old.budget_note)
             else:
                 self._index[key] = r
 
@@ -115,10 +125,28 @@ def _freeze(point: dict) -> tuple:
     return tuple(sorted((k, json.dumps(v)) for k, v in point.items()))
 
 
-def _enough(tr: dict, job, min_steps: int | None) -> bool:
-    """Whether a job's training counts as within budget: converged, and at least min_steps long."""
+def budget(paper: LoadedPaper, exp_id: str, scale: str) -> int:
+    """The steps an experiment's claims need: its `train.min_steps`, else its `train.steps`, as the
+    catalogue writes them before any scale override. A scale may raise the budget (its own
+    min_steps), never lower it."""
+    spec = next(e for e in paper.spec.experiments if e.id == exp_id)
+    need = spec.train.min_steps or spec.train.steps
+    scaled = paper.experiment(exp_id, scale).train.min_steps
+    return max(need, scaled or 0)
+
+
+def budget_note(tr: dict, job, need: int) -> str:
+    """Why a job's training is under budget, or "" when it is not: fewer steps than the budget
+    (whatever its loss did: a loss on a plateau looks converged long before it falls), or a loss
+    still falling at the end. A pretrained model that trains no steps is never under budget."""
+    if tr.get("pretrained"):
+        return ""
     steps = job.config["train"]["steps"]
-    return bool(tr.get("converged")) and (min_steps is None or steps >= min_steps)
+    if steps < need:
+        return f"trained {steps:,} of the {need:,} steps its claims need"
+    if not tr.get("converged"):
+        return "its loss was still falling at the end"
+    return ""
 
 
 def collect(paper: LoadedPaper, scale: str, root: Path = Path("."), runs_file: Path | None = None) -> Measurements:
@@ -130,10 +158,10 @@ def collect(paper: LoadedPaper, scale: str, root: Path = Path("."), runs_file: P
             ms.runs = json.loads(Path(runs_file).read_text()).get("runs", {})
         except (OSError, ValueError):
             ms.runs = {}
+    needs = {e: budget(paper, e, scale) for e in paper.experiments(scale)}
     for job in ms.jobs:
         d = root / job.dir
         key = (job.experiment, job.model, job.point_name, job.seed)
-        min_steps = paper.experiment(job.experiment, scale).train.min_steps
         try:
             tr = json.loads((d / "train.json").read_text())
             ev = json.loads((d / "eval.json").read_text())
@@ -154,9 +182,12 @@ def collect(paper: LoadedPaper, scale: str, root: Path = Path("."), runs_file: P
         if ev.get("status") != "ok":
             ms.problems[key] = f"evaluation {ev.get('status')}: {ev.get('reason', '')} ({job.model}, {job.point_name}, seed {job.seed})"
             continue
+        why = budget_note(tr, job, needs[job.experiment])
+        for metric, fact in (ev.get("metric_facts") or {}).items():
+            ms.facts.setdefault((job.experiment, metric), fact)
         for pt in ev["points"]:
             ms.records.append(Record(job.experiment, job.model, job.seed, {**job.point, **pt["at"]},
-                                     pt["metrics"], job.dir, _enough(tr, job, min_steps)))
+                                     pt["metrics"], job.dir, not why, pt.get("chance") or {}, why))
         if job.probe_config:
             try:
                 pr = json.loads((d / "probe.json").read_text())
@@ -171,8 +202,10 @@ def collect(paper: LoadedPaper, scale: str, root: Path = Path("."), runs_file: P
                 ms.problems[key] = f"probing {pr.get('status')}: {pr.get('reason', '')} ({job.model}, {job.point_name}, seed {job.seed})"
                 continue
             for res in pr["probes"].values():
+                for metric, fact in (res.get("metric_facts") or {}).items():
+                    ms.facts.setdefault((job.experiment, metric), fact)
                 for pt in res["points"]:
                     ms.records.append(Record(job.experiment, job.model, job.seed, {**job.point, **pt["at"]},
-                                             pt["metrics"], job.dir, _enough(tr, job, min_steps)))
+                                             pt["metrics"], job.dir, not why, pt.get("chance") or {}, why))
     ms.index()
     return ms

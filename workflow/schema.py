@@ -41,12 +41,32 @@ class PaperMeta(Strict):
     authors: str | None = Field(None, max_length=500, description="authors, as one string")
 
 
+class ModelTrain(Strict):
+    """A model's own optimization settings, over the experiment's `train` (papers tune the learning
+    rate per architecture). The length and batch of training stay the experiment's: every model of
+    an experiment gets the same budget."""
+
+    lr: float | None = Field(None, gt=0, description="peak learning rate of this model")
+    optimizer: Literal["adam", "adamw", "sgd"] | None = None
+    weight_decay: float | None = Field(None, ge=0)
+    momentum: float | None = Field(None, ge=0, lt=1)
+    schedule: Literal["constant", "cosine", "linear"] | None = None
+    warmup_steps: int | None = Field(None, ge=0)
+    grad_clip: float | None = Field(None, gt=0)
+
+    def overrides(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
 class ModelSpec(BaseModel):
-    """One model of an experiment. Keys other than id and arch are the arch's hyperparameters."""
+    """One model of an experiment. Keys other than id, arch and train are the arch's hyperparameters."""
 
     model_config = ConfigDict(extra="allow", strict=True, allow_inf_nan=False)
     id: Id = Field(description="the model's id within its experiment")
     arch: str = Field(description="architecture name from the model registry (modules/models)")
+    train: ModelTrain | None = Field(
+        None, description="this model's optimization settings over the experiment's train (lr, optimizer, "
+                          "weight_decay, momentum, schedule, warmup_steps, grad_clip); they win over scale overrides")
 
     @property
     def params(self) -> dict[str, Any]:
@@ -129,16 +149,41 @@ class Measure(Strict):
     )
 
 
+Note = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+Reason = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+
+
 class ClaimBase(Strict):
     id: Id
     text: str = Field(min_length=1, max_length=2000, description="the claim, in the paper's words where possible")
     source: str = Field(min_length=1, max_length=200, description="where the paper shows it: 'Figure 3', 'Table 2', 'Section 4'")
     measure: Measure
-    note: str | None = Field(
-        None, max_length=2000,
+    note: Note | dict[Literal["smoke", "small", "full"], Note] | None = Field(
+        None,
         description="the catalogue author's finding on this claim (e.g. why it is not reproduced: the paper, "
-        "our budget or our setup); shown beside the verdict, never used to decide it",
+        "our budget or our setup); shown beside the verdict, never used to decide it. A string is shown at "
+        "every scale, so it must not describe one scale's result; {smoke: ..., small: ..., full: ...} gives "
+        "each scale its own",
     )
+    requires: list[Id] = Field(
+        default_factory=list,
+        description="controls: ids of claims of this paper that must be reproduced at the same scale before "
+        "this one is decided (e.g. the same model learning the in-distribution task); otherwise inconclusive",
+    )
+    no_control: Reason | None = Field(
+        None, description="for a claim that something fails, drops or is worse and has no control: why none exists")
+    ours: Reason | None = Field(
+        None, description="the claim is not the paper's statement (a model or a range the paper never tested, a "
+        "control it only presupposes): why it is here. Judged and shown apart, never counted as the paper's")
+    our_bound: Reason | None = Field(
+        None, description="the statement is the paper's, but its bound, margin or tolerance is ours (the paper "
+        "gives no number): why this number. Flagged in the report; the claim still counts")
+
+    def note_for(self, scale: str) -> str | None:
+        """The note shown beside this claim's verdict at `scale`."""
+        if isinstance(self.note, dict):
+            return self.note.get(scale)
+        return self.note
 
 
 class ValueClaim(ClaimBase):

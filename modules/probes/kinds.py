@@ -7,6 +7,10 @@ held-out sequences drawn from the task (`Task.probe_data`). A kind declares
   params   its settings (the catalogue's `params:`), with defaults
   metrics  stat -> the probe axes it varies along: ("layer",), ("offset",), ("layer", "offset"),
            ("k",) or () for one number per model
+  facts    stat -> its Metric (modules/metrics.py: better side, range, whether training moves it)
+  chance   stat -> its chance level: a number, or the name of the stat that holds it (a probe's
+           own baseline: the majority class, the bigram predictor), read at the same point or,
+           failing that, at the point without the layer axis
 and `run` returns the points [{"at": {"probe.<axis>": v, ...}, "metrics": {stat: value}}] plus
 the raw result (kept in the probe file for the report). A claim addresses a stat as the metric
 "<probe id>.<stat>" and its axes as "probe.layer", "probe.offset", "probe.k".
@@ -33,6 +37,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..metrics import FRACTION, UNTRAINED, Metric
+
 
 @dataclass(frozen=True)
 class ProbeKind:
@@ -40,6 +46,8 @@ class ProbeKind:
     metrics: dict[str, tuple[str, ...]]
     needs_target: bool
     run: Callable = field(repr=False)
+    facts: dict[str, Metric] = field(default_factory=dict)
+    chance: dict[str, float | str] = field(default_factory=dict)
 
 
 _FIT = {"test_fraction": 0.2, "l2": 1e-3, "max_iter": 100}
@@ -126,29 +134,78 @@ def _fit(p: dict) -> dict:
     return {k: p[k] for k in _FIT}
 
 
+SCORE = Metric("higher", None, 1.0)           # accuracy, or R^2 for a regression target (unbounded below)
+GAIN = Metric("higher", -1.0, 1.0)             # a score minus its baseline
+WHERE = Metric("none", 1.0, None)              # a layer index: no side is better
+_GEOMETRY = ("mean_share", "pos_share", "ctx_share", "pos_var_share", "pos_rank", "pos_effective_rank", "smoothness",
+             "smoothness_shuffled", "position_raw", "position_context", "position_chance", "smoothness_gain",
+             "position_gap", "pos_ctx_cos", "pos_ctx_cos_random")
+
 KINDS: dict[str, ProbeKind] = {
     "linear": ProbeKind(
         params={**_FIT},
         metrics={"score": ("layer",), "control": ("layer",), "selectivity": ("layer",), "baseline": (),
                  "best_layer": (), "best_score": (), "gain": ()},
-        needs_target=True, run=_linear),
+        needs_target=True, run=_linear,
+        facts={"score": SCORE, "control": Metric("none", None, 1.0), "selectivity": GAIN, "baseline": UNTRAINED,
+               "best_layer": WHERE, "best_score": SCORE, "gain": GAIN},
+        chance={"score": "baseline", "best_score": "baseline", "gain": 0.0, "selectivity": 0.0}),
     "sparse": ProbeKind(
         params={"ks": [1, 2, 4, 8, 16, "all"], "layer": None, **_FIT},
         metrics={"score": ("k",), "gain": ("k",), "baseline": ()},
-        needs_target=True, run=_sparse),
+        needs_target=True, run=_sparse,
+        facts={"score": SCORE, "gain": GAIN, "baseline": UNTRAINED},
+        chance={"score": "baseline", "gain": 0.0}),
     "future_token": ProbeKind(
         params={"offsets": [0, 1, 2, 3], **_FIT},
         metrics={"accuracy": ("layer", "offset"), "unigram": ("offset",), "bigram": ("offset",),
                  "best_layer": ("offset",), "best_accuracy": ("offset",), "gain": ("offset",)},
-        needs_target=False, run=_future),
+        needs_target=False, run=_future,
+        # what the state adds beyond the current token: the bigram predictor reads that token only
+        facts={"accuracy": FRACTION, "unigram": UNTRAINED, "bigram": UNTRAINED, "best_layer": WHERE,
+               "best_accuracy": FRACTION, "gain": GAIN},
+        chance={"accuracy": "bigram", "best_accuracy": "bigram", "gain": 0.0}),
     "geometry": ProbeKind(
         params={"energy": 0.95, **_FIT},
-        metrics={k: ("layer",) for k in ("mean_share", "pos_share", "ctx_share", "pos_var_share", "pos_rank",
-                                         "pos_effective_rank", "smoothness", "smoothness_shuffled",
-                                         "position_raw", "position_context", "position_chance",
-                                         "smoothness_gain", "position_gap", "pos_ctx_cos", "pos_ctx_cos_random")},
-        needs_target=False, run=_geometry),
+        metrics={k: ("layer",) for k in _GEOMETRY},
+        needs_target=False, run=_geometry,
+        # shares, ranks, smoothness and coherence describe the states' shape: training moves them,
+        # but toward no side a priori; position decoding from the raw state is a skill
+        facts={**{k: Metric("none") for k in _GEOMETRY}, "position_raw": FRACTION,
+               "position_chance": UNTRAINED, "pos_ctx_cos_random": UNTRAINED, "smoothness_shuffled": UNTRAINED},
+        chance={"position_raw": "position_chance"}),
 }
+
+
+def facts_of(kind: str) -> dict[str, dict]:
+    """Every stat of a kind with its facts as plain dicts (a stat without declared facts: no better side)."""
+    k = KINDS[kind]
+    return {stat: k.facts.get(stat, Metric("none")).as_dict() for stat in k.metrics}
+
+
+def add_chance(kind: str, points: list[dict]) -> None:
+    """Give each point a "chance" mapping for its stats, from the kind's chance table: a constant, or
+    the value of another stat at the same point or at the point without the layer axis."""
+    table = KINDS[kind].chance
+
+    def general(at: dict) -> dict:
+        key = {k: v for k, v in at.items() if k != "probe.layer"}
+        for pt in points:
+            if pt["at"] == key:
+                return pt["metrics"]
+        return {}
+
+    for pt in points:
+        ch = {}
+        for stat in pt["metrics"]:
+            ref = table.get(stat)
+            if isinstance(ref, (int, float)):
+                ch[stat] = float(ref)
+            elif isinstance(ref, str):
+                v = pt["metrics"].get(ref, general(pt["at"]).get(ref))
+                if v is not None:
+                    ch[stat] = float(v)
+        pt["chance"] = ch
 
 
 def kind_names() -> list[str]:
@@ -196,4 +253,6 @@ def run_probe(kind: str, hiddens: list, data: dict, layers: list[int], target: s
     """Run one probe; returns (points, raw result)."""
     p = resolve_params(kind, params)
     label_kind = data["label_kinds"].get(target, "classification") if target is not None else None
-    return KINDS[kind].run(hiddens, data, layers, target, label_kind, p, seed)
+    points, raw = KINDS[kind].run(hiddens, data, layers, target, label_kind, p, seed)
+    add_chance(kind, points)
+    return points, raw

@@ -39,6 +39,7 @@ from typing import ClassVar, Literal
 import torch
 
 from ..config import require
+from ..metrics import FRACTION, Metric
 from .base import Task
 
 EVAL_CHUNK = 256                   # sequences per forward pass at evaluation
@@ -53,11 +54,17 @@ class AddingTask(Task):
     eval_size: int = 1024          # sequences drawn for evaluate()
 
     metrics: ClassVar[tuple[str, ...]] = ("mse", "accuracy")
+    # the constant predictor E y = 1: mse 1/6; |1 - y| < 0.04 for y = v_i + v_j (triangular density
+    # 1 - |y - 1| around 1) with probability 2 x 0.04 - 0.04^2 = 0.0784
+    metric_facts: ClassVar = {"mse": Metric("lower", 0.0, None, band=0.01), "accuracy": FRACTION}
     eval_axes: ClassVar[tuple[str, ...]] = ("seq_len", "markers")
 
     def __post_init__(self):
         require(self.seq_len >= 2, "seq_len", f"{self.seq_len} must be at least 2 (two marked positions)")
         require(self.eval_size >= 1, "eval_size", f"{self.eval_size} must be at least 1")
+
+    def chance(self) -> dict[str, float]:
+        return {"mse": CONSTANT_MSE, "accuracy": 2 * TOLERANCE - TOLERANCE ** 2}
 
     def spec(self) -> dict:
         return {"d_input": 2, "d_output": 1}

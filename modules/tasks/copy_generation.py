@@ -71,6 +71,7 @@ from typing import ClassVar
 
 import torch
 
+from ..metrics import FRACTION, Metric
 from .copy import CopyTask
 from .sequence import check_pos, randint
 
@@ -174,6 +175,18 @@ class CopyGenerationTask(CopyTask):
         "gen_tokens_per_s", "gen_tokens_per_s_wall", "gen_tokens_per_s_cached", "gen_cost_growth", "gen_accuracy",
         "gen_state_floats",
     )
+    metric_facts: ClassVar = {
+        **CopyTask.metric_facts, "gen_accuracy": FRACTION,
+        # speeds and sizes of the decoding loop: training does not move them
+        **{k: Metric("higher", 0.0, None, trained=False)
+           for k in ("gen_tokens_per_s", "gen_tokens_per_s_wall", "gen_tokens_per_s_cached")},
+        "gen_cost_growth": Metric("lower", 0.0, None, trained=False),
+        "gen_state_floats": Metric("none", 0.0, None, trained=False),
+    }
+
+    def chance(self) -> dict[str, float]:
+        c = super().chance()
+        return {**c, "gen_accuracy": c["accuracy"]} if "accuracy" in c else c
 
     def __post_init__(self):
         super().__post_init__()

@@ -71,6 +71,7 @@ from typing import ClassVar
 import torch
 
 from ..config import require
+from ..metrics import Metric
 from .base import Task
 
 EVAL_CHUNK = 256                   # prompts per forward pass at evaluation
@@ -96,7 +97,20 @@ class ICLRegressionTask(Task):
         "spd_ols", "spd_ridge", "spd_gd", "spd_knn",
         "spd_ratio_ols_gd", "spd_ratio_ols_knn", "spd_ratio_ridge_ols",
     )
+    # the model's error falls with training; the reference predictors' errors are not the model's;
+    # a squared prediction difference (and a ratio of two) measures which algorithm the model is
+    # like, which training may move either way
+    metric_facts: ClassVar = {
+        "mse": Metric("lower", 0.0, None, band=0.05),
+        **{f"{b}_mse": Metric("none", 0.0, None, trained=False) for b in BASELINES},
+        **{k: Metric("none", 0.0, None) for k in ("spd_ols", "spd_ridge", "spd_gd", "spd_knn", "spd_ratio_ols_gd",
+                                                 "spd_ratio_ols_knn", "spd_ratio_ridge_ols")},
+    }
     eval_axes: ClassVar[tuple[str, ...]] = ("k", "noise_std", "n_points")
+
+    def chance(self) -> dict[str, float]:
+        """mse of the predictor 0 (w's mean), which ignores the context: E y^2 / d = 1 + noise^2 / d."""
+        return {"mse": 1.0 + self.noise_std ** 2 / self.dim}
 
     def __post_init__(self):
         require(self.dim >= 1, "dim", f"{self.dim} must be at least 1")

@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import require
+from ..metrics import FRACTION, LOSS, Metric
 from .sequence import EVAL_CHUNK, SequenceTask
 
 CHARS = "\t\n" + "".join(chr(c) for c in range(32, 127))     # ids 0..96; 97 is every other character
@@ -175,10 +176,17 @@ class PythonSourceTask(SequenceTask):
     ngram_order: int = 5           # the n of the n-gram baseline (context of n - 1 characters)
 
     metrics: ClassVar[tuple[str, ...]] = ("loss", "bits_per_char", "accuracy", "ngram_bits_per_char", "ratio_to_ngram")
+    metric_facts: ClassVar = {"loss": LOSS, "accuracy": FRACTION, "bits_per_char": LOSS,
+                              "ngram_bits_per_char": Metric("none", 0.0, None, trained=False),
+                              "ratio_to_ngram": Metric("lower", 0.0, None)}
     eval_axes: ClassVar[tuple[str, ...]] = ("seq_len",)
     probe_labels: ClassVar[dict[str, str]] = {"in_string": "classification", "in_comment": "classification",
                                               "indent": "classification", "column": "regression",
                                               "position": "classification"}
+
+    def chance(self) -> dict[str, float]:
+        c = super().chance()
+        return {**c, "bits_per_char": c["loss"] / math.log(2)} if "loss" in c else c
 
     def __post_init__(self):
         super().__post_init__()

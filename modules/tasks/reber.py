@@ -32,6 +32,7 @@ from typing import ClassVar
 import torch
 
 from ..config import require
+from ..metrics import FRACTION
 from .sequence import SequenceTask
 
 SYMBOLS = "BTPSXVE"
@@ -71,6 +72,7 @@ class ReberTask(SequenceTask):
     seq_len: int = 100             # input symbols per stream (about 8 embedded strings)
 
     metrics: ClassVar[tuple[str, ...]] = ("loss", "accuracy", "string_accuracy", "sequence_accuracy")
+    metric_facts: ClassVar = {**SequenceTask.metric_facts, "string_accuracy": FRACTION}
     eval_axes: ClassVar[tuple[str, ...]] = ("seq_len",)
 
     def __post_init__(self):

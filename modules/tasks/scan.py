@@ -59,6 +59,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import require
+from ..metrics import FRACTION
 from .sequence import IGNORE, SequenceTask
 
 PRIMITIVES = ("walk", "look", "run", "jump")
@@ -193,7 +194,12 @@ class ScanTask(SequenceTask):
     eval_size: int | None = None       # test commands evaluated; None: the whole test split
 
     metrics: ClassVar[tuple[str, ...]] = ("exact_match", "accuracy", "sequence_accuracy", "loss")
+    metric_facts: ClassVar = {**SequenceTask.metric_facts, "exact_match": FRACTION}
     eval_axes: ClassVar[tuple[str, ...]] = ()
+
+    def chance(self) -> dict[str, float]:
+        c = super().chance()     # the commonest action at each output position, whatever the command
+        return {**c, "exact_match": c["sequence_accuracy"]} if "sequence_accuracy" in c else c
 
     def __post_init__(self):
         require(self.eval_size is None or self.eval_size >= 1, "eval_size", f"{self.eval_size} must be at least 1")

@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import require
+from ..metrics import FRACTION, LOSS
 from .base import Task
 
 N_IMAGES = 1797                    # load_digits
@@ -85,7 +86,20 @@ class SeqDigitsTask(Task):
     n_train: int = N_TRAIN_MAX     # training images: the first n_train (the test split is fixed)
 
     metrics: ClassVar[tuple[str, ...]] = ("accuracy", "loss", "train_accuracy")
+    metric_facts: ClassVar = {"accuracy": FRACTION, "loss": LOSS, "train_accuracy": FRACTION}
     eval_axes: ClassVar[tuple[str, ...]] = ()
+
+    def chance(self) -> dict[str, float]:
+        """The commonest class of the test split (and of the training images), and the loss of
+        predicting the class frequencies; the images themselves are ignored."""
+        d = self.data()
+        out = {}
+        for split, key in (("y_test", "accuracy"), ("y_train", "train_accuracy")):
+            p = torch.bincount(d[split]).float() / len(d[split])
+            out[key] = float(p.max())
+            if key == "accuracy":
+                out["loss"] = float(-(p[d[split]]).log().mean())
+        return out
 
     def __post_init__(self):
         require(1 <= self.upsample <= 8, "upsample", f"{self.upsample} must be between 1 and 8 (T = 64 k^2)")

@@ -9,6 +9,12 @@ Metrics, over the scored positions of `eval_size` sequences drawn by `eval_batch
   loss               mean cross-entropy per scored token (nats)
   accuracy           fraction of scored tokens whose argmax is right
   sequence_accuracy  fraction of sequences whose scored tokens are all right
+
+Chance (`chance()`): the best predictor that never reads the input answers, at each position t,
+the commonest target seen there, with the targets' frequencies at t as its distribution. Its
+accuracy, sequence accuracy and loss are measured on CHANCE_SEQUENCES evaluation sequences drawn
+from a fixed seed, so every seed of a model is compared with the same level. A task whose
+structure allows a better input-blind shortcut (MQAR) raises it in its own `chance()`.
 """
 from __future__ import annotations
 
@@ -19,10 +25,13 @@ import torch
 import torch.nn.functional as F
 
 from ..config import require
+from ..metrics import FRACTION, LOSS
 from .base import Task
 
 IGNORE = -100
 EVAL_CHUNK = 256   # sequences per forward pass at evaluation
+CHANCE_SEQUENCES = 2048
+CHANCE_SEED = 7_000_003
 
 
 @dataclass
@@ -30,6 +39,7 @@ class SequenceTask(Task):
     eval_size: int = 512           # sequences drawn for evaluate()
 
     metrics: ClassVar[tuple[str, ...]] = ("loss", "accuracy", "sequence_accuracy")
+    metric_facts: ClassVar = {"loss": LOSS, "accuracy": FRACTION, "sequence_accuracy": FRACTION}
 
     def __post_init__(self):
         require(self.eval_size >= 1, "eval_size", f"{self.eval_size} must be at least 1")
@@ -55,6 +65,11 @@ class SequenceTask(Task):
         pos = torch.arange(T)[None].expand_as(x).clone()
         return {"x": x, "labels": {"position": pos, "target": y}, "label_kinds": dict(self.probe_labels),
                 "vocab_size": self.spec()["vocab_size"]}
+
+    def chance(self) -> dict[str, float]:
+        if getattr(self, "_chance", None) is None:
+            self._chance = position_majority(self)
+        return dict(self._chance)
 
     def loss(self, model, batch) -> torch.Tensor:
         y = batch.get("y_loss", batch["y"])
@@ -85,6 +100,37 @@ class SequenceTask(Task):
             "accuracy": correct / tokens if tokens else float("nan"),
             "sequence_accuracy": seq_right / seqs if seqs else float("nan"),
         }
+
+
+def position_majority(task: SequenceTask, sequences: int = CHANCE_SEQUENCES) -> dict[str, float]:
+    """loss, accuracy and sequence_accuracy of the input-blind predictor that answers, at each
+    position, the commonest target there (its distribution: the targets' frequencies there)."""
+    gen = torch.Generator().manual_seed(CHANCE_SEED)
+    ys = []
+    left = sequences
+    while left > 0:
+        n = min(EVAL_CHUNK, left)
+        left -= n
+        ys.append(task.eval_batch(gen, n)["y"])
+    T = max(y.shape[1] for y in ys)
+    y = torch.cat([F.pad(t, (0, T - t.shape[1]), value=IGNORE) for t in ys])          # (N, T)
+    scored = y != IGNORE
+    V = int(y.max().item()) + 1 if scored.any() else 1
+    counts = torch.zeros(T, V)                                                         # (T, V)
+    counts.scatter_add_(1, y.clamp(min=0).T, scored.T.float())
+    total = counts.sum(1, keepdim=True)                                                # (T, 1)
+    if total.sum() == 0:
+        return {}
+    majority = counts.argmax(1)                                                        # (T,)
+    p = counts / total.clamp(min=1)
+    logp = torch.log(p.clamp(min=1e-12))
+    nll = -(counts * logp).sum()
+    right = (y == majority[None]) & scored
+    has = scored.any(1)
+    seq_right = ((right | ~scored).all(1) & has).sum()
+    tokens = scored.sum()
+    return {"loss": float(nll / tokens), "accuracy": float(right.sum() / tokens),
+            "sequence_accuracy": float(seq_right / has.sum().clamp(min=1))}
 
 
 def check_pos(task, *keys: str, minimum: int = 1) -> None:

@@ -23,6 +23,7 @@ Eval axis: `n` (a model trained on one set size evaluated on another).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -30,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import require
+from ..metrics import FRACTION, LOSS, Metric
 from .base import Task
 
 EVAL_CHUNK = 500   # sets per forward pass at evaluation
@@ -43,7 +45,17 @@ class SortSetTask(Task):
     eval_size: int = 2000                                 # sets drawn for evaluate()
 
     metrics: ClassVar[tuple[str, ...]] = ("loss", "accuracy", "pointer_accuracy", "permutation_agreement")
+    # permutation_agreement: a model that ignores its input agrees with itself perfectly, so it is
+    # a property, not a skill: no better side
+    metric_facts: ClassVar = {"loss": LOSS, "accuracy": FRACTION, "pointer_accuracy": FRACTION,
+                              "permutation_agreement": Metric("none", 0.0, 1.0)}
     eval_axes: ClassVar[tuple[str, ...]] = ("n",)
+
+    def chance(self) -> dict[str, float]:
+        """Blind to the values, a pointer names the right element with probability 1/n (the input
+        order is random), and a whole output is right with probability 1/n!; loss ln n per step."""
+        return {"pointer_accuracy": 1.0 / self.n, "accuracy": 1.0 / math.factorial(self.n),
+                "loss": math.log(self.n)}
 
     def __post_init__(self):
         require(self.n >= 2, "n", f"{self.n} must be at least 2")

@@ -13,6 +13,7 @@ from typing import ClassVar
 import torch
 
 from ..config import require
+from ..metrics import COUNT, Metric
 from .base import Task
 
 
@@ -30,6 +31,9 @@ class SuperpositionTask(Task):
         "dimensions_per_feature",
         "features_per_dimension",
     )
+    # counts of what the model stores: sparsity, not training alone, decides which way they move
+    metric_facts: ClassVar = {"loss": Metric("lower", 0.0, None, band=0.0), "features_represented": COUNT,
+                              "dimensions_per_feature": COUNT, "features_per_dimension": COUNT}
     eval_axes: ClassVar[tuple[str, ...]] = ("sparsity",)
 
     def __post_init__(self):

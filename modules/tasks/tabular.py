@@ -50,6 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import require
+from ..metrics import FRACTION, LOSS, Metric
 from .base import Task
 
 # make_classification's settings when not given (n_informative defaults to n_features)
@@ -150,7 +151,15 @@ class TabularClassificationTask(Task):
     same_accuracy: float = 0.98          # size_reduction: the share of full-width accuracy kept
 
     metrics: ClassVar[tuple[str, ...]] = ("accuracy", "probe_accuracy", "loss", "size_reduction")
+    metric_facts: ClassVar = {"accuracy": FRACTION, "probe_accuracy": FRACTION, "loss": LOSS,
+                              "size_reduction": Metric("higher", 1.0, None)}
     eval_axes: ClassVar[tuple[str, ...]] = ("dim",)
+
+    def chance(self) -> dict[str, float]:
+        """The commonest class of the test split, for the model's own and the probe's accuracy."""
+        y_te = self.data()[3]
+        top = float(torch.bincount(y_te).max()) / len(y_te)
+        return {"accuracy": top, "probe_accuracy": top}
 
     def __post_init__(self):
         require(self.source in ("digits", "make_classification"), "source",

@@ -39,8 +39,15 @@ def make_paper(tmp: Path, **changes):
     return load_paper(path)
 
 
-def plant(tmp: Path, lp, scale: str, values, converged=True, skip=(), diverged=()):
-    """Write train.json/eval.json for every job; values(model, point, seed) -> {metric: v}."""
+def plant(tmp: Path, lp, scale: str, values, converged=True, skip=(), diverged=(), facts=None, chance=None):
+    """Write train.json/eval.json for every job; values(model, point, seed) -> {metric: v}.
+    converged: a bool or job -> bool; facts: {metric: facts} over the task's own (metric_facts of
+    eval.json); chance: {metric: level} at every point."""
+    from modules.tasks import get_task_class
+
+    task_facts = {}
+    for exp in lp.spec.experiments:
+        task_facts[exp.id] = {**get_task_class(exp.task.name).facts(), **(facts or {})}
     for job in lp.jobs(scale):
         if (job.model, job.seed) in skip:
             continue
@@ -51,7 +58,8 @@ def plant(tmp: Path, lp, scale: str, values, converged=True, skip=(), diverged=(
         (d / "train.json").write_text(json.dumps({"status": status, "diverged_at": 7 if status != "ok" else None,
                                                   "converged": conv, "config": job.config, "compute_s": 0.1}))
         if status == "ok":
-            ev = {"status": "ok", "points": [{"at": {}, "metrics": values(job.model, job.point, job.seed)}]}
+            ev = {"status": "ok", "metric_facts": task_facts[job.experiment],
+                  "points": [{"at": {}, "metrics": values(job.model, job.point, job.seed), "chance": chance or {}}]}
         else:
             ev = {"status": "not_run", "reason": "training diverged at step 7", "points": []}
         (d / "eval.json").write_text(json.dumps(ev))
