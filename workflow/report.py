@@ -22,6 +22,8 @@ from .jobs import read_json
 
 COLORS = {"reproduced": "#1a7f37", "not_reproduced": "#cf222e", "inconclusive": "#9a6700", "not_run": "#6e7781"}
 LABELS = {"reproduced": "reproduced", "not_reproduced": "not reproduced", "inconclusive": "inconclusive", "not_run": "not run"}
+FLAG_LABELS = {"under_budget": "under budget", "one_seed": "one seed", "control": "control not reproduced",
+               "chance": "at chance", "our_bound": "bound ours"}
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:1200px;padding:0 1rem;color:#1f2328}
@@ -49,19 +51,28 @@ PAPER_HTML = """<!doctype html>
  log them with <code>python -m workflow.tracking sync --scale {{ p.scale }}</code>.</p>{% endif %}
 <p class="counts">{% for v, n in p.counts.items() %}<span><span class="verdict" style="background:{{ colors[v] }}">{{ labels[v] }}</span> {{ n }}</span>{% endfor %}</p>
 
-<h2>Claims</h2>
-<table><tr><th>claim</th><th>source</th><th>paper</th><th>measured (mean [95% interval])</th><th>seeds</th><th>verdict</th><th>runs</th></tr>
-{% for c in p.claims %}<tr id="claim-{{ c.id }}">
-<td><b>{{ c.id }}</b> <span class="note">({{ c.kind }})</span><br>{{ c.text }}<br><span class="note">{{ c.metric }} in {{ c.experiment }}{% if c.at %} at {% for k, v in c.at.items() %}{{ k }}={{ v }}{% if not loop.last %}, {% endif %}{% endfor %}{% endif %}</span></td>
-<td>{{ c.source }}</td><td class="num">{{ c.paper_value }}</td>
+{% macro claims_table(rows) %}<table><tr><th>claim</th><th>source</th><th>paper</th><th>measured (mean [95% interval])</th><th>seeds</th><th>verdict</th><th>runs</th></tr>
+{% for c in rows %}<tr id="claim-{{ c.id }}">
+<td><b>{{ c.id }}</b> <span class="note">({{ c.kind }})</span><br>{{ c.text }}<br><span class="note">{{ c.metric }} in {{ c.experiment }}{% if c.at %} at {% for k, v in c.at.items() %}{{ k }}={{ v }}{% if not loop.last %}, {% endif %}{% endfor %}{% endif %}</span>{% if c.ours %}<br><span class="note">Ours: {{ c.ours }}</span>{% endif %}</td>
+<td>{{ c.source }}</td><td class="num">{{ c.paper_value }}{% if c.our_bound %}<br><span class="note">bound ours: {{ c.our_bound }}</span>{% endif %}</td>
 <td class="num">{{ c.measured_text or '' }}{% if c.reason %}<br><span class="note">{{ c.reason }}</span>{% endif %}{% if c.note %}<br><span class="note">Note: {{ c.note }}</span>{% endif %}</td>
 <td class="num">{{ c.n_seeds }}</td>
-<td><span class="verdict" style="background:{{ colors[c.verdict] }}">{{ labels[c.verdict] }}</span>{% if c.under_budget %}<br><span class="note">under budget</span>{% endif %}</td>
+<td><span class="verdict" style="background:{{ colors[c.verdict] }}">{{ labels[c.verdict] }}</span>{% for f in c.flags or [] %}<br><span class="note">{{ flag_labels.get(f, f) }}</span>{% endfor %}{% if c.requires %}<br><span class="note">controls: {{ c.requires|join(', ') }}</span>{% endif %}</td>
 <td class="note">{% for r in c.runs %}{% if run_url %}<a href="{{ run_url(r) }}">{{ r[:8] }}</a>{% else %}<code>{{ r[:8] }}</code>{% endif %} {% endfor %}</td>
-</tr>{% endfor %}</table>
+</tr>{% endfor %}</table>{% endmacro %}
+<h2>Claims</h2>
+{{ claims_table(p.claims|selectattr('origin', 'ne', 'ours')|list) }}
 <p class="note">Verdicts: reproduced when the whole 95% interval over seeds satisfies the claim, not reproduced when it
-contradicts it, inconclusive when it straddles the boundary (or contradicts it on training that had not converged:
-under budget), not run when a job it needs failed, diverged or is missing at this scale.</p>
+contradicts it, inconclusive when it straddles the boundary or the evidence cannot decide: training under budget
+where more of it could change the verdict, one seed, a flat series at a floor or ceiling, a model that learned
+nothing (at chance) without a reproduced control, or a control not reproduced. Not run when a job it needs failed,
+diverged or is missing at this scale.</p>
+{% set ours = p.claims|selectattr('origin', 'eq', 'ours')|list %}{% if ours %}
+<h2>Claims that are ours</h2>
+<p class="note">Statements the paper does not make (a model or range it never tested, a control it presupposes):
+judged by the same rules, never counted in the paper's verdicts above.
+{% if p.counts_ours %}{% for v, n in p.counts_ours.items() %}{% if n %}{{ labels[v] }} {{ n }}. {% endif %}{% endfor %}{% endif %}</p>
+{{ claims_table(ours) }}{% endif %}
 
 {% for t in p.tables %}
 <h2>{{ t.title }}</h2>
@@ -220,12 +231,23 @@ def render_markdown(p: dict, tracking: dict | None) -> str:
         lines.append(f"MLflow experiment `{tracking.get('experiment')}` at `{tracking.get('uri')}`")
     lines += ["", " · ".join(f"{LABELS[v]}: {n}" for v, n in p["counts"].items()), "", "## Claims", "",
               "| claim | source | paper | measured | seeds | verdict | notes |", "|---|---|---|---|---|---|---|"]
-    for c in p["claims"]:
-        lines.append("| " + " | ".join(_md_escape(x) for x in (
+    def row(c):
+        flags = ", ".join(FLAG_LABELS.get(f, f) for f in c.get("flags", []))
+        return "| " + " | ".join(_md_escape(x) for x in (
             f"**{c['id']}**: {c['text']}", c["source"], c["paper_value"], c.get("measured_text", ""),
-            c["n_seeds"], LABELS[c["verdict"]] + (" (under budget)" if c["under_budget"] else ""),
-            "; ".join(x for x in (c.get("reason"), c.get("note") and f"Note: {c['note']}",
-                                  c["runs"] and "runs " + ", ".join(r[:8] for r in c["runs"])) if x))) + " |")
+            c["n_seeds"], LABELS[c["verdict"]] + (f" ({flags})" if flags else ""),
+            "; ".join(x for x in (c.get("ours") and f"Ours: {c['ours']}",
+                                  c.get("our_bound") and f"Bound ours: {c['our_bound']}", c.get("reason"),
+                                  c.get("note") and f"Note: {c['note']}",
+                                  c["runs"] and "runs " + ", ".join(r[:8] for r in c["runs"])) if x))) + " |"
+
+    lines += [row(c) for c in p["claims"] if c.get("origin", "paper") != "ours"]
+    ours = [c for c in p["claims"] if c.get("origin") == "ours"]
+    if ours:
+        lines += ["", "## Claims that are ours", "",
+                  "Statements the paper does not make: judged by the same rules, never counted as the paper's.", "",
+                  "| claim | source | paper | measured | seeds | verdict | notes |", "|---|---|---|---|---|---|---|"]
+        lines += [row(c) for c in ours]
     for t in p["tables"]:
         lines += ["", f"## {t['title']}", "", f"{t['metric']}; paper | reproduced (mean ± 95% half-width)"
                   + (f"; paper values: {t['source']}" if t.get("source") else ""), ""]
@@ -255,7 +277,10 @@ def render_paper(verdicts: Path, out_dir: Path, tracking_file: Path | None = Non
         base = uri.rstrip("/") if uri.startswith("http") else "http://127.0.0.1:5000"
         eid = tracking["experiment_id"]
         run_url = lambda r: f"{base}/#/experiments/{eid}/runs/{r}"  # noqa: E731
-    html = _env().from_string(PAPER_HTML).render(p=p, figures=figures, tracking=tracking, run_url=run_url)
+    for c in p["claims"]:
+        c.setdefault("origin", "paper")
+    html = _env().from_string(PAPER_HTML).render(p=p, figures=figures, tracking=tracking, run_url=run_url,
+                                                 flag_labels=FLAG_LABELS)
     (out_dir / "index.html").write_text(html)
     (out_dir / "report.md").write_text(render_markdown(p, tracking))
     return out_dir / "index.html"

@@ -19,7 +19,11 @@ def build(tmp_path, monkeypatch):
          "measure": {"experiment": "exp", "model": "a", "metric": "loss", "at": {"task.sparsity": 0.0}},
          "op": "<", "value": 2.0},
         {"id": "c2", "text": "a beats b", "source": "Table 1", "kind": "ordering",
-         "measure": {"experiment": "exp", "metric": "loss", "at": {"task.sparsity": 0.9}}, "order": ["b", "a"]},
+         "measure": {"experiment": "exp", "metric": "loss", "at": {"task.sparsity": 0.9}}, "order": ["b", "a"],
+         "requires": ["c1"]},
+        {"id": "c3", "text": "a is small at a sparsity the paper never tried", "source": "Figure 2", "kind": "threshold",
+         "measure": {"experiment": "exp", "model": "a", "metric": "loss", "at": {"task.sparsity": 0.5}},
+         "op": "<", "value": 2.0, "ours": "the paper never tries this sparsity"},
     ])
     plant(tmp_path, lp, "small", lambda m, p, s: {"loss": {"a": 1.0, "b": 2.0}[m] + 0.1 * s + p["task.sparsity"],
                                                    "features_represented": 3.0})
@@ -32,7 +36,8 @@ def build(tmp_path, monkeypatch):
 
 def test_paper_report_escapes_and_shows_everything(tmp_path, monkeypatch):
     v = build(tmp_path, monkeypatch)
-    assert [c["verdict"] for c in v["claims"]] == ["reproduced", "reproduced"]
+    assert [c["verdict"] for c in v["claims"]] == ["reproduced", "reproduced", "reproduced"]
+    assert v["counts"]["reproduced"] == 2 and v["counts_ours"]["reproduced"] == 1
     out = render_paper(tmp_path / "verdicts.json", tmp_path / "rep", tmp_path / "runs.json")
     html = out.read_text()
     assert "<script>" not in html and "&lt;script&gt;" in html
@@ -45,6 +50,11 @@ def test_paper_report_escapes_and_shows_everything(tmp_path, monkeypatch):
     md = (tmp_path / "rep/report.md").read_text()
     assert "| 1 \\| 1.1 ± 0.2484 |" in md
     assert "**c1**" in md and "reproduced" in md
+    # claims that are ours sit apart, after the paper's, with their reason; controls are named
+    assert html.index("Claims that are ours") < html.index('id="claim-c3"')
+    assert html.index('id="claim-c2"') < html.index("Claims that are ours")
+    assert "Ours: the paper never tries this sparsity" in html and "controls: c1" in html
+    assert md.index("## Claims that are ours") < md.index("**c3**")
 
 
 def test_index_lists_papers_with_counts(tmp_path, monkeypatch):
