@@ -383,7 +383,29 @@ def probe_metrics(exp: S.Experiment) -> dict[str, dict[str, list]]:
 
 
 def axes_of(exp: S.Experiment) -> Axes:
-    return Axes(train=dict(exp.sweep), evaluate=dict(exp.evaluate.sweep), probe=probe_metrics(exp))
+    """The axes claims and tables address: a `select_best` axis is resolved per seed, not addressed."""
+    hidden = set(exp.select_best.over) if exp.select_best else set()
+    return Axes(train={k: v for k, v in exp.sweep.items() if k not in hidden}, evaluate=dict(exp.evaluate.sweep),
+                probe=probe_metrics(exp))
+
+
+def _check_select(exp: S.Experiment, where: str, problems: list[str]) -> None:
+    """select_best names axes of the training sweep and a metric the experiment evaluates."""
+    sel = exp.select_best
+    if sel is None:
+        return
+    for j, key in enumerate(sel.over):
+        if key not in exp.sweep:
+            problems.append(f"{where}.select_best.over[{j}]: {key!r} is not an axis of the experiment's sweep; "
+                            f"sweep axes: {', '.join(exp.sweep) or 'none'}")
+    if sel.by not in exp.evaluate.metrics:
+        problems.append(f"{where}.select_best.by: {sel.by!r} is not an evaluate metric of the experiment; "
+                        f"its metrics: {', '.join(exp.evaluate.metrics) or 'none'}")
+    elif _REGISTRY_CHECKS[0]:
+        fact = metric_fact(exp, sel.by)
+        if fact is not None and fact["better"] == "none":
+            problems.append(f"{where}.select_best.by: {sel.by!r} has no better side, so no point of a sweep is "
+                            f"its best; choose a metric such as an accuracy or a loss")
 
 
 def metrics_of(exp: S.Experiment) -> list[str]:
@@ -654,7 +676,7 @@ def says_worse(c, better: str) -> bool:
     return c.kind == "ordering"          # its later models are worse
 
 
-def _check_controls(paper: S.Paper, problems: list[str]) -> None:
+def _check_controls(paper: S.Paper, problems: list[str], worse: bool = True) -> None:
     """requires: names claims of this paper, not itself, without a cycle; a claim that something fails
     names a control or says why it has none (this needs the metrics' better sides: a registry check)."""
     ids = [c.id for c in paper.claims]
@@ -686,7 +708,7 @@ def _check_controls(paper: S.Paper, problems: list[str]) -> None:
     for cid in ids:
         if cid not in state:
             visit(cid, [cid])
-    if not _REGISTRY_CHECKS[0]:
+    if not _REGISTRY_CHECKS[0] or not worse:
         return
     exps = {e.id: e for e in paper.experiments}
     for i, c in enumerate(paper.claims):
@@ -910,6 +932,7 @@ def resolve_scale(path: Path, paper: S.Paper, scale: str) -> dict[str, S.Experim
             continue
         sem: list[str] = []
         _check_experiment(resolved, f"{where} gives experiments[{i}]", sem)
+        _check_select(resolved, f"{where} gives experiments[{i}]", sem)
         problems += [f"{path}: {p}" for p in sem]
         out[exp.id] = resolved
     if problems:
@@ -944,10 +967,12 @@ def load_paper(path: str | Path, registry_checks: bool = True) -> LoadedPaper:
         for i, exp in enumerate(spec.experiments):
             sem: list[str] = []
             _check_experiment(exp, f"experiments[{i}]", sem)
+            _check_select(exp, f"experiments[{i}]", sem)
             problems += [f"{path}: {p}" for p in sem]
         refs: list[str] = []
         _check_references(spec, refs)
-        _check_controls(spec, refs)
+        # a claim whose references are wrong is not also asked for its control
+        _check_controls(spec, refs, worse=not refs and not problems)
         problems += [f"{path}: {p}" for p in refs]
         if problems:
             raise CatalogueError(problems)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import sys
 from pathlib import Path
 
@@ -148,6 +149,14 @@ def judge_claim(c, ms: Measurements, decided: dict[str, dict] | None = None) -> 
         verdict = "inconclusive"
     if c.our_bound:
         flags.append("our_bound")
+    sel = ms.paper.experiment(m.experiment, ms.scale).select_best
+    if sel is not None:
+        chosen = sorted({(k[1], k[2], json.dumps(at, sort_keys=True)) for k, at in ms.selected.items()
+                         if k[0] == m.experiment})
+        out["selection"] = {
+            "text": f"each seed of each model read at its best {', '.join(sel.over)} by {sel.by}, selected on the "
+                    f"evaluation metric as the paper reports",
+            "chosen": [{"model": mod, "seed": seed, **json.loads(at)} for mod, seed, at in chosen]}
     records = {id(r): r for comp in ev.comparisons + ev.required for r in comp.records}.values()
     jobs = sorted({r.job_dir for r in records})
     out.update(measured=ev.measured, measured_text=ev.measured_text, verdict=verdict, reason="; ".join(reasons),

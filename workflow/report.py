@@ -55,7 +55,7 @@ PAPER_HTML = """<!doctype html>
 {% for c in rows %}<tr id="claim-{{ c.id }}">
 <td><b>{{ c.id }}</b> <span class="note">({{ c.kind }})</span><br>{{ c.text }}<br><span class="note">{{ c.metric }} in {{ c.experiment }}{% if c.at %} at {% for k, v in c.at.items() %}{{ k }}={{ v }}{% if not loop.last %}, {% endif %}{% endfor %}{% endif %}</span>{% if c.ours %}<br><span class="note">Ours: {{ c.ours }}</span>{% endif %}</td>
 <td>{{ c.source }}</td><td class="num">{{ c.paper_value }}{% if c.our_bound %}<br><span class="note">bound ours: {{ c.our_bound }}</span>{% endif %}</td>
-<td class="num">{{ c.measured_text or '' }}{% if c.reason %}<br><span class="note">{{ c.reason }}</span>{% endif %}{% if c.note %}<br><span class="note">Note: {{ c.note }}</span>{% endif %}</td>
+<td class="num">{{ c.measured_text or '' }}{% if c.reason %}<br><span class="note">{{ c.reason }}</span>{% endif %}{% if c.note %}<br><span class="note">Note: {{ c.note }}</span>{% endif %}{% if c.selection %}<br><span class="note">{{ c.selection.text }}</span>{% endif %}</td>
 <td class="num">{{ c.n_seeds }}</td>
 <td><span class="verdict" style="background:{{ colors[c.verdict] }}">{{ labels[c.verdict] }}</span>{% for f in c.flags or [] %}<br><span class="note">{{ flag_labels.get(f, f) }}</span>{% endfor %}{% if c.requires %}<br><span class="note">controls: {{ c.requires|join(', ') }}</span>{% endif %}</td>
 <td class="note">{% for r in c.runs %}{% if run_url %}<a href="{{ run_url(r) }}">{{ r[:8] }}</a>{% else %}<code>{{ r[:8] }}</code>{% endif %} {% endfor %}</td>

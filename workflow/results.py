@@ -56,6 +56,7 @@ class Measurements:
     compute_s: float = 0.0                                     # training + evaluation, summed over jobs
     provenance: list = field(default_factory=list)             # each finished train job's provenance
     facts: dict = field(default_factory=dict)                  # (experiment, metric) -> the metric's facts
+    selected: dict = field(default_factory=dict)               # select_best: (exp, model, seed, point) -> the best point
 
     def axes(self, exp_id: str) -> Axes:
         return axes_of(self.paper.experiment(exp_id, self.scale))
@@ -80,8 +81,35 @@ class Measurements:
         return point
 
     def values(self, exp_id: str, model: str, point: dict, metric: str) -> list[tuple[int, float, Record]]:
-        """(seed, value, record) for every seed of the experiment; NotRun if any is missing."""
+        """(seed, value, record) for every seed of the experiment; NotRun if any is missing. With
+        `select_best`, each seed's value is read at the point of its axes where `by` is best."""
         exp = self.paper.experiment(exp_id, self.scale)
+        sel = exp.select_best
+        if sel is None:
+            return self._values(exp, model, point, metric)
+        import itertools
+
+        better = self.fact(exp_id, sel.by)["better"]
+        free = {k: v for k, v in point.items() if k in self.axes(exp_id).for_metric(sel.by)}
+        by_point = self.full_point(exp_id, free, metric=sel.by)
+        best: dict[int, tuple] = {}
+        for combo in itertools.product(*(exp.sweep[k] for k in sel.over)):
+            at = dict(zip(sel.over, combo))
+            scores = self._values(exp, model, {**by_point, **at}, sel.by)
+            vals = {seed: (v, r) for seed, v, r in self._values(exp, model, {**point, **at}, metric)}
+            for seed, score, _ in scores:
+                old = best.get(seed)
+                if old is None or (score > old[0] if better != "lower" else score < old[0]):
+                    best[seed] = (score, at, *vals[seed])
+        out = []
+        for seed in sorted(best):
+            score, at, v, rec = best[seed]
+            self.selected[(exp_id, model, seed, json.dumps(point, sort_keys=True))] = at
+            out.append((seed, v, rec))
+        return out
+
+    def _values(self, exp, model: str, point: dict, metric: str) -> list[tuple[int, float, Record]]:
+        exp_id = exp.id
         train_keys = set(exp.sweep)
         train_point = {k: v for k, v in point.items() if k in train_keys}
         from .catalogue import point_name

@@ -126,6 +126,15 @@ class ProbeSpec(Strict):
     params: dict[str, Any] = Field(default_factory=dict, description="the kind's settings (offsets, ks, layer, l2, ...)")
 
 
+class SelectBest(Strict):
+    """Report, per seed and model, the point of some training axes where a metric is best (papers that
+    tune the learning rate report the best run of their sweep, e.g. zoology's MQAR figures)."""
+
+    over: list[AxisKey] = Field(min_length=1, description="training sweep axes to select over, e.g. [train.lr]")
+    by: str = Field(description="the evaluate metric whose best value (by its better side) selects the point; "
+                                "every metric of that seed and model is then read at that point")
+
+
 class Experiment(Strict):
     id: Id = Field(description="the experiment's id within the paper")
     task: TaskSpec
@@ -138,6 +147,9 @@ class Experiment(Strict):
     evaluate: EvaluateSpec
     probes: list[ProbeSpec] = Field(default_factory=list, description="probes on the trained models' hidden states")
     seeds: int = Field(1, ge=1, le=1000, description="independent training seeds per model and sweep point")
+    select_best: SelectBest | None = Field(
+        None, description="read every metric at the best point of these sweep axes, per seed and model; claims "
+                          "and tables then do not address those axes, and the report says what was selected")
 
 
 class Measure(Strict):

@@ -1037,7 +1037,7 @@ def test_scale_overrides_probe_positions(tmp_path):
                             "train": {"steps": 10, "batch_size": 2, "lr": 0.01}, "evaluate": {"metrics": ["loss"]},
                             "probes": [{"id": "a", "kind": "geometry"}, {"id": "b", "kind": "linear", "target": "indent"}]}],
            "scales": {"smoke": {"probes.positions": 500}},
-           "claims": [{"id": "c", "text": "t", "source": "s", "kind": "threshold", "op": ">", "value": 0,
+           "claims": [{"id": "c", "text": "t", "source": "s", "kind": "threshold", "op": "<", "value": 9,
                        "measure": {"experiment": "e", "model": "m", "metric": "loss"}}]}
     path = tmp_path / "pp.yaml"
     path.write_text(_yaml.safe_dump(doc))

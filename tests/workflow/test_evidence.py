@@ -339,3 +339,31 @@ def test_a_model_may_carry_its_own_learning_rate(tmp_path):
     with pytest.raises(CatalogueError) as e:
         make_paper(tmp_path, experiments=[exp])
     assert "steps" in str(e.value)
+
+
+def test_select_best_reads_each_seed_at_its_best_learning_rate(tmp_path):
+    """Papers that tune the learning rate report the best run of the sweep: per seed and model."""
+    exp = json.loads(json.dumps(BASE["experiments"][0]))
+    exp["sweep"] = {"task.sparsity": [0.0, 0.9], "train.lr": [0.01, 0.1]}
+    exp["select_best"] = {"over": ["train.lr"], "by": "loss"}
+    claims = [{**BASE["claims"][0], "measure": {**BASE["claims"][0]["measure"]}}]
+    lp = make_paper(tmp_path, experiments=[exp], scales={}, tables=[], claims=claims)
+    # loss: seed 0 is best at lr 0.1, seed 1 and 2 at lr 0.01; features_represented tells which was read
+    best = {0: 0.1, 1: 0.01, 2: 0.01}
+    plant(tmp_path, lp, "small", lambda m, p, s: {
+        "loss": 1.0 if p["train.lr"] == best[s] else 3.0, "features_represented": p["train.lr"]})
+    ms = collect(lp, "small", tmp_path)
+    assert "train.lr" not in ms.axes("exp").all                       # claims do not address it
+    vals = ms.values("exp", "a", {"task.sparsity": 0.0}, "features_represented")
+    assert [v for _, v, _ in vals] == [0.1, 0.01, 0.01]
+    out = judge_claim(claim("value", measure=ONE, paper=1.0, tolerance=0.1), ms)
+    assert out["verdict"] == "reproduced" and "best train.lr by loss" in out["selection"]["text"]
+    # a claim may not fix the selected axis; select_best names sweep axes and evaluated metrics
+    bad = {**claims[0], "measure": {**claims[0]["measure"], "at": {"task.sparsity": 0.0, "train.lr": 0.1}}}
+    with pytest.raises(CatalogueError):
+        make_paper(tmp_path, experiments=[exp], scales={}, tables=[], claims=[bad])
+    exp["select_best"] = {"over": ["train.momentum"], "by": "accuracy"}
+    with pytest.raises(CatalogueError) as e:
+        make_paper(tmp_path, experiments=[exp], scales={}, tables=[], claims=claims)
+    assert "select_best.over[0]: 'train.momentum' is not an axis" in str(e.value)
+    assert "select_best.by: 'accuracy' is not an evaluate metric" in str(e.value)
