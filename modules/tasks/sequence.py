@@ -68,7 +68,7 @@ class SequenceTask(Task):
 
     def chance(self) -> dict[str, float]:
         if getattr(self, "_chance", None) is None:
-            self._chance = position_majority(self)
+            self._chance = {k: v for k, v in position_majority(self).items() if k in self.metrics}
         return dict(self._chance)
 
     def loss(self, model, batch) -> torch.Tensor:
