@@ -32,15 +32,20 @@ def print_verdicts(scale: str, papers: list[str], root: Path = Path(".")) -> Non
             continue
         v = json.loads(f.read_text())
         counts = ", ".join(f"{k.replace('_', ' ')} {n}" for k, n in v["counts"].items() if n)
+        ours = sum((v.get("counts_ours") or {}).values())
+        counts += f" (and {ours} claim{'s' * (ours != 1)} of ours)" if ours else ""
         table = Table(title=f"{pid}: {counts}", title_justify="left")
         table.add_column("claim", no_wrap=True)
         table.add_column("verdict", no_wrap=True)
         table.add_column("paper")
         table.add_column("measured: mean [95% interval]")
-        for c in v["claims"]:
-            verdict = c["verdict"].replace("_", " ") + (" (under budget)" if c.get("under_budget") else "")
-            table.add_row(escape(c["id"]), f"[{STYLE[c['verdict']]}]{verdict}[/]", escape(c["paper_value"]),
-                          escape(c.get("measured_text") or c.get("reason", "")))
+        table.add_column("why")
+        for c in sorted(v["claims"], key=lambda c: c.get("origin") == "ours"):
+            flags = ", ".join(f.replace("_", " ") for f in c.get("flags", []))
+            verdict = c["verdict"].replace("_", " ") + (f" ({flags})" if flags else "")
+            cid = c["id"] + (" (ours)" if c.get("origin") == "ours" else "")
+            table.add_row(escape(cid), f"[{STYLE[c['verdict']]}]{verdict}[/]", escape(c["paper_value"]),
+                          escape(c.get("measured_text") or ""), escape(c.get("reason") or ""))
         console.print(table)
         console.print(f"  report: {root / 'reports' / scale / pid / 'index.html'}")
     console.print(f"All papers: {root / 'reports' / scale / 'index.html'}")

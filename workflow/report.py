@@ -83,7 +83,7 @@ judged by the same rules, never counted in the paper's verdicts above.
 {% if cell.paper is not none %}<span class="paper">{{ fmt(cell.paper) }}</span> | {% endif %}
 {% if cell.not_run %}<span class="note" title="{{ cell.not_run }}">not run</span>{% else %}{{ fmt(cell.mean) }} ± {{ fmt((cell.hi - cell.lo) / 2) }}{% if not cell.converged %}*{% endif %}{% endif %}
 </td>{% endfor %}</tr>{% endfor %}</table>
-{% if t.any_unconverged %}<p class="note">* training had not converged (loss still falling at the end of the budget).</p>{% endif %}
+{% if t.any_unconverged %}<p class="note">* under budget: trained fewer steps than the claims need, or its loss was still falling at the end.</p>{% endif %}
 {% endfor %}
 
 {% if figures %}<h2>Figures</h2><p class="note">Mean over seeds, with each seed as a dot and the 95% interval shaded.</p>

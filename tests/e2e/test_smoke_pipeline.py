@@ -82,10 +82,20 @@ def test_every_paper_is_judged_and_probes_ran(repo):
             probed += 1
         html = (repo / f"reports/smoke/{pid}/index.html").read_text()
         for c in v["claims"]:
+            # smoke trains fewer steps than any experiment's budget: a value or a trend, which more
+            # training could move either way, is never decided on it; a pass that stands says why
+            if c["under_budget"] and c["kind"] in ("value", "trend"):
+                assert c["verdict"] in ("inconclusive", "not_run"), (pid, c["id"], c["reason"])
+            if c["verdict"] == "reproduced" and c["under_budget"]:
+                assert "could only strengthen" in c["reason"], (pid, c["id"], c["reason"])
             if "." in c["metric"]:                                 # a probe metric: judged, not missing
                 assert c["verdict"] != "not_run", (pid, c["id"], c.get("reason"))
                 assert f'id="claim-{c["id"]}"' in html
     assert probed >= 3
+    # each evaluation records the metrics' facts and the chance level beside every value
+    ev = json.loads(next((repo / "results/smoke/mimetic_init").rglob("eval.json")).read_text())
+    assert ev["metric_facts"]["accuracy"]["better"] == "higher"
+    assert 0.2 < ev["points"][0]["chance"]["accuracy"] < 0.6
 
 
 def test_every_job_reached_mlflow(repo):
