@@ -2,6 +2,7 @@
 report can address by (experiment, model, point, metric)."""
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from dataclasses import dataclass, field
@@ -87,8 +88,6 @@ class Measurements:
         sel = exp.select_best
         if sel is None:
             return self._values(exp, model, point, metric)
-        import itertools
-
         better = self.fact(exp_id, sel.by)["better"]
         free = {k: v for k, v in point.items() if k in self.axes(exp_id).for_metric(sel.by)}
         by_point = self.full_point(exp_id, free, metric=sel.by)
