@@ -93,7 +93,7 @@ def test_every_paper_is_judged_and_probes_ran(repo):
                 assert f'id="claim-{c["id"]}"' in html
     assert probed >= 3
     # each evaluation records the metrics' facts and the chance level beside every value
-    ev = json.loads(next((repo / "results/smoke/mimetic_init").rglob("eval.json")).read_text())
+    ev = json.loads(next((repo / "results/smoke/mimetic_init/mqar").rglob("eval.json")).read_text())
     assert ev["metric_facts"]["accuracy"]["better"] == "higher"
     assert 0.2 < ev["points"][0]["chance"]["accuracy"] < 0.6
 
