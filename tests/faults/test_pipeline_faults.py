@@ -30,12 +30,13 @@ CATALOGUE = {
     "claims": [
         {"id": "healthy", "text": "t", "source": "Figure 1", "kind": "threshold",
          "measure": {"experiment": "exp", "model": "relu", "metric": "loss", "at": {"train.lr": 0.01}},
-         "op": ">=", "value": 0},
+         "op": ">=", "value": 0, "no_control": "a fault-injection test"},
         {"id": "nan", "text": "t", "source": "Figure 1", "kind": "ordering",
-         "measure": {"experiment": "exp", "metric": "loss", "at": {"train.lr": 1.0e30}}, "order": ["relu", "linear"]},
+         "measure": {"experiment": "exp", "metric": "loss", "at": {"train.lr": 1.0e30}}, "order": ["relu", "linear"],
+         "no_control": "a fault-injection test"},
         {"id": "raises", "text": "t", "source": "Figure 1", "kind": "threshold",
          "measure": {"experiment": "exp", "model": "linear", "metric": "loss", "at": {"train.lr": 0.01}},
-         "op": ">=", "value": 0},
+         "op": ">=", "value": 0, "no_control": "a fault-injection test"},
     ],
 }
 FAILING = "faulty/exp/linear/train.lr=0.01/seed1"
