@@ -57,8 +57,8 @@ running at the same time on shared cores. Only ratios between models of one run 
 mean anything; the absolute tokens/s are not comparable with the paper's images/s (a GTX 1080 Ti,
 CUDA kernels, much larger models). Medians over repeats damp the noise; they do not remove it.
 The paper's softmax baseline in its image-generation tables (Tables 1 and 2) is taken here to be
-generation without a key-value cache, as the project notes describe it (PAPERS.md, section 10; not
-checked against the PDF); we time the cached form too (gen_tokens_per_s_cached), since a cache is
+generation without a key-value cache (the paper's Appendix C.1 says so for those tables; checked
+against its v3 text); we time the cached form too (gen_tokens_per_s_cached), since a cache is
 how softmax attention is usually decoded, and keep the uncached one as the paper's figure.
 """
 from __future__ import annotations
