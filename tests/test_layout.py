@@ -115,10 +115,11 @@ def test_job_paths_stay_inside_results(tmp_path):
 
 
 def test_readme_lists_every_arch_and_task_with_its_metrics():
+    """The catalogue reference the README links to (docs/catalogue.md) lists them."""
     from modules.models import ARCHS
     from modules.tasks import TASKS, get_task_class
 
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "catalogue.md").read_text()
     for arch in ARCHS:
         assert f"`{arch}`" in readme, f"README does not list the arch {arch}"
     for name in TASKS:

@@ -336,7 +336,7 @@ def served_steps(repo: Path) -> int:
 
 
 def slurm_run(slurm, repo: Path, config: tuple[str, ...] = (), **site_extra) -> tuple[subprocess.CompletedProcess, float]:
-    # profiles/slurm as shipped, plus a site profile after it (as README says a site does) with
+    # profiles/slurm as shipped, plus a site profile after it (as docs/running.md says a site does) with
     # what this machine needs: its partition, small jobs, and quick status checks (fine here:
     # MinJobAge=300 > 3 x 5 s keeps the plugin on squeue)
     shipped = yaml.safe_load((repo / "profiles/slurm/config.yaml").read_text())
@@ -359,7 +359,7 @@ def test_slurm_profile_gives_the_local_verdicts_and_numbers(slurm, tmp_path):
     assert numbers_local and steps >= 2 * len(numbers_local)
 
     # as shipped: one sbatch job per fit (its training, evaluation and probes), whose batch step runs
-    # them itself (slurm_group_steps: local); then packed as the README suggests for smoke runs, 8 fits
+    # them itself (slurm_group_steps: local); then packed as docs/running.md suggests for smoke runs, 8 fits
     # per sbatch job on one CPU; then packed with the plugin's own job steps (one srun + Snakemake each)
     packed = {"group-components": ["fit=8"], "cores": 1}
     runs = {"as shipped": ({}, "local"), "packed": (packed, "local"),
