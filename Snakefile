@@ -1,4 +1,4 @@
-# Reproduce paper claims from catalogue/*.yaml. Read README.md; the design is in DESIGN.md.
+# Reproduce paper claims from catalogue/*.yaml. Read README.md; the reference is in docs/.
 #   snakemake --cores all                         every paper in config.yaml, default scale (small)
 #   snakemake --cores all --config scale=smoke    every paper, CPU-sized
 #   snakemake --cores all <paper id>              one paper (a rule per catalogue entry)

@@ -28,7 +28,7 @@ try:
 
         atexit.register(CATALOGUE_CHECKS.stop_on_problems, at_exit=True)
     if not PAPERS:
-        raise CatalogueError(["catalogue/: no catalogue entries (*.yaml); add one, see README.md"])
+        raise CatalogueError(["catalogue/: no catalogue entries (*.yaml); add one, see docs/catalogue.md"])
     SELECTED = select_papers(config, list(PAPERS))
     for _pid, _lp in PAPERS.items():
         if _pid in RESERVED:

@@ -266,7 +266,7 @@ def _pydantic_problems(path: Path, err: ValidationError, data: Any) -> list[str]
             value = _Short(value)
         if kind == "extra_forbidden":
             parent = _claim_class(data, loc[:-1]) or _model_at(S.Paper, loc[:-1])
-            allowed = ", ".join(parent.model_fields) if parent else "see the README"
+            allowed = ", ".join(parent.model_fields) if parent else "see docs/catalogue.md"
             msg = f"unknown key; allowed here: {allowed}"
         elif kind == "missing":
             msg = "is required"
