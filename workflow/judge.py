@@ -33,7 +33,7 @@ from pathlib import Path
 
 from . import schema as S
 from .catalogue import find_value, fmt_value, load_paper, metrics_of
-from .claims import CONTRADICTED, SATISFIED, UNCERTAIN, at_chance, clip, fmt_interval, kind_of, spearman  # noqa: F401
+from .claims import CONTRADICTED, SATISFIED, UNCERTAIN, at_chance, fmt_interval, kind_of, spearman  # noqa: F401 (spearman: re-exported)
 from .jobs import git_info, now, write_json
 from .results import Measurements, NotRun, collect, interval
 
@@ -151,8 +151,9 @@ def judge_claim(c, ms: Measurements, decided: dict[str, dict] | None = None) -> 
         flags.append("our_bound")
     sel = ms.paper.experiment(m.experiment, ms.scale).select_best
     if sel is not None:
+        mine = {mid for _, mid in kind_of(c).models(c)}          # this claim's models, not the experiment's
         chosen = sorted({(k[1], k[2], json.dumps(at, sort_keys=True)) for k, at in ms.selected.items()
-                         if k[0] == m.experiment})
+                         if k[0] == m.experiment and k[1] in mine})
         out["selection"] = {
             "text": f"each seed of each model read at its best {', '.join(sel.over)} by {sel.by}, selected on the "
                     f"evaluation metric as the paper reports",
