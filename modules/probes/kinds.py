@@ -17,8 +17,10 @@ the raw result (kept in the probe file for the report). A claim addresses a stat
 
 Kinds:
   linear        a logistic (classes) or ridge (values) probe per layer for a task label `target`,
-                with Hewitt & Liang's control task (the label re-drawn per input token type) and
-                the majority (or mean) baseline; selectivity = score - control
+                with Hewitt & Liang's control task (the label re-drawn per input token type), the
+                majority (or mean) baseline and the input baseline (the same probe on the one-hot
+                of the last `window` input tokens); selectivity = score - control,
+                input_gain = score - input_score
   sparse        Gurnee et al. 2023: the best k neurons of one layer (F ranking), score as k grows;
                 gain = score - majority baseline
   future_token  Pal et al. 2023 (Future Lens, direct vocabulary prediction): the token t+1+n from
@@ -56,12 +58,12 @@ _FIT = {"test_fraction": 0.2, "l2": 1e-3, "max_iter": 100}
 def _linear(hiddens, data, layers, target, kind, p, seed):
     from .linear import probe_layers
 
-    r = probe_layers(hiddens, data["labels"][target], data["x"], kind=kind, seed=seed, **_fit(p))
+    r = probe_layers(hiddens, data["labels"][target], data["x"], kind=kind, seed=seed, window=p["window"], **_fit(p))
     pts = [{"at": {"probe.layer": l}, "metrics": {"score": r["score"][i], "control": r["control"][i],
-                                                  "selectivity": r["selectivity"][i]}}
+                                                  "selectivity": r["selectivity"][i], "input_gain": r["input_gain"][i]}}
            for i, l in enumerate(layers)]
     best = max(range(len(layers)), key=lambda i: r["score"][i])
-    pts.append({"at": {}, "metrics": {"baseline": r["baseline"], "best_layer": layers[best],
+    pts.append({"at": {}, "metrics": {"baseline": r["baseline"], "input_score": r["input_score"], "best_layer": layers[best],
                                       "best_score": r["score"][best], "gain": r["score"][best] - r["baseline"]}})
     return pts, {**r, "layers": layers}
 
@@ -143,13 +145,14 @@ _GEOMETRY = ("mean_share", "pos_share", "ctx_share", "pos_var_share", "pos_rank"
 
 KINDS: dict[str, ProbeKind] = {
     "linear": ProbeKind(
-        params={**_FIT},
-        metrics={"score": ("layer",), "control": ("layer",), "selectivity": ("layer",), "baseline": (),
-                 "best_layer": (), "best_score": (), "gain": ()},
+        params={"window": 1, **_FIT},
+        metrics={"score": ("layer",), "control": ("layer",), "selectivity": ("layer",), "input_gain": ("layer",),
+                 "baseline": (), "input_score": (), "best_layer": (), "best_score": (), "gain": ()},
         needs_target=True, run=_linear,
         facts={"score": SCORE, "control": Metric("none", None, 1.0), "selectivity": GAIN, "baseline": UNTRAINED,
+               "input_gain": Metric("higher", None, None), "input_score": UNTRAINED,
                "best_layer": WHERE, "best_score": SCORE, "gain": GAIN},
-        chance={"score": "baseline", "best_score": "baseline", "gain": 0.0, "selectivity": 0.0}),
+        chance={"score": "baseline", "best_score": "baseline", "gain": 0.0, "selectivity": 0.0, "input_gain": 0.0}),
     "sparse": ProbeKind(
         params={"ks": [1, 2, 4, 8, 16, "all"], "layer": None, **_FIT},
         metrics={"score": ("k",), "gain": ("k",), "baseline": ()},

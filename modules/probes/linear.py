@@ -21,6 +21,15 @@ empirical label distribution, the same at every occurrence of that type. A probe
 well on it is memorizing token identity, not reading the property from the representation:
     selectivity = score(real labels) - score(control labels)
 is high only when the representation encodes the property beyond what token identity gives.
+Selectivity compares scores on two different labellings, so its sign says little on its own: a
+state that holds the current token reads the control perfectly, and a property with a skewed or
+hard labelling can score below it while being well encoded.
+
+Input baseline: the same probe on the input alone, the one-hot of the last `window` tokens
+(the current one and the window - 1 before it, padded at the start), with the same split:
+    input_gain = score(state) - score(last `window` tokens)
+is positive when the state holds the property beyond what that window of input gives; with the
+window of an n-gram model, beyond what a finite-horizon model could see.
 
 `probe_layers` runs one probe per layer on the same split and reports a score per layer:
 accuracy for classification, R^2 for regression. Everything returns plain dicts of floats
@@ -45,10 +54,13 @@ class ProbeConfig:
     l2: float = 1e-3               # L2 penalty on the weights (standardized features)
     max_iter: int = 100            # L-BFGS iterations per logistic probe
     seed: int = 0                  # split and control labels
+    window: int = 1                # input baseline: one-hot of the last `window` tokens
 
     def __post_init__(self):
         require(self.kind in ("classification", "regression"), "kind",
                 f"{self.kind!r} is not allowed; allowed: classification, regression")
+        require(isinstance(self.window, int) and self.window >= 1, "window",
+                f"{self.window!r} must be an integer of at least 1 (the current token)")
         check_probe_params(self)
 
 
@@ -177,6 +189,26 @@ def control_labels(tokens: torch.Tensor, labels: torch.Tensor, gen: torch.Genera
     return labels[draw][inverse]
 
 
+def window_ids(tokens: torch.Tensor, window: int) -> torch.Tensor:
+    """(B, T) token ids -> (B, T, window): the current token and the window - 1 before it, most
+    recent first; positions before the start hold -1. (N,) ids are taken as one sequence."""
+    tokens = tokens.long()
+    if tokens.dim() == 1:
+        tokens = tokens[None]
+    out = torch.full((*tokens.shape, window), -1, dtype=torch.long)
+    for j in range(window):
+        out[:, j:, j] = tokens[:, : tokens.shape[1] - j]
+    return out
+
+
+def window_onehot(ids: torch.Tensor, n_types: int) -> torch.Tensor:
+    """(N, window) ids in -1 .. n_types-1 -> (N, window * (n_types + 1)) one-hot features."""
+    n, w = ids.shape
+    X = torch.zeros(n, w, n_types + 1)
+    X.scatter_(2, (ids + 1)[..., None], 1.0)
+    return X.reshape(n, w * (n_types + 1))
+
+
 def _flatten(hiddens, labels, tokens, kind):
     """(..., D) hiddens to (N, D), labels to (N,) [(N, K) regression], dropping unscored positions."""
     hs = [h.reshape(-1, h.shape[-1]) for h in hiddens]
@@ -190,16 +222,18 @@ def _flatten(hiddens, labels, tokens, kind):
         keep = torch.isfinite(labels.reshape(n, -1)).all(1)
     require(labels.shape[0] == n, "labels", f"{labels.shape[0]} labels for {n} positions")
     if tokens is not None:
-        tokens = tokens.reshape(-1)
-        require(tokens.shape[0] == n, "tokens", f"{tokens.shape[0]} tokens for {n} positions")
+        require(tokens.shape[0] * tokens.shape[1] == n, "tokens",
+                f"{tokens.shape[0] * tokens.shape[1]} tokens for {n} positions")
+        tokens = tokens.reshape(n, -1)                                             # (N, window)
         tokens = tokens[keep]
     return [h[keep] for h in hs], labels[keep], tokens
 
 
 def probe_layers(hiddens: list[torch.Tensor], labels: torch.Tensor, tokens: torch.Tensor | None = None,
                  kind: str = "classification", test_fraction: float = 0.2, l2: float = 1e-3,
-                 max_iter: int = 100, seed: int = 0) -> dict:
-    """One probe per layer on a shared held-out split; with tokens, also the control task.
+                 max_iter: int = 100, seed: int = 0, window: int = 1) -> dict:
+    """One probe per layer on a shared held-out split; with tokens, also the control task and the
+    input baseline.
 
     hiddens: one (N, D) (or (B, T, D)) tensor per layer; labels (N,) (or (B, T)): class ids
     for classification (negative ids, e.g. IGNORE, are dropped), real values for regression
@@ -208,11 +242,17 @@ def probe_layers(hiddens: list[torch.Tensor], labels: torch.Tensor, tokens: torc
     Returns {"kind", "layers": [0 .. L-1], "score": [per layer] (accuracy or R^2),
     "loss": [per layer] (test cross-entropy or mse), "baseline" (majority accuracy, or 0.0:
     the R^2 of the train mean), "best_layer", "n_train", "n_test"}; with tokens also
-    "control": [per layer], "selectivity": [score - control], "control_baseline".
+    "control": [per layer], "selectivity": [score - control], "control_baseline", "window",
+    "input_score" (the same probe on the one-hot of the last `window` tokens) and "input_gain":
+    [score - input_score].
     """
-    cfg = ProbeConfig(kind=kind, test_fraction=test_fraction, l2=l2, max_iter=max_iter, seed=seed)
+    cfg = ProbeConfig(kind=kind, test_fraction=test_fraction, l2=l2, max_iter=max_iter, seed=seed,
+                      window=window)
     require(len(hiddens) >= 1, "hiddens", "need at least one layer")
-    hs, y, tok = _flatten(hiddens, labels, tokens, cfg.kind)
+    ids = None if tokens is None else window_ids(tokens.reshape(tokens.shape[0], -1) if tokens.dim() > 1
+                                                 else tokens, cfg.window)
+    hs, y, ids = _flatten(hiddens, labels, ids, cfg.kind)
+    tok = None if ids is None else ids[:, 0]
     require(y.shape[0] >= 2, "labels", f"{y.shape[0]} scored positions; need at least 2")
     gen = torch.Generator().manual_seed(cfg.seed)
     tr, te = split(y.shape[0], cfg.test_fraction, gen)
@@ -242,4 +282,11 @@ def probe_layers(hiddens: list[torch.Tensor], labels: torch.Tensor, tokens: torc
     out["best_layer"] = int(torch.tensor(out["score"]).argmax())
     if "control" in out:
         out["selectivity"] = [s - c for s, c in zip(out["score"], out["control"])]
+        X = window_onehot(ids, int(ids.max()) + 1)
+        if cfg.kind == "classification":
+            r = logistic_probe(X[tr], y[tr], X[te], y[te], n_classes, cfg.l2, cfg.max_iter)
+            inp = r["accuracy"]
+        else:
+            inp = ridge_probe(X[tr], y[tr], X[te], y[te], cfg.l2)["r2"]
+        out.update(window=cfg.window, input_score=inp, input_gain=[s - inp for s in out["score"]])
     return out

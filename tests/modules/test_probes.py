@@ -157,6 +157,39 @@ def test_selectivity_separates_encoding_from_token_identity():
     assert r["selectivity"][0] > 0.5
 
 
+def test_input_gain_finds_history_that_selectivity_misses():
+    # the label is the parity of the 0s seen so far: no window of input gives it. A state that
+    # holds it and the current token reads the real label and the control perfectly (selectivity
+    # 0, the case a "selectivity > 0" claim would call a failure); the input baseline of the last
+    # 3 tokens is at the majority, so input_gain is large. A state holding only the current token
+    # gains nothing over the input.
+    g = gen(11)
+    B, T, V = 200, 50, 10
+    x = torch.randint(0, V, (B, T), generator=g)
+    lab = torch.cumsum((x == 0).long(), 1) % 2
+    onehot = torch.nn.functional.one_hot(x, V).float()
+    holds = torch.cat([lab[..., None].float() + 0.1 * torch.randn(B, T, 1, generator=g), onehot], -1)
+    blind = onehot + 0.01 * torch.randn(B, T, V, generator=g)
+    r = probe_layers([blind, holds], lab, x, window=3)
+    json.dumps(r)
+    assert r["window"] == 3 and r["score"][1] > 0.99 and abs(r["selectivity"][1]) < 0.02
+    assert abs(r["input_score"] - r["baseline"]) < 0.05
+    assert r["input_gain"][1] > 0.4 and abs(r["input_gain"][0]) < 0.03
+    # a label the last 3 tokens determine: the input baseline reads it and the gain is ~0
+    prev = torch.cat([torch.zeros(B, 1, dtype=torch.long), x[:, :-1]], 1)
+    r = probe_layers([holds], (prev < 5).long(), x, window=3)
+    assert r["input_score"] > 0.99 and r["input_gain"][0] < 0.02
+    with pytest.raises(ConfigError, match="window"):
+        probe_layers([holds], lab, x, window=0)
+
+
+def test_window_ids_pad_the_start_and_keep_sequences_apart():
+    from modules.probes.linear import window_ids
+
+    ids = window_ids(torch.tensor([[1, 2, 3], [4, 5, 6]]), 2)
+    assert ids.tolist() == [[[1, -1], [2, 1], [3, 2]], [[4, -1], [5, 4], [6, 5]]]
+
+
 def test_sparse_probe_finds_two_planted_neurons():
     g = gen(8)
     N, D = 4000, 64

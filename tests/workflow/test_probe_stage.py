@@ -67,7 +67,7 @@ def test_probe_file_has_every_probe_with_its_axes(trained):
     assert pr["status"] == "ok" and set(pr["probes"]) == {"quote", "col", "cells", "lens", "geo"}
     quote = pr["probes"]["quote"]["points"]
     assert [p["at"] for p in quote] == [{"probe.layer": 1}, {"probe.layer": 2}, {}]
-    assert set(quote[0]["metrics"]) == {"quote.score", "quote.control", "quote.selectivity"}
+    assert set(quote[0]["metrics"]) == {"quote.score", "quote.control", "quote.selectivity", "quote.input_gain"}
     assert 0 <= quote[0]["metrics"]["quote.score"] <= 1
     lens_at = [p["at"] for p in pr["probes"]["lens"]["points"]]
     assert {"probe.layer": 2, "probe.offset": 2} in lens_at and {"probe.offset": 0} in lens_at
