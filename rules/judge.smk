@@ -3,12 +3,15 @@ rule judge:
     # seconds, and a cluster job would add a queue wait, a status poll and two Snakemake starts
     localrule: True
     input:
+        # result files only: verdicts never wait for MLflow (the report joins them with run ids)
         evals=paper_evals,
-        runs="results/{scale}/{paper}/runs.json",
     output:
         "results/{scale}/{paper}/verdicts.json",
     params:
         paper=paper_file,
+        # not read by the command: the claims, tables and paper metadata as a parameter, so that
+        # Snakemake's params trigger re-judges a paper when they change (its experiments are the
+        # evaluations' inputs already)
         claims=paper_claims,
     log:
         "logs/{scale}/{paper}/judge.log",
@@ -16,4 +19,4 @@ rule judge:
         "benchmarks/{scale}/{paper}/judge.tsv"
     shell:
         "python -m workflow.run judge --paper {params.paper:q} --scale {wildcards.scale}"
-        " --runs {input.runs:q} --out {output:q} > {log:q} 2>&1"
+        " --out {output:q} > {log:q} 2>&1"

@@ -12,16 +12,19 @@ rule report:
             labels={"paper": "{paper}", "scale": "{scale}", "file": "report"},
         ),
         md="reports/{scale}/{paper}/report.md",
+        verdicts="reports/{scale}/{paper}/verdicts.json",
+        csv="reports/{scale}/{paper}/claims.csv",
         figures=directory("reports/{scale}/{paper}/figures"),
     params:
         outdir="reports/{scale}/{paper}",
+        ui=config.get("tracking_ui", "http://127.0.0.1:5000"),
     log:
         "logs/{scale}/{paper}/report.log",
     benchmark:
         "benchmarks/{scale}/{paper}/report.tsv"
     shell:
         "python -m workflow.run report paper --verdicts {input.verdicts:q} --runs {input.runs:q}"
-        " --out-dir {params.outdir:q} > {log:q} 2>&1"
+        " --out-dir {params.outdir:q} --ui {params.ui:q} > {log:q} 2>&1"
         " && python -m workflow.run tracking report --runs {input.runs:q} --verdicts {input.verdicts:q}"
         " --dir {params.outdir:q} >> {log:q} 2>&1"
 
@@ -33,17 +36,18 @@ rule report_index:
     input:
         selected_verdicts,
     output:
-        report(
+        html=report(
             "reports/{scale}/index.html",
             category="index",
             labels={"scale": "{scale}", "file": "index"},
         ),
+        csv="reports/{scale}/claims.csv",
     log:
         "logs/{scale}/report_index.log",
     benchmark:
         "benchmarks/{scale}/report_index.tsv"
     shell:
-        "python -m workflow.run report index --scale {wildcards.scale} --out {output:q} {input:q} > {log:q} 2>&1"
+        "python -m workflow.run report index --scale {wildcards.scale} --out {output.html:q} {input:q} > {log:q} 2>&1"
 
 
 # A target per catalogue entry: `snakemake --cores all <paper id>`.

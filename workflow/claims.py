@@ -146,6 +146,23 @@ class Evidence:
     allow: int = 0                    # comparisons that may fail (a trend's allow_violations)
     flat: str = ""                    # a series that stays at a floor or ceiling: why it shows no trend
     required: list[Comparison] = field(default_factory=list)   # must hold whatever `allow` excuses
+    plot: dict = field(default_factory=dict)   # what the claim's figure draws (see `plot_point`)
+
+
+def plot_point(x, vals: list, metric: str | None = None) -> dict:
+    """One point of a claim's figure: its x (a model, an axis value or a ratio's name), every seed's
+    value, their interval and, when the result files give it, the chance level."""
+    pt = {"x": x, "seeds": [v for _, v, _ in vals], **interval([v for _, v, _ in vals])}
+    ch = [r.chance[metric] for _, _, r in vals if metric and metric in r.chance]
+    pt["chance"] = sum(ch) / len(ch) if ch else None
+    return pt
+
+
+def plot_spec(points: list[dict], axis: str | None = None, y: str | None = None, lines: list | None = None,
+              categorical: bool = True) -> dict:
+    """A claim's figure: its points along `axis` (None: one category per model or ratio), the metric
+    (or quantity) on y, reference lines [{"y", "label"}] (a threshold, the paper's value, a band)."""
+    return {"axis": axis, "y": y, "categorical": categorical, "points": points, "lines": lines or []}
 
 
 def measured_point(label: str, vals: list, metric: str) -> Point:
@@ -200,8 +217,11 @@ class ValueKind(Kind):
         iv = interval([v for _, v, _ in vals])
         comp = Comparison(f"{m.model} within {self.paper_text(c)}", within(iv, *c.bounds()), opposed=_recs(vals),
                           neutral=True)
+        lo, hi = c.bounds()
+        plot = plot_spec([plot_point(m.model, vals, m.metric)], y=m.metric,
+                         lines=[{"y": c.paper, "label": "paper"}, {"y": lo, "label": "tolerance", "to": hi}])
         return Evidence([comp], iv, fmt_interval(iv, fact["lo"], fact["hi"]), iv["n"],
-                        [measured_point(m.model, vals, m.metric)])
+                        [measured_point(m.model, vals, m.metric)], plot=plot)
 
 
 class ThresholdKind(Kind):
@@ -224,8 +244,12 @@ class ThresholdKind(Kind):
         comp = Comparison(f"{m.model} {c.op} {_fmt(c.value)}", compare(iv, c.op, c.value),
                           favoured=recs if toward_better else [], opposed=[] if toward_better else recs,
                           neutral=fact["better"] == "none")
+        lines = [{"y": c.value, "label": f"claim: {c.op} {_fmt(c.value)}"}]
+        if c.paper is not None:
+            lines.append({"y": c.paper, "label": "paper"})
+        plot = plot_spec([plot_point(m.model, vals, m.metric)], y=m.metric, lines=lines)
         return Evidence([comp], iv, fmt_interval(iv, fact["lo"], fact["hi"]), iv["n"],
-                        [measured_point(m.model, vals, m.metric)])
+                        [measured_point(m.model, vals, m.metric)], plot=plot)
 
 
 def _winner_loser(a: list, b: list, fact: dict) -> tuple[list, list]:
@@ -269,8 +293,9 @@ class OrderingKind(Kind):
             pairs.append({"pair": f"{a} - {b}", **iv})
         means = {mid: interval([v for _, v, _ in s]) for mid, s in series.items()}
         text = "; ".join(f"{p['pair']} = {fmt_interval(p, lo, hi)}" for p in pairs)
+        plot = plot_spec([plot_point(mid, s, m.metric) for mid, s in series.items()], y=m.metric)
         return Evidence(comps, {"models": means, "differences": pairs}, text, min(p["n"] for p in pairs),
-                        [measured_point(mid, s, m.metric) for mid, s in series.items()])
+                        [measured_point(mid, s, m.metric) for mid, s in series.items()], plot=plot)
 
 
 class RatioKind(Kind):
@@ -300,8 +325,15 @@ class RatioKind(Kind):
         win, lose = _winner_loser(num, den, fact) if num_large else _winner_loser(den, num, fact)
         comp = Comparison(f"{c.numerator}/{c.denominator} {c.op} {_fmt(c.value)}", compare(iv, c.op, c.value),
                           favoured=win, opposed=lose, neutral=fact["better"] == "none")
+        by_seed = {seed: v for seed, v, _ in den}
+        ratios = [(seed, v / by_seed[seed], r) for seed, v, r in num if seed in by_seed]
+        lines = [{"y": c.value, "label": f"claim: {c.op} {_fmt(c.value)}"}]
+        if c.paper is not None:
+            lines.append({"y": c.paper, "label": "paper"})
+        plot = plot_spec([plot_point(f"{c.numerator} / {c.denominator}", ratios)], y=f"{m.metric} ratio", lines=lines)
         return Evidence([comp], iv, fmt_interval(iv), iv["n"],
-                        [measured_point(c.numerator, num, m.metric), measured_point(c.denominator, den, m.metric)])
+                        [measured_point(c.numerator, num, m.metric), measured_point(c.denominator, den, m.metric)],
+                        plot=plot)
 
 
 class TrendKind(Kind):
@@ -338,6 +370,8 @@ class TrendKind(Kind):
         means = " → ".join(_fmt(iv["mean"]) for iv in ivs)
         points = [measured_point(f"{m.model} at {c.along}={x}", vals, m.metric) for x, vals in series]
         measured = {"series": [{"at": x, **iv} for (x, _), iv in zip(series, ivs)]}
+        plot = plot_spec([plot_point(x, vals, m.metric) for x, vals in series], axis=c.along, y=m.metric,
+                         categorical=not numeric)
         flat = self._flat(points, fact)
         all_recs = [r for _, vals in series for _, _, r in vals]
         sign = (lambda y, x: y - x) if up else (lambda y, x: x - y)
@@ -352,7 +386,7 @@ class TrendKind(Kind):
             measured["spearman"] = {**iv, "per_seed": rhos}
             comp = Comparison(f"Spearman ρ along {c.along}", state, opposed=all_recs, neutral=True)
             return Evidence([comp], measured, f"{means} (Spearman ρ {fmt_interval(iv, -1.0, 1.0)})", iv["n"], points,
-                            flat=flat)
+                            flat=flat, plot=plot)
         comps, steps = [], []
         for (x0, a), (x1, b) in zip(series, series[1:]):
             diff = interval(_paired(b, a, sign))
@@ -374,7 +408,8 @@ class TrendKind(Kind):
         ok = sum(s["state"] == SATISFIED for s in steps)
         text = f"{means} ({ok}/{len(steps)} steps {c.direction.replace('_', '-')})"
         n = min(s["n"] for s in steps)
-        return Evidence(comps, measured, text, n, points, allow=c.allow_violations, flat=flat, required=required)
+        return Evidence(comps, measured, text, n, points, allow=c.allow_violations, flat=flat, required=required,
+                        plot=plot)
 
     @staticmethod
     def _flat(points: list[Point], fact: dict) -> str:

@@ -1,6 +1,6 @@
 """Judge every claim of a paper from per-seed results: the only place verdicts are decided.
 
-    python -m workflow.judge --paper catalogue/x.yaml --scale smoke --runs runs.json --out verdicts.json
+    python -m workflow.judge --paper catalogue/x.yaml --scale smoke --out verdicts.json
 
 Each claim kind (workflow/claims.py) turns the measurements into comparisons: intervals (per-seed
 values, their mean and a 95% t interval) tested against the claim's boundary.
@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -44,6 +45,19 @@ BLOCKED = "under_budget"           # a comparison that under-budget training may
 def paper_value(c) -> str:
     """How the report shows what the paper claims."""
     return kind_of(c).paper_text(c)
+
+
+def c_paper(c) -> float | None:
+    """The paper's own number for the claim, where it gives one."""
+    return getattr(c, "paper", None)
+
+
+def difference(c, measured: dict) -> float | None:
+    """Ours minus the paper's number, where the paper gives one and ours is one mean."""
+    paper = c_paper(c)
+    if paper is None or not isinstance(measured, dict) or "mean" not in measured:
+        return None
+    return measured["mean"] - paper
 
 
 def _combine(states: list[str], allow: int = 0) -> str:
@@ -87,7 +101,7 @@ def judge_claim(c, ms: Measurements, decided: dict[str, dict] | None = None) -> 
     try:
         ev = kind_of(c).evidence(c, ms, fact)
     except NotRun as e:
-        out.update(verdict="not_run", reason=str(e), under_budget=False, n_seeds=0, runs=[], jobs=[],
+        out.update(verdict="not_run", reason=str(e), under_budget=False, n_seeds=0, jobs=[],
                    flags=[], reasons=[str(e)])
         return out
     trained = bool(fact.get("trained", True))
@@ -160,12 +174,12 @@ def judge_claim(c, ms: Measurements, decided: dict[str, dict] | None = None) -> 
             "chosen": [{"model": mod, "seed": seed, **json.loads(at)} for mod, seed, at in chosen]}
     records = {id(r): r for comp in ev.comparisons + ev.required for r in comp.records}.values()
     jobs = sorted({r.job_dir for r in records})
-    out.update(measured=ev.measured, measured_text=ev.measured_text, verdict=verdict, reason="; ".join(reasons),
+    out.update(measured=ev.measured, measured_text=ev.measured_text, plot=ev.plot, paper=c_paper(c),
+               difference=difference(c, ev.measured), verdict=verdict, reason="; ".join(reasons),
                reasons=reasons, flags=sorted(set(flags)), under_budget=bool(under_all), n_seeds=ev.n,
                chance=[{"model": p.label, "chance": p.chance, "mean": p.iv["mean"]} for p in ev.points
                        if p.chance is not None],
-               better=fact.get("better"), range=[fact.get("lo"), fact.get("hi")], jobs=jobs,
-               runs=[ms.runs[j] for j in jobs if j in ms.runs])
+               better=fact.get("better"), range=[fact.get("lo"), fact.get("hi")], jobs=jobs)
     return out
 
 
@@ -250,6 +264,36 @@ def series(ms: Measurements) -> list[dict]:
     return out
 
 
+def points(ms: Measurements) -> list[dict]:
+    """Every evaluated (experiment, model, point, metric) with its interval over seeds: what the
+    cross-paper view compares across papers at equal settings (probe stats are left out)."""
+    probe_stats = {f"{p.id}.{stat}" for e in ms.paper.experiments(ms.scale).values() for p in e.probes
+                   for stat in _probe_stats(p.kind)}
+    groups: dict[tuple, list] = {}
+    for r in ms.records:
+        for metric, v in r.metrics.items():
+            if metric in probe_stats or v is None or not isinstance(v, (int, float)) or not math.isfinite(v):
+                continue
+            groups.setdefault((r.experiment, r.model, json.dumps(r.point, sort_keys=True), metric), []).append(
+                (r.seed, v, r.converged))
+    out = []
+    for (exp, model, point, metric), vals in sorted(groups.items()):
+        seeds = {}
+        for seed, v, conv in vals:
+            seeds.setdefault(seed, (v, conv))
+        iv = interval([v for v, _ in seeds.values()])
+        out.append({"experiment": exp, "model": model, "at": json.loads(point), "metric": metric, **iv,
+                    "converged": all(c for _, c in seeds.values())})
+    return out
+
+
+def _probe_stats(kind: str) -> list[str]:
+    from modules.probes.kinds import KINDS
+
+    k = KINDS.get(kind)
+    return list(k.metrics) if k else []
+
+
 def summarize_provenance(records: list[dict]) -> dict:
     """What the jobs behind a report ran on: every distinct value, so mixed runs show."""
 
@@ -268,9 +312,11 @@ def summarize_provenance(records: list[dict]) -> dict:
             "first_start": min(starts) if starts else None, "last_end": max(ends) if ends else None}
 
 
-def judge_paper(paper_path: Path, scale: str, root: Path = Path("."), runs_file: Path | None = None) -> dict:
+def judge_paper(paper_path: Path, scale: str, root: Path = Path(".")) -> dict:
+    """The verdicts of a paper at one scale, from its result files only (no MLflow: the report joins
+    each claim's jobs with their run ids)."""
     lp = load_paper(paper_path, registry_checks=False)   # the run validated the catalogue when it started
-    ms = collect(lp, scale, root, runs_file)
+    ms = collect(lp, scale, root)
     claims = judge_claims(lp.spec.claims, ms)
     # the paper's score counts the paper's claims; claims that are ours are counted apart
     counts = {v: sum(c["verdict"] == v and c["origin"] == "paper" for c in claims) for v in VERDICTS}
@@ -286,12 +332,13 @@ def judge_paper(paper_path: Path, scale: str, root: Path = Path("."), runs_file:
         "claims": claims,
         "tables": [judge_table(t, ms) for t in lp.spec.tables],
         "series": series(ms),
+        "curves": ms.curves,
+        "points": points(ms),
         "jobs": jobs_summary,
         "experiments": {e.id: {"seeds": e.seeds, "train": e.train.model_dump(), "sweep": e.sweep,
                                "eval_sweep": e.evaluate.sweep, "task": {"name": e.task.name, **e.task.params},
                                "models": [{"id": m.id, "arch": m.arch, **m.params} for m in e.models]}
                         for e in lp.experiments(scale).values()},
-        "runs": ms.runs,
         "provenance": summarize_provenance(ms.provenance),
         "compute_s": ms.compute_s,
     }
@@ -301,10 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m workflow.judge", description="judge a paper's claims at one scale")
     p.add_argument("--paper", required=True, type=Path, help="catalogue file")
     p.add_argument("--scale", required=True, choices=S.SCALES)
-    p.add_argument("--runs", type=Path, default=None, help="runs.json from the tracking step (MLflow run ids)")
     p.add_argument("--out", required=True, type=Path)
     args = p.parse_args(argv)
-    result = judge_paper(args.paper, args.scale, Path("."), args.runs)
+    result = judge_paper(args.paper, args.scale, Path("."))
     write_json(args.out, result)
     c = result["counts"]
     print(f"{result['paper']['id']} ({args.scale}): " + ", ".join(f"{v.replace('_', ' ')} {c[v]}" for v in VERDICTS),

@@ -52,12 +52,12 @@ class Measurements:
     scale: str
     records: list[Record] = field(default_factory=list)
     problems: dict[tuple, str] = field(default_factory=dict)   # (exp, model, point_name, seed) -> why no record
-    runs: dict[str, str] = field(default_factory=dict)         # job_dir -> MLflow run id
     jobs: list = field(default_factory=list)
     compute_s: float = 0.0                                     # training + evaluation, summed over jobs
     provenance: list = field(default_factory=list)             # each finished train job's provenance
     facts: dict = field(default_factory=dict)                  # (experiment, metric) -> the metric's facts
     selected: dict = field(default_factory=dict)               # select_best: (exp, model, seed, point) -> the best point
+    curves: list = field(default_factory=list)                 # each trained job's loss against step (for the report)
 
     def axes(self, exp_id: str) -> Axes:
         return axes_of(self.paper.experiment(exp_id, self.scale))
@@ -176,15 +176,26 @@ def budget_note(tr: dict, job, need: int) -> str:
     return ""
 
 
-def collect(paper: LoadedPaper, scale: str, root: Path = Path("."), runs_file: Path | None = None) -> Measurements:
-    """Read every job's train.json and eval.json for `paper` at `scale`."""
+CURVE_POINTS = 60
+
+
+def curve(tr: dict, job, need: int) -> dict:
+    """A job's loss against step, thinned to at most CURVE_POINTS points (the last one kept), with
+    the budget its claims need and whether it is under it."""
+    h = tr.get("history") or {}
+    steps, loss = list(h.get("step") or []), list(h.get("loss") or [])
+    if len(steps) > CURVE_POINTS:
+        keep = sorted({round(i * (len(steps) - 1) / (CURVE_POINTS - 1)) for i in range(CURVE_POINTS)})
+        steps, loss = [steps[i] for i in keep], [loss[i] for i in keep]
+    return {"experiment": job.experiment, "model": job.model, "point": job.point_name, "seed": job.seed,
+            "status": tr.get("status"), "steps": steps, "loss": loss, "budget": need,
+            "under_budget": budget_note(tr, job, need) if tr.get("status") == "ok" else ""}
+
+
+def collect(paper: LoadedPaper, scale: str, root: Path = Path(".")) -> Measurements:
+    """Read every job's train.json and eval.json (and probe.json) for `paper` at `scale`."""
     ms = Measurements(paper, scale)
     ms.jobs = paper.jobs(scale)
-    if runs_file and Path(runs_file).exists():
-        try:
-            ms.runs = json.loads(Path(runs_file).read_text()).get("runs", {})
-        except (OSError, ValueError):
-            ms.runs = {}
     needs = {e: budget(paper, e, scale) for e in paper.experiments(scale)}
     for job in ms.jobs:
         d = root / job.dir
@@ -199,6 +210,7 @@ def collect(paper: LoadedPaper, scale: str, root: Path = Path("."), runs_file: P
             ms.problems[key] = f"unreadable result in {job.dir}: {e}"
             continue
         ms.compute_s += float(tr.get("compute_s") or 0) + float(ev.get("compute_s") or 0)
+        ms.curves.append(curve(tr, job, needs[job.experiment]))
         if tr.get("provenance"):
             ms.provenance.append(tr["provenance"])
         if tr.get("status") != "ok":

@@ -10,11 +10,15 @@ files stay, the step records the error, and `sync` logs the missing runs later.
     python -m workflow.tracking log  --paper catalogue/x.yaml --scale smoke --out results/smoke/x/runs.json
     python -m workflow.tracking sync [--scale smoke] [PAPER ...]     # log whatever is on disk and missing
 
-MLflow layout: one experiment per paper and scale ("<paper>/<scale>"); a parent run per
-catalogue experiment; one child run per trained model (a train job and its evaluation)
-with flattened params, the loss history, the evaluation metrics, the JSON files as
-artifacts, and tags paper, experiment, model, seed, scale, point, git sha, dirty flag and
-config hash. The tracking URI is MLFLOW_TRACKING_URI when set, else config.yaml's tracking_uri.
+MLflow layout: one experiment per paper and scale ("<paper>/<scale>"), tagged as model
+development (`mlflow.experimentKind`, so MLflow 3's UI opens its training view, not the GenAI
+one) and described (title, paper link, verdict counts) once the report exists; a parent run per
+catalogue experiment; one child run per trained model (a train job and its evaluation) with
+flattened params, the loss history, the evaluation metrics, the JSON files and the trained model
+as artifacts, the job's own start and end times, and tags paper, experiment, model, seed, scale,
+point, git sha, dirty flag and config hash. After the report, every claim's verdict and measured
+value reach the child runs it rests on (tags `claim.<id>.verdict`, `claim.<id>.measured`). The
+tracking URI is MLFLOW_TRACKING_URI when set, else config.yaml's tracking_uri.
 """
 from __future__ import annotations
 
@@ -35,6 +39,8 @@ from .catalogue import CatalogueError, catalogue_files, load_paper
 from .jobs import write_json
 
 DEFAULT_URI = "sqlite:///mlflow.db"
+EXPERIMENT_KIND = "custom_model_development"     # what MLflow 3's UI reads from mlflow.experimentKind
+MODEL_ARTIFACT_MAX = 64 * 2**20                  # a larger model.pt is linked (tag model_path), not copied
 
 
 def _quiet_mlflow() -> None:
@@ -167,11 +173,14 @@ class Tracker:
             if uri.startswith("sqlite:"):
                 # beside the store, like `mlflow server`'s default, rather than ./mlruns
                 kwargs["artifact_location"] = (Path.cwd() / "mlartifacts" / experiment_name.replace("/", "-")).as_uri()
-            self.exp_id = _retry(lambda: self.client.create_experiment(experiment_name, **kwargs))
+            self.exp_id = _retry(lambda: self.client.create_experiment(
+                experiment_name, tags={"mlflow.experimentKind": EXPERIMENT_KIND}, **kwargs))
             self._existing = {}   # a new experiment has no runs: nothing to search
         else:
             self.exp_id = exp.experiment_id
             self._existing = None
+            if exp.tags.get("mlflow.experimentKind") != EXPERIMENT_KIND:
+                _retry(lambda: self.client.set_experiment_tag(self.exp_id, "mlflow.experimentKind", EXPERIMENT_KIND))
 
     def existing(self) -> dict[tuple[str, str], str]:
         """(job_key, result_hash) -> run id of every complete run already in the experiment.
@@ -243,10 +252,12 @@ class Tracker:
             **{f"version.{k}": str(v) for k, v in (prov.get("packages") or {}).items()},
             "mlflow.parentRunId": parent_id, "mlflow.source.git.commit": str(prov.get("git_sha")),
         }
-        start_ms = int(job_dir.joinpath("train.json").stat().st_mtime * 1000)
+        model = job_dir / "model.pt"
+        if model.exists():
+            tags["model_path"] = str(model.resolve())
+        start_ms, end_ms = job_times(tr, job_dir)
         run = _retry(lambda: self.client.create_run(
-            self.exp_id, run_name=f"{job.model}/{job.point_name}/seed{job.seed}", tags=tags,
-            start_time=start_ms - int(1000 * (tr.get("wall_s") or 0))))
+            self.exp_id, run_name=f"{job.model}/{job.point_name}/seed{job.seed}", tags=tags, start_time=start_ms))
         rid = run.info.run_id
         params = [Param(k, v[:6000]) for k, v in flatten(tr["config"]).items()]
         metrics = []
@@ -279,14 +290,39 @@ class Tracker:
         # the result files in one artifact call (each call looks the run up again), from a staging
         # folder of hard links (copies where links are not possible)
         files = [job_dir / f for f in ("train.json", "eval.json", "probe.json") if (job_dir / f).exists()]
+        if model.exists() and model.stat().st_size <= MODEL_ARTIFACT_MAX:
+            files.append(model)
         with tempfile.TemporaryDirectory(prefix="claimcheck-artifacts-") as stage:
             _stage(stage, files)
             repo = self._artifact_repo(run)
             _retry(lambda: repo.log_artifacts(stage) if repo else self.client.log_artifacts(rid, stage))
         status = "FINISHED" if tr.get("status") == "ok" and ev.get("status") == "ok" else "FAILED"
-        _retry(lambda: self.client.set_terminated(rid, status))
+        _retry(lambda: self.client.set_terminated(rid, status, end_time=end_ms))
         self.existing()[(job.dir, rhash)] = rid
         return rid
+
+
+def _epoch_ms(stamp) -> int | None:
+    """'2026-12-04T13:20:56+0000' -> milliseconds since the epoch; None when absent or unreadable."""
+    from datetime import datetime
+
+    try:
+        return int(datetime.strptime(str(stamp), "%Y-%m-%dT%H:%M:%S%z").timestamp() * 1000)
+    except ValueError:
+        return None
+
+
+def job_times(tr: dict, job_dir: Path) -> tuple[int, int]:
+    """A run's start and end: its training job's own, from the provenance it recorded (the end as
+    start + wall time, finer than the stamps' seconds); failing that, train.json's modification
+    time less the wall time."""
+    wall_ms = int(1000 * (tr.get("wall_s") or 0))
+    prov = tr.get("provenance") or {}
+    start = _epoch_ms(prov.get("start"))
+    if start is None:
+        end = int((job_dir / "train.json").stat().st_mtime * 1000)
+        return end - wall_ms, end
+    return start, start + wall_ms if wall_ms else (_epoch_ms(prov.get("end")) or start)
 
 
 def log_paper(paper_path: Path, scale: str, uri: str, root: Path = Path(".")) -> dict:
@@ -335,7 +371,38 @@ def log_report(runs_file: Path, verdicts_file: Path, report_dir: Path) -> int:
                 _retry(lambda: client.log_batch(run_id, tags=tags[i:i + 1000]))
             _retry(lambda: client.log_artifacts(run_id, stage, "report"))
             n += 1
+    # every claim's verdict and measured value on the child runs it rests on
+    per_run: dict[str, list] = {}
+    for c in verdicts["claims"]:
+        for job in c.get("jobs") or []:
+            rid = runs.get("runs", {}).get(job)
+            if rid:
+                per_run.setdefault(rid, []).extend([
+                    RunTag(f"claim.{c['id']}.verdict", c["verdict"]),
+                    RunTag(f"claim.{c['id']}.measured", (c.get("measured_text") or "")[:5000])])
+    for rid, tags in per_run.items():
+        for i in range(0, len(tags), 1000):
+            _retry(lambda: client.log_batch(rid, tags=tags[i:i + 1000]))
+    if runs.get("experiment_id"):
+        eid = runs["experiment_id"]
+        _retry(lambda: client.set_experiment_tag(eid, "mlflow.note.content", describe(verdicts)))
+        _retry(lambda: client.set_experiment_tag(eid, "mlflow.experimentKind", EXPERIMENT_KIND))
     return n
+
+
+def describe(verdicts: dict) -> str:
+    """The experiment's description (Markdown, shown by the MLflow UI): the paper, its link, the
+    verdict counts at this scale and where the report is."""
+    p = verdicts["paper"]
+    counts = ", ".join(f"{v.replace('_', ' ')} {n}" for v, n in verdicts["counts"].items())
+    ours = verdicts.get("counts_ours") or {}
+    lines = [f"**{p['title']}**" + (f" ({p.get('authors')}, {p.get('year')})" if p.get("authors") else f" ({p.get('year')})"),
+             "", f"Paper: {p['url']}" if p.get("url") else "", "",
+             f"Scale {verdicts['scale']}: the paper's claims: {counts}."]
+    if any(ours.values()):
+        lines.append("Claims that are ours: " + ", ".join(f"{v.replace('_', ' ')} {n}" for v, n in ours.items() if n) + ".")
+    lines += ["", f"Report: reports/{verdicts['scale']}/{p['id']}/index.html (git {str(verdicts.get('git_sha', ''))[:12]})"]
+    return "\n".join(x for x in lines if x is not None)
 
 
 def _display_uri(uri: str) -> str:

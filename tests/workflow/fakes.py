@@ -56,7 +56,9 @@ def plant(tmp: Path, lp, scale: str, values, converged=True, skip=(), diverged=(
         status = "diverged" if (job.model, job.seed) in diverged else "ok"
         conv = converged(job) if callable(converged) else converged
         (d / "train.json").write_text(json.dumps({"status": status, "diverged_at": 7 if status != "ok" else None,
-                                                  "converged": conv, "config": job.config, "compute_s": 0.1}))
+                                                  "converged": conv, "config": job.config, "compute_s": 0.1,
+                                                  "history": {"step": [2, 4, 6, 8, 10],
+                                                              "loss": [1.0 / k + 0.01 * job.seed for k in range(1, 6)]}}))
         if status == "ok":
             ev = {"status": "ok", "metric_facts": task_facts[job.experiment],
                   "points": [{"at": {}, "metrics": values(job.model, job.point, job.seed), "chance": chance or {}}]}

@@ -172,8 +172,12 @@ def test_tracking_steps_record_their_time_inside_mlflow(tmp_path, monkeypatch):
     assert runs["error"] is None and 0 < runs["mlflow_s"] <= took
     (key, parent), = runs["parents"].items()
     verdicts = tmp_path / "results/smoke/fake/verdicts.json"
-    verdicts.write_text(json.dumps({"claims": [{"id": f"c{i}", "experiment": key.rsplit("/", 1)[1], "verdict": "inconclusive"}
-                                               for i in range(3)]}))
+    job0 = sorted(runs["runs"])[0]
+    verdicts.write_text(json.dumps({
+        "paper": {"id": "fake", "title": "A fake paper", "year": 2020, "url": "https://example.org/p"}, "scale": "smoke",
+        "counts": {"reproduced": 0, "not_reproduced": 0, "inconclusive": 3, "not_run": 0},
+        "claims": [{"id": f"c{i}", "experiment": key.rsplit("/", 1)[1], "verdict": "inconclusive", "jobs": [job0],
+                    "measured_text": f"0.{i} (1 seed)"} for i in range(3)]}))
     report = tmp_path / "reports"
     (report / "figures").mkdir(parents=True)
     for f in ("index.html", "report.md", "figures/a.png"):
@@ -189,6 +193,13 @@ def test_tracking_steps_record_their_time_inside_mlflow(tmp_path, monkeypatch):
     assert {a.path for a in client.list_artifacts(parent, "report")} == \
         {"report/verdicts.json", "report/index.html", "report/report.md", "report/figures"}
     assert [a.path for a in client.list_artifacts(parent, "report/figures")] == ["report/figures/a.png"]
+    # the child runs a claim rests on carry its verdict and measured value; the experiment is
+    # described and opens in the model-training view
+    child = client.get_run(runs["runs"][job0]).data.tags
+    assert child["claim.c1.verdict"] == "inconclusive" and child["claim.c1.measured"] == "0.1 (1 seed)"
+    exp = client.get_experiment(runs["experiment_id"])
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert "A fake paper" in exp.tags["mlflow.note.content"] and "inconclusive 3" in exp.tags["mlflow.note.content"]
     assert _mlflow_seconds(tmp_path / "results/smoke") == {"track": runs["mlflow_s"], "report": rep["mlflow_s"], "papers": 1}
 
 
@@ -205,3 +216,33 @@ def test_each_paper_logged_in_one_process_records_its_own_time_inside_mlflow(tmp
     again = tracking.log_paper(lp.path, "smoke", uri)
     assert first["mlflow_s"] > 0 and again["mlflow_s"] > 0
     assert first["mlflow_s"] + again["mlflow_s"] == pytest.approx(tracking.MLFLOW_S[0])
+
+
+def test_a_run_has_its_jobs_own_times_and_the_trained_model(tmp_path, monkeypatch):
+    """Start and end are the training job's (not when the collector logged it), and model.pt is an artifact."""
+    from datetime import datetime, timezone
+
+    from mlflow import MlflowClient
+
+    from workflow import tracking
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    lp = make_paper(tmp_path)
+    plant(tmp_path, lp, "smoke", values)
+    job = lp.jobs("smoke")[0]
+    tr_path = tmp_path / job.dir / "train.json"
+    tr = json.loads(tr_path.read_text())
+    tr.update(wall_s=2.5, provenance={"start": "2026-01-02T03:04:05+0000", "end": "2026-01-02T03:04:08+0000"})
+    tr_path.write_text(json.dumps(tr))
+    (tmp_path / job.dir / "model.pt").write_bytes(b"\0" * 1000)
+    out = tmp_path / "runs.json"
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    assert tracking.main(["log", "--paper", str(lp.path), "--scale", "smoke", "--uri", uri, "--out", str(out)]) == 0
+    rid = json.loads(out.read_text())["runs"][job.dir]
+    client = MlflowClient(uri)
+    run = client.get_run(rid)
+    start = int(datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc).timestamp() * 1000)
+    assert run.info.start_time == start and run.info.end_time - run.info.start_time == 2500
+    assert "model.pt" in {a.path for a in client.list_artifacts(rid)}
+    assert run.data.tags["model_path"].endswith(f"{job.dir}/model.pt")
