@@ -354,6 +354,32 @@ def render_index(verdict_files: list[Path], scale: str, out: Path) -> Path:
     return out
 
 
+CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--hide-scrollbars")
+
+
+def screenshot(page: Path, out: Path, width: int = 1280, height: int = 1400) -> Path:
+    """A PNG of a report page as headless Chromium draws it at `width` CSS px (the README's pictures)."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    browser = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
+    if browser is None:
+        raise SystemExit("screenshot: no chromium found; install it (Debian: apt-get install chromium) and rerun")
+    if not page.exists():
+        raise SystemExit(f"screenshot: {page} does not exist; make the reports first (snakemake --cores all --config scale=smoke)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="claimcheck-chromium-") as profile:
+        cmd = [browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}",
+               f"--screenshot={out.resolve()}", page.resolve().as_uri()]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0 or not out.exists():
+        raise SystemExit(f"screenshot: chromium failed ({proc.returncode}): {proc.stderr[-500:]}")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m workflow.report", description="render reports")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -367,7 +393,19 @@ def main(argv: list[str] | None = None) -> int:
     ip.add_argument("--scale", required=True)
     ip.add_argument("--out", required=True, type=Path)
     ip.add_argument("verdicts", nargs="*", type=Path)
+    sp = sub.add_parser("screenshot", help="PNGs of the index and one paper's report, as a browser draws them "
+                                           "(the README's pictures; needs chromium)")
+    sp.add_argument("--scale", default="smoke")
+    sp.add_argument("--paper", default="toy_superposition")
+    sp.add_argument("--reports", type=Path, default=None, help="the reports folder (default reports/<scale>)")
+    sp.add_argument("--out", type=Path, default=Path("docs/img"))
+    sp.add_argument("--width", type=int, default=1280)
     args = ap.parse_args(argv)
+    if args.cmd == "screenshot":
+        reports = args.reports or Path("reports") / args.scale
+        for page, name in ((reports / "index.html", "index.png"), (reports / args.paper / "index.html", "report.png")):
+            print(f"wrote {screenshot(page, args.out / name, args.width)}", file=sys.stderr)
+        return 0
     if args.cmd == "paper":
         path = render_paper(args.verdicts, args.out_dir, args.runs, args.ui)
     else:

@@ -112,3 +112,49 @@ def test_server_outage_loses_nothing_and_duplicates_nothing(tmp_path):
                 assert {a.path for a in client.list_artifacts(r.info.run_id)} == {"train.json", "eval.json"}
     finally:
         stop(server)
+
+
+def _rest(port: int, path: str, body: dict | None = None) -> dict:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/api/2.0/mlflow/{path}",
+                                 data=None if body is None else json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def test_the_smoke_runs_store_through_a_server(repo, tmp_path):
+    """`mlflow server` on the smoke run's own store: the experiment opens in the model-training view
+    and is described, each run lasts as long as its job did, and verdicts sit on the child runs."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "workflow.tracking", "server", "--port", str(port),
+                             "--store", f"sqlite:///{repo}/mlflow.db", "--artifacts", str(tmp_path / "artifacts"),
+                             "--workers", "1"], cwd=repo, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                    break
+            except OSError:
+                assert time.time() < deadline, "the MLflow server did not start"
+                time.sleep(0.5)
+        exp = _rest(port, "experiments/get-by-name?experiment_name=toy_superposition%2Fsmoke")["experiment"]
+        tags = {t["key"]: t["value"] for t in exp.get("tags", [])}
+        assert tags["mlflow.experimentKind"] == "custom_model_development"
+        assert "Toy Models of Superposition" in tags["mlflow.note.content"]
+        assert "Scale smoke" in tags["mlflow.note.content"]
+        runs = _rest(port, "runs/search", {"experiment_ids": [exp["experiment_id"]], "max_results": 1000})["runs"]
+        children = [r for r in runs if any(t["key"] == "mlflow.parentRunId" for t in r["data"].get("tags", []))]
+        assert children
+        verdict_tags = 0
+        for r in children:
+            t = {x["key"]: x["value"] for x in r["data"]["tags"]}
+            tr = json.loads((repo / t["job_key"] / "train.json").read_text())
+            took = int(r["info"]["end_time"]) - int(r["info"]["start_time"])
+            assert abs(took - 1000 * tr["wall_s"]) <= 2, (took, tr["wall_s"])      # the job's own time
+            verdict_tags += sum(k.startswith("claim.") and k.endswith(".verdict") for k in t)
+            assert t["model_path"].endswith("model.pt")
+        assert verdict_tags > 0
+    finally:
+        stop(proc)

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.e2e.test_smoke_pipeline import COPY, ROOT
+from tests.e2e.conftest import COPY, ROOT
 
 pytestmark = pytest.mark.e2e
 

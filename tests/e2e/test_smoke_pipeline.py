@@ -2,46 +2,14 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import sqlite3
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from .conftest import snakemake
+
 pytestmark = pytest.mark.e2e
-COPY = ["Snakefile", "config.yaml", "rules", "schemas", "catalogue", "workflow", "modules", "profiles"]
-
-
-def snakemake(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "PYTHONPATH": str(cwd)}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=900)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
-    return proc
-
-
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    dst = tmp_path_factory.mktemp("repo")
-    for name in COPY:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns("__pycache__"))
-        elif src.exists():
-            shutil.copy(src, dst / name)
-    # the paper's own target first, then the whole catalogue (adds the index)
-    first = snakemake(dst, "--cores", "2", "toy_superposition", "--config", "scale=smoke")
-    (dst / "first_run.txt").write_text(first.stdout + first.stderr)
-    snakemake(dst, "--cores", "2", "--config", "scale=smoke")
-    return dst
 
 
 def test_report_and_verdicts(repo):
@@ -49,16 +17,20 @@ def test_report_and_verdicts(repo):
     assert v["scale"] == "smoke" and len(v["claims"]) >= 4
     kinds = {c["kind"] for c in v["claims"]}
     assert kinds == {"value", "threshold", "ordering", "trend", "ratio"}
-    for c in v["claims"]:
+    # the judge reads no MLflow file; the report's copy joins each claim's jobs with their runs
+    joined = json.loads((repo / "reports/smoke/toy_superposition/verdicts.json").read_text())
+    for c, j in zip(v["claims"], joined["claims"]):
         assert c["verdict"] in ("reproduced", "not_reproduced", "inconclusive", "not_run")
-        assert c["verdict"] == "not_run" or (c["runs"] and len(c["runs"]) == len(c["jobs"]))
+        assert "runs" not in c and j["verdict"] == c["verdict"]
+        assert c["verdict"] == "not_run" or (j["runs"] and len(j["runs"]) == len(c["jobs"]))
     html = (repo / "reports/smoke/toy_superposition/index.html").read_text()
     for c in v["claims"]:
         assert f'id="claim-{c["id"]}"' in html
-    assert "data:image/png;base64," in html                      # figures inline: self-contained
+    assert "data:image/svg+xml;base64," in html                  # figures inline: self-contained
     assert "<script" not in html
     md = (repo / "reports/smoke/toy_superposition/report.md").read_text()
-    assert "| claim | source | paper | measured |" in md
+    assert "| claim | verdict | paper | ours | ours − paper |" in md
+    assert (repo / "reports/smoke/toy_superposition/claims.csv").exists() and (repo / "reports/smoke/claims.csv").exists()
     index = (repo / "reports/smoke/index.html").read_text()
     assert 'href="toy_superposition/index.html"' in index
     assert "Verdicts at scale smoke" in (repo / "first_run.txt").read_text()   # the console table
@@ -99,7 +71,7 @@ def test_every_paper_is_judged_and_probes_ran(repo):
 
 
 def test_every_job_reached_mlflow(repo):
-    v = json.loads((repo / "results/smoke/toy_superposition/verdicts.json").read_text())
+    v = json.loads((repo / "reports/smoke/toy_superposition/verdicts.json").read_text())
     db = sqlite3.connect(repo / "mlflow.db")
     (exp_id,) = db.execute("select experiment_id from experiments where name='toy_superposition/smoke'").fetchone()
     runs = [r[0] for r in db.execute("select run_uuid from runs where experiment_id=?", (exp_id,))]
