@@ -33,6 +33,9 @@ LABELS = {"reproduced": "reproduced", "not_reproduced": "not reproduced", "incon
 FLAG_LABELS = {"under_budget": "under budget", "one_seed": "one seed", "control": "control not reproduced",
                "chance": "at chance", "our_bound": "bound ours"}
 DEFAULT_UI = "http://127.0.0.1:5000"       # where `mlflow ui` listens unless told otherwise
+# MLflow 3's UI picks its GenAI or model-training view from this URL parameter (else a choice kept in
+# the browser, GenAI by default), whatever the experiment's mlflow.experimentKind tag says
+TRAINING_VIEW = "?workflowType=machine_learning"
 CSV_FIELDS = ("scale", "paper", "claim", "origin", "kind", "verdict", "flags", "paper_value", "paper_number",
               "measured", "mean", "lo", "hi", "n_seeds", "difference", "reason", "source")
 TEMPLATES = Path(__file__).parent / "templates"
@@ -204,7 +207,7 @@ def render_markdown(p: dict, figures: dict, tracking: dict | None, base: str | N
     """The report in Markdown: the same sections as the HTML, figures as image links."""
     L = [f"# {p['paper']['title']} ({p['paper']['year']})", ""]
     L.append(f"[All papers](../index.html) · [verdicts.json](verdicts.json) · [claims.csv](claims.csv) · "
-             f"[HTML report](index.html)" + (f" · [MLflow experiment]({base}/#/experiments/{tracking['experiment_id']})"
+             f"[HTML report](index.html)" + (f" · [MLflow experiment]({base}/#/experiments/{tracking['experiment_id']}{TRAINING_VIEW})"
                                              if base else ""))
     L += ["", f"Scale **{p['scale']}** · git `{p['git_sha'][:12]}`{' (uncommitted changes)' if p.get('git_dirty') else ''}"
           f" · judged {p['date']} · {p['jobs']['total']} training jobs, {p.get('compute_s', 0):.0f} s of compute"]
@@ -271,7 +274,8 @@ def render_markdown(p: dict, figures: dict, tracking: dict | None, base: str | N
     if p.get("runs"):
         L += ["", "## Runs", ""]
         for job, rid in sorted(p["runs"].items()):
-            L.append(f"- `{job}`: " + (f"[{rid[:8]}]({base}/#/experiments/{tracking['experiment_id']}/runs/{rid})" if base else f"`{rid}`"))
+            L.append(f"- `{job}`: " + (f"[{rid[:8]}]({base}/#/experiments/{tracking['experiment_id']}/runs/{rid}{TRAINING_VIEW})"
+                                       if base else f"`{rid}`"))
     if p["jobs"].get("failed"):
         L += ["", "## Jobs without results", ""] + [f"- {f}" for f in p["jobs"]["failed"]]
     return "\n".join(L) + "\n"
@@ -285,10 +289,10 @@ def render_paper(verdicts: Path, out_dir: Path, runs_file: Path | None = None, u
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = make_figures(p, out_dir / "figures")
     base = ui_base(tracking, ui)
-    exp_url = f"{base}/#/experiments/{tracking['experiment_id']}" if base else None
+    exp = f"{base}/#/experiments/{tracking['experiment_id']}" if base else None
     html = _env().get_template("paper.html.j2").render(
-        p=p, figures=figures, tracking=tracking, exp_url=exp_url,
-        run_url=(lambda r: f"{exp_url}/runs/{r}") if exp_url else None,
+        p=p, figures=figures, tracking=tracking, exp_url=exp and exp + TRAINING_VIEW,
+        run_url=(lambda r: f"{exp}/runs/{r}{TRAINING_VIEW}") if exp else None,
         claim_fig={f["claim"]: f for f in figures["claims"]})
     (out_dir / "index.html").write_text(html)
     (out_dir / "report.md").write_text(render_markdown(p, figures, tracking, base))
@@ -330,7 +334,8 @@ def leaderboard(papers: list[dict]) -> list[dict]:
             continue
         g["papers"] = sorted({r["paper"] for r in g["rows"]})
         g["rows"].sort(key=lambda r: -r["mean"])
-        g["title"] = f"{g['task'].get('name', '?')}: {g['metric']}"
+        settings = ", ".join(f"{k} {fmt(v)}" for k, v in g["task"].items() if k != "name")
+        g["title"] = f"{g['task'].get('name', '?')}" + (f" ({settings})" if settings else "") + f": {g['metric']}"
         out.append(g)
     out.sort(key=lambda g: (-len(g["papers"]), g["title"]))
     return out

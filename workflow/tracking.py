@@ -204,13 +204,17 @@ class Tracker:
                     break
         return self._existing
 
-    def parent(self, key: str, name: str, tags: dict) -> str:
+    def parent(self, key: str, name: str, tags: dict, span: tuple[int, int] | None = None) -> str:
+        """The experiment's parent run; `span` (its jobs' first start, last end) sets its times, so
+        that its duration is its jobs' and not the instant the collector made it."""
         found = self.existing().get((key, "parent"))
         if found:
+            if span:
+                _retry(lambda: self.client.set_terminated(found, "FINISHED", end_time=span[1]))
             return found
-        run = _retry(lambda: self.client.create_run(self.exp_id, run_name=name,
+        run = _retry(lambda: self.client.create_run(self.exp_id, run_name=name, start_time=span[0] if span else None,
                                                     tags={**tags, "job_key": key, "result_hash": "parent"}))
-        _retry(lambda: self.client.set_terminated(run.info.run_id, "FINISHED"))
+        _retry(lambda: self.client.set_terminated(run.info.run_id, "FINISHED", end_time=span[1] if span else None))
         self.existing()[(key, "parent")] = run.info.run_id
         return run.info.run_id
 
@@ -336,11 +340,19 @@ def log_paper(paper_path: Path, scale: str, uri: str, root: Path = Path(".")) ->
     with _lock(root / "results" / ".tracking.lock"):
         tracker = Tracker(uri, f"{lp.id}/{scale}")
         result["experiment_id"] = tracker.exp_id
+        spans: dict[str, tuple[int, int]] = {}
+        for job in jobs:
+            try:
+                start, end = job_times(json.loads((root / job.dir / "train.json").read_text()), root / job.dir)
+            except (OSError, ValueError):
+                continue
+            lo, hi = spans.get(job.experiment, (start, end))
+            spans[job.experiment] = (min(lo, start), max(hi, end))
         for job in jobs:
             pkey = f"{lp.id}/{scale}/{job.experiment}"
             if pkey not in result["parents"]:
                 result["parents"][pkey] = tracker.parent(pkey, job.experiment, {
-                    "paper": lp.id, "experiment": job.experiment, "scale": scale})
+                    "paper": lp.id, "experiment": job.experiment, "scale": scale}, spans.get(job.experiment))
             result["runs"][job.dir] = tracker.log_job(job, root / job.dir, result["parents"][pkey])
     result["seconds"] = time.perf_counter() - t0
     result["mlflow_s"] = MLFLOW_S[0] - in_mlflow0   # this paper's own (`sync` logs several in one process)

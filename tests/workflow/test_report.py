@@ -84,9 +84,10 @@ def test_paper_report_escapes_and_shows_everything(tmp_path, monkeypatch):
     assert '<span class="paper">1</span> | 1.1 ± 0.2484' in html
     # navigation and exports
     for href in ("../index.html", "verdicts.json", "claims.csv", "report.md", "figures/",
-                 "http://localhost:5001/#/experiments/7"):
+                 "http://localhost:5001/#/experiments/7?workflowType=machine_learning"):
         assert f'href="{href}"' in html
-    assert "http://localhost:5001/#/experiments/7/runs/run00000" in html       # run ids joined here
+    # run ids joined here; links open MLflow 3's model-training view, not its GenAI one
+    assert "http://localhost:5001/#/experiments/7/runs/run00000" in html and "workflowType=machine_learning" in html
     exported = json.loads((tmp_path / "rep/verdicts.json").read_text())
     assert exported["claims"][0]["runs"] and exported["runs"]
     rows = list(csv.DictReader((tmp_path / "rep/claims.csv").open()))
