@@ -401,14 +401,15 @@ def main(argv: list[str] | None = None) -> int:
     sp = sub.add_parser("screenshot", help="PNGs of the index and one paper's report, as a browser draws them "
                                            "(the README's pictures; needs chromium)")
     sp.add_argument("--scale", default="smoke")
-    sp.add_argument("--paper", default="toy_superposition")
+    sp.add_argument("--paper", default=None, help="the paper whose report to draw (default: the first in the folder)")
     sp.add_argument("--reports", type=Path, default=None, help="the reports folder (default reports/<scale>)")
     sp.add_argument("--out", type=Path, default=Path("docs/img"))
     sp.add_argument("--width", type=int, default=1280)
     args = ap.parse_args(argv)
     if args.cmd == "screenshot":
         reports = args.reports or Path("reports") / args.scale
-        for page, name in ((reports / "index.html", "index.png"), (reports / args.paper / "index.html", "report.png")):
+        paper = args.paper or next((d.name for d in sorted(reports.iterdir()) if (d / "index.html").exists()), "")
+        for page, name in ((reports / "index.html", "index.png"), (reports / paper / "index.html", "report.png")):
             print(f"wrote {screenshot(page, args.out / name, args.width)}", file=sys.stderr)
         return 0
     if args.cmd == "paper":

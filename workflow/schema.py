@@ -2,7 +2,7 @@
 
 This module checks shape and types only (unknown keys, wrong types, ranges, ids).
 What refers to what (a claim's experiment, model, metric, sweep point; an arch or task
-name; a model's hyperparameters) is checked in `catalogue.py`, which knows the registries.
+name; a model's hyperparameters) is checked in `catalogue/checks.py`, which knows the registries.
 Every field has a description: they are the documentation of the format, and they end up
 in the generated JSON Schema (schemas/catalogue.schema.json) that editors use.
 """

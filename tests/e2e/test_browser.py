@@ -3,13 +3,15 @@ Selenium), served over HTTP: at 1280 px the claims table and every verdict lie i
 at 400 px nothing scrolls the page sideways, no image is broken, nothing logs a console error,
 every relative link resolves, and the index's table sorts and filters.
 
-Needs the packages chromium and chromium-driver (`.ci/run` installs them where it can) and the
-test extra's selenium; skipped, with the reason, where they are missing."""
+Needs Debian's packages chromium and chromium-driver (installed here by the test when it runs as
+root with apt-get) and the test extra's selenium; skipped, with the reason, where they are missing."""
 from __future__ import annotations
 
 import functools
 import http.server
+import os
 import shutil
+import subprocess
 import threading
 import urllib.error
 import urllib.parse
@@ -28,7 +30,7 @@ CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-
 def served(repo):
     """reports/smoke over HTTP on a free loopback port."""
     handler = functools.partial(_Quiet, directory=str(repo / "reports/smoke"))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = _Server(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}/"
     server.shutdown()
@@ -39,12 +41,36 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        pass            # a browser that drops a connection it no longer needs (a broken pipe) is no failure
+
+
+def _install_chromium() -> str:
+    """apt-get install chromium chromium-driver, where this runs as root on Debian; '' or why not."""
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        return "not root, or no apt-get"
+    cmd = ["apt-get", "install", "-y", "--no-install-recommends", "chromium", "chromium-driver"]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for attempt in (cmd, None):
+        if attempt is None:         # the package lists may be stale: refresh them once
+            subprocess.run(["apt-get", "update"], capture_output=True, timeout=600, env=env)
+            attempt = cmd
+        proc = subprocess.run(attempt, capture_output=True, text=True, timeout=900, env=env)
+        if proc.returncode == 0:
+            return ""
+    return proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"apt-get exited {proc.returncode}"
+
+
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
+    why = ""
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        why = _install_chromium()
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if not (chromium and driver):
-        pytest.skip("Debian's chromium and chromium-driver are not installed "
-                    "(apt-get install chromium chromium-driver; .ci/run installs them where it can)")
+        pytest.skip(f"Debian's chromium and chromium-driver are not installed and could not be ({why}): "
+                    "apt-get install chromium chromium-driver")
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[test]')")
     from selenium.webdriver.chrome.service import Service
 

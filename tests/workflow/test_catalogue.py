@@ -999,7 +999,7 @@ def test_deferred_checks_run_here_when_the_checker_dies(tmp_path, monkeypatch, f
     cat.mkdir()
     (cat / TOY.name).write_text(_bad_arch(TOY.read_text()))
     if fork:
-        monkeypatch.setattr(C, "_answer", lambda *a: os._exit(3))       # the forked checker dies
+        monkeypatch.setattr(C.load, "_answer", lambda *a: os._exit(3))       # the forked checker dies
     else:
         real = subprocess.Popen
         monkeypatch.setattr(subprocess, "Popen", lambda cmd, **kw: real([sys.executable, "-c", "raise SystemExit(3)"], **kw))
@@ -1017,7 +1017,7 @@ def test_a_checker_stopped_by_ctrl_c_is_not_redone_at_exit(tmp_path, monkeypatch
     cat.mkdir()
     (cat / TOY.name).write_text(_bad_arch(TOY.read_text()))
     cache = tmp_path / "validated"
-    monkeypatch.setattr(C, "_answer", lambda *a: os.kill(os.getpid(), signal.SIGINT) or os._exit(9))
+    monkeypatch.setattr(C.load, "_answer", lambda *a: os.kill(os.getpid(), signal.SIGINT) or os._exit(9))
     ending = C.PendingChecks([cat / TOY.name], cache, "k", fork=True)
     assert ending.problems(ending=True) == [] and not cache.exists()
     starting = C.PendingChecks([cat / TOY.name], cache, "k", fork=True)
