@@ -350,9 +350,8 @@ def slurm_run(slurm, repo: Path, config: tuple[str, ...] = (), **site_extra) -> 
                          "--config", "scale=smoke", *config, timeout=420)
 
 
-def test_slurm_profile_gives_the_local_verdicts_and_numbers(slurm, tmp_path):
-    local = copy_repo(tmp_path / "local")
-    _, local_s = run_snakemake(local, "--cores", "2", PAPER, "--config", "scale=smoke", timeout=300)
+def test_slurm_profile_gives_the_local_verdicts_and_numbers(slurm, repo, tmp_path):
+    local = repo                  # the session's local smoke run (tests/e2e/conftest.py) ran this paper first
     claims_local, numbers_local = outcome(local)
     steps = sum(1 for f in (local / "results" / "smoke" / PAPER).rglob("*.json")
                 if f.name in ("train.json", "eval.json", "probes.json"))
@@ -369,7 +368,7 @@ def test_slurm_profile_gives_the_local_verdicts_and_numbers(slurm, tmp_path):
         repo = copy_repo(tmp_path / f"slurm{i}")
         proc, wall = slurm_run(slurm, repo, **extra)
         done[name] = (repo, proc, wall, steps_mode)
-    print(f"\nwall time, smoke scale of {PAPER}: local --cores 2 {local_s:.1f} s; "
+    print(f"\nwall time, smoke scale of {PAPER}: "
           + "; ".join(f"{name} {wall:.1f} s" for name, (_, _, wall, _) in done.items())
           + (f"; apt-get install of slurm-wlm and munge {slurm['install_s']:.0f} s" if slurm["install_s"] else ""))
     for name, (repo, proc, _, _) in done.items():
