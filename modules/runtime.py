@@ -4,9 +4,9 @@
 start, adjusted as blocks are freed) back to the kernel when it is freed, and trims the top of
 the heap once more than its trim threshold is free. A torch training step frees its activations
 and allocates them again on the next step, so each step then pays the kernel to map and zero
-those pages again. Measured here (`python -m workflow.bench kernels`): chunked linear attention
+those pages again. Measured here (`python -m bench kernels`): chunked linear attention
 at B=8, T=1024 took about 1,000 page faults per call and 7-10 ms instead of 4.3 ms, and
-training throughput in `workflow.bench archs` rose 1-17% with the setting below (LSTM 17%, transformer 12%). PyTorch's CPU
+training throughput in `python -m bench archs` rose 1-17% with the setting below (LSTM 17%, transformer 12%). PyTorch's CPU
 performance guide recommends a caching allocator (jemalloc, tcmalloc) for the same reason; this
 gets most of the effect from glibc's own knobs, with nothing to install.
 

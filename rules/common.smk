@@ -45,7 +45,7 @@ JOBS_OF = {pid: lp.jobs(SCALE) for pid, lp in PAPERS.items()}
 # A fit (one train job and the evaluate and probe jobs of its model) is one wildcard, its folder below
 # results/<scale>/ (Job.dir): <paper>/<experiment>/<model>/<point>/seed<seed>. Snakemake substitutes
 # every wildcard into every path, log, benchmark and param template of every job, so one wildcard in
-# place of five takes ~4% off a 10,000-job DAG (`python -m workflow.bench pipeline --parts dag`).
+# place of five takes ~4% off a 10,000-job DAG (`python -m bench pipeline --parts dag`).
 wildcard_constraints:
     scale="smoke|small|full",
     paper="[a-z0-9][a-z0-9_]*",
@@ -68,7 +68,7 @@ def _job(w):
 
 
 # The rules' other params are wildcard templates, not functions: at 10,000 jobs each input
-# function costs Snakemake a signature inspection per call (`python -m workflow.bench pipeline
+# function costs Snakemake a signature inspection per call (`python -m bench pipeline
 # --parts dag`). A job's folder is the template "results/{scale}/{fit}", which is Job.dir.
 def train_config(w):
     """The train job's resolved config: a change to it reruns exactly this job."""

@@ -484,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as e:  # noqa: BLE001 - the report on disk is what matters
             done["error"] = f"{type(e).__name__}: {e}".splitlines()[0]
             print(f"warning: could not attach the report to MLflow ({done['error']})", file=sys.stderr)
-        # beside runs.json: what this step spent inside MLflow (python -m workflow.bench pipeline adds it up)
+        # beside runs.json: what this step spent inside MLflow (python -m bench pipeline adds it up)
         write_json(Path(args.runs).with_name("report-tracking.json"), {**done, "mlflow_s": MLFLOW_S[0]})
         return 0
     papers = args.papers or [f.stem for f in catalogue_files()]

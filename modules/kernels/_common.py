@@ -62,7 +62,7 @@ def chunk_or_default(chunk_size: int | None, *tensors: torch.Tensor | None) -> i
     """The chunk length of the chunked ops' torch paths when the caller gives none (None): 64 on a
     GPU, 32 on a CPU. On one CPU core the quadratic work inside a chunk dominates, and 32 beat 16
     and 64 for chunked linear attention, its gated form, the delta rule and SSD at B=8, T=1024
-    (`python -m workflow.bench kernels`). Results do not depend on it beyond rounding."""
+    (`python -m bench kernels`). Results do not depend on it beyond rounding."""
     if chunk_size is None:
         return 64 if on_cuda(*tensors) else 32
     if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:

@@ -342,7 +342,7 @@ def test_overfits_one_small_batch(arch, params):
 
 
 def test_bench_archs_runs_and_writes_json(tmp_path, capsys):
-    from workflow import bench
+    from bench import cli as bench
 
     out = tmp_path / "archs.json"
     rc = bench.main(["archs", "--archs", "s4d", "gla", "toy_autoencoder", "-B", "1", "-T", "8",

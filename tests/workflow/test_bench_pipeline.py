@@ -1,10 +1,11 @@
-"""`python -m workflow.bench pipeline`: the parts that read job records and Snakemake's files, and a
+"""`python -m bench pipeline`: the parts that read job records and Snakemake's files, and a
 small DAG-scale run end to end (it prints ratios; nothing here times anything against a limit)."""
 from __future__ import annotations
 
 import json
 
-from workflow import bench, bench_pipeline as bp
+from bench import cli as bench
+from bench import pipeline as bp
 
 
 def test_compute_and_rule_times_are_read_from_the_job_records(tmp_path):

@@ -153,11 +153,11 @@ def test_mlflow_telemetry_is_off_unless_the_user_chose(monkeypatch):
 
 def test_tracking_steps_record_their_time_inside_mlflow(tmp_path, monkeypatch):
     """`log` puts mlflow_s in runs.json, `report` writes report-tracking.json beside it: the seconds the
-    step spent inside MLflow (what `python -m workflow.bench pipeline` adds up), never more than the step took."""
+    step spent inside MLflow (what `python -m bench pipeline` adds up), never more than the step took."""
     import time
 
     from workflow import tracking
-    from workflow.bench_pipeline import _mlflow_seconds
+    from bench.pipeline import _mlflow_seconds
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

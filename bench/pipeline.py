@@ -1,6 +1,6 @@
 """Throughput of the engine around the math, as ratios measured in one run on one machine.
 
-    python -m workflow.bench pipeline [--parts overhead fixed dag loop logging kernels] [--papers ...]
+    python -m bench pipeline [--parts overhead fixed dag loop logging kernels] [--papers ...]
                                       [--dag-jobs 1000 10000] [--dag-repeats 3] [--out results/bench/pipeline.json]
 
 overhead  wall time of `snakemake --cores C --config scale=smoke` on a fresh copy of the repository,
@@ -26,7 +26,7 @@ logging   the share of all job time spent in MLflow. Jobs never call MLflow them
           (imports, client and store set-up, calls; `mlflow_s` in runs.json and report-tracking.json),
           summed over all jobs' time from Snakemake's benchmark files. Also printed: the whole track
           steps' time as a share (it adds the steps' start, reading the records, waiting for the lock).
-kernels   the kernel ratios of `python -m workflow.bench kernels` for the ops with targets.
+kernels   the kernel ratios of `python -m bench kernels` for the ops with targets.
 
 Everything here prints and writes JSON; nothing gates CI. A shared machine moves wall-clock
 times; the JSON records the load average before and after each part.
@@ -36,7 +36,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import resource
 import shutil
 import statistics
 import subprocess
@@ -157,8 +156,8 @@ def bench_overhead(papers: list[str] | None, cores: int, modes=("on", "off"), lo
 
 def bench_fixed(overhead: dict | None, log=print) -> dict:
     """The fixed cost of one job step, from a fresh process and from the fork server."""
-    from .catalogue import load_catalogue
-    from .forkserver import request
+    from workflow.catalogue import load_catalogue
+    from workflow.forkserver import request
 
     with tempfile.TemporaryDirectory(prefix="claimcheck-fixed-") as tmp:
         tmp = Path(tmp)
@@ -306,7 +305,7 @@ def bench_loop(log=print) -> dict:
     from modules.models import build_model
     from modules.tasks import build_task
 
-    from .train import make_optimizer, train
+    from workflow.train import make_optimizer, train
 
     torch.set_num_threads(1)
     cases = [
@@ -397,7 +396,7 @@ def bench_logging(overhead: dict | None, log=print) -> dict:
 def bench_kernel_targets(log=print) -> dict:
     import torch
 
-    from . import bench
+    from . import kernels as bench
 
     torch.set_num_threads(1)
     return bench.bench_kernels(ops=list(bench.TARGETS) + ["linear_attn_chunked_c64"], log=lambda s: log(f"kernels   {s}"))

@@ -1,0 +1,1 @@
+"""Benchmarks of the kernels, the architectures and the engine around them: `python -m bench --help`."""
