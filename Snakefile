@@ -7,7 +7,7 @@ import sys
 
 from snakemake.utils import min_version, validate
 
-from workflow.config import config_problems
+from workflow.runconfig import config_problems
 from workflow.console import print_problems
 from workflow.forkserver import slurm_group_step, start as start_forkserver, stop as stop_forkserver
 from workflow.slurm import local_group_steps

@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 
 from workflow.catalogue import CatalogueError, check_job_cap, load_catalogue_deferred
-from workflow.config import select_papers
+from workflow.runconfig import select_papers
 from workflow.console import print_problems, print_verdicts
 from workflow.gpu import has_gpu
 

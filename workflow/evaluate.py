@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from .jobs import failure_line, job_parser, load_weights, now, pick_device, read_json, untrained_reason, write_json
+from .steps import failure_line, job_parser, load_weights, now, pick_device, read_json, untrained_reason, write_json
 
 EVAL_SEED_OFFSET = 1_000_003  # evaluation data never overlaps a training stream
 

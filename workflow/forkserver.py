@@ -72,7 +72,7 @@ PRELOAD = (
     "torch._dynamo",            # torch.optim's optimizers (the L-BFGS probes) import it on first use: ~2 s
     "sklearn.datasets",         # tasks built on scikit-learn's data sets (digits, make_classification)
     "pydantic", "yaml",
-    "workflow.jobs", "workflow.catalogue", "workflow.checkpoint", "workflow.gpu",
+    "workflow.steps", "workflow.catalogue", "workflow.checkpoint", "workflow.gpu",
     "workflow.train", "workflow.evaluate", "workflow.probe", "workflow.judge", "workflow.results",
     "modules.config", "modules.optim", "modules.kernels", "modules.models", "modules.tasks", "modules.probes",
     *PER_PAPER,
@@ -80,14 +80,14 @@ PRELOAD = (
 # a SLURM job's server starts beside the job's first step, on the same CPUs: it imports only what every
 # train and evaluate step needs (~1.5 s), not every registry module, scikit-learn or torch._dynamo (~4 s more)
 FIT = ("numpy", "torch", "torch.nn", "torch.nn.functional", "torch.optim", "pydantic", "yaml",
-       "workflow.jobs", "workflow.catalogue", "workflow.checkpoint", "workflow.gpu", "workflow.train",
+       "workflow.steps", "workflow.catalogue", "workflow.checkpoint", "workflow.gpu", "workflow.train",
        "workflow.evaluate", "workflow.probe", "modules.config", "modules.optim", "modules.kernels",
        "modules.models", "modules.tasks", "modules.probes")
 # the Snakemake on a cluster's login node (the SLURM executor) runs only the local rules there: a paper's
 # collector, judge and report steps and the index, none of which imports torch. Its server imports
 # what they need (~2 s) and not torch and the registries (~4 s more of CPU and ~400 MB of memory on a
 # shared login node; on a single-node cluster, taken from the sbatch jobs' CPUs).
-LOCAL_RULES = ("pydantic", "yaml", "workflow.jobs", "workflow.catalogue", "workflow.judge", "workflow.results",
+LOCAL_RULES = ("pydantic", "yaml", "workflow.steps", "workflow.catalogue", "workflow.judge", "workflow.results",
                "scipy.stats",            # the judge's confidence intervals (workflow/results.py): ~0.5 s
                "modules.probes.kinds",   # the catalogue's probe kinds (no torch)
                *PER_PAPER)

@@ -35,7 +35,7 @@ from pathlib import Path
 from . import schema as S
 from .catalogue import find_value, fmt_value, load_paper, metrics_of
 from .claims import CONTRADICTED, SATISFIED, UNCERTAIN, at_chance, fmt_interval, kind_of, spearman  # noqa: F401 (spearman: re-exported)
-from .jobs import git_info, now, write_json
+from .steps import git_info, now, write_json
 from .results import Measurements, NotRun, collect, interval
 
 VERDICTS = ("reproduced", "not_reproduced", "inconclusive", "not_run")

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from .jobs import failure_line, job_parser, load_weights, now, pick_device, read_json, untrained_reason, write_json
+from .steps import failure_line, job_parser, load_weights, now, pick_device, read_json, untrained_reason, write_json
 
 PROBE_SEED_OFFSET = 2_000_003   # probe data never overlaps training or evaluation streams
 

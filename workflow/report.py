@@ -26,7 +26,7 @@ from pathlib import Path
 import yaml
 from jinja2 import Environment, FileSystemLoader
 
-from .jobs import read_json, write_json
+from .steps import read_json, write_json
 
 COLORS = {"reproduced": "#1a7f37", "not_reproduced": "#cf222e", "inconclusive": "#9a6700", "not_run": "#6e7781"}
 LABELS = {"reproduced": "reproduced", "not_reproduced": "not reproduced", "inconclusive": "inconclusive", "not_run": "not run"}
@@ -206,8 +206,8 @@ def _md_escape(s) -> str:
 def render_markdown(p: dict, figures: dict, tracking: dict | None, base: str | None) -> str:
     """The report in Markdown: the same sections as the HTML, figures as image links."""
     L = [f"# {p['paper']['title']} ({p['paper']['year']})", ""]
-    L.append(f"[All papers](../index.html) · [verdicts.json](verdicts.json) · [claims.csv](claims.csv) · "
-             f"[HTML report](index.html)" + (f" · [MLflow experiment]({base}/#/experiments/{tracking['experiment_id']}{TRAINING_VIEW})"
+    L.append("[All papers](../index.html) · [verdicts.json](verdicts.json) · [claims.csv](claims.csv) · "
+             "[HTML report](index.html)" + (f" · [MLflow experiment]({base}/#/experiments/{tracking['experiment_id']}{TRAINING_VIEW})"
                                              if base else ""))
     L += ["", f"Scale **{p['scale']}** · git `{p['git_sha'][:12]}`{' (uncommitted changes)' if p.get('git_dirty') else ''}"
           f" · judged {p['date']} · {p['jobs']['total']} training jobs, {p.get('compute_s', 0):.0f} s of compute"]
@@ -342,7 +342,7 @@ def leaderboard(papers: list[dict]) -> list[dict]:
 
 
 def render_index(verdict_files: list[Path], scale: str, out: Path) -> Path:
-    from .jobs import now
+    from .steps import now
 
     papers = sorted((read_json(f) for f in verdict_files), key=lambda p: p["paper"]["id"])
     for p in papers:

@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from .jobs import write_json
+from .steps import write_json
 
 SUMMARIES = Path("summaries")
 README = Path("README.md")

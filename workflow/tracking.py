@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 from .catalogue import CatalogueError, catalogue_files, load_paper
-from .jobs import write_json
+from .steps import write_json
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 EXPERIMENT_KIND = "custom_model_development"     # what MLflow 3's UI reads from mlflow.experimentKind
@@ -231,7 +231,7 @@ class Tracker:
             return None
 
     def log_job(self, job, job_dir: Path, parent_id: str) -> str:
-        from mlflow.entities import Metric, Param, RunTag
+        from mlflow.entities import Metric, Param
 
         tr_text = (job_dir / "train.json").read_text()
         ev_path = job_dir / "eval.json"

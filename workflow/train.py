@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from .jobs import failure_line, now, pick_device, provenance, write_json
+from .steps import failure_line, now, pick_device, provenance, write_json
 
 
 def make_optimizer(params, train: dict):

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from workflow.catalogue import CatalogueError, catalogue_files, check_job_cap, load_paper
-from workflow.config import config_problems, select_papers
+from workflow.runconfig import config_problems, select_papers
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent.parent
@@ -91,14 +91,14 @@ def test_check_cli_exits_nonzero_with_one_line_per_case_and_no_traceback():
 
 def test_config_cli(tmp_path):
     for p in [p for p in CASES if header(p).get("kind") == "config"]:
-        proc = subprocess.run([sys.executable, "-m", "workflow.config", "check", str(p)], cwd=ROOT,
+        proc = subprocess.run([sys.executable, "-m", "workflow.runconfig", "check", str(p)], cwd=ROOT,
                               capture_output=True, text=True, timeout=60)
         assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
         assert header(p)["expect"].replace("config:", f"{p}:", 1) in " ".join(proc.stderr.split()), proc.stderr
 
 
 def test_html_in_catalogue_text_is_escaped_in_the_report(tmp_path, monkeypatch):
-    from workflow.jobs import write_json
+    from workflow.steps import write_json
     from workflow.judge import judge_paper
     from workflow.report import render_paper
 

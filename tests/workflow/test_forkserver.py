@@ -231,7 +231,7 @@ def test_idle_server_exits_and_removes_its_socket(root, tmp_path):
 
 def test_the_setting_accepts_words_from_the_command_line(root):
     """`--config forkserver=false` reaches the Snakefile as the string 'false'."""
-    from workflow.config import config_problems
+    from workflow.runconfig import config_problems
 
     for word, value in (("false", False), ("True", True), ("no", False), ("1", True)):
         cfg = {"forkserver": word}

@@ -7,7 +7,7 @@ import yaml
 
 from workflow.catalogue import load_paper
 from workflow.evaluate import evaluate, metric_facts
-from workflow.jobs import write_json
+from workflow.steps import write_json
 from workflow.judge import judge_paper
 from workflow.train import train
 

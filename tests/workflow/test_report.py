@@ -8,7 +8,7 @@ import json
 import re
 
 from workflow.figures import title_words, words
-from workflow.jobs import write_json
+from workflow.steps import write_json
 from workflow.judge import judge_paper
 from workflow.report import leaderboard, render_index, render_paper
 

@@ -60,14 +60,14 @@ def select_papers(config: dict, known: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """python -m workflow.config check [config.yaml]: the checks the Snakefile runs first."""
+    """python -m workflow.runconfig check [config.yaml]: the checks the Snakefile runs first."""
     import argparse
     import sys
 
     from .catalogue import CatalogueError, catalogue_files
     from .console import print_problems
 
-    p = argparse.ArgumentParser(prog="python -m workflow.config")
+    p = argparse.ArgumentParser(prog="python -m workflow.runconfig")
     p.add_argument("cmd", choices=["check"])
     p.add_argument("file", nargs="?", default="config.yaml", type=Path)
     args = p.parse_args(argv)
