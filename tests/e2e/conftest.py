@@ -26,15 +26,21 @@ def snakemake(cwd: Path, *args: str, check: bool = True) -> subprocess.Completed
     return proc
 
 
-@pytest.fixture(scope="session")
-def repo(tmp_path_factory) -> Path:
-    dst = tmp_path_factory.mktemp("repo")
+def copy_repo(dst: Path) -> Path:
+    """What a run needs of the repository, copied to dst (made if missing)."""
+    dst.mkdir(parents=True, exist_ok=True)
     for name in COPY:
         src = ROOT / name
         if src.is_dir():
             shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns("__pycache__"))
         elif src.exists():
             shutil.copy(src, dst / name)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def repo(tmp_path_factory) -> Path:
+    dst = copy_repo(tmp_path_factory.mktemp("repo"))
     # the paper's own target first, then the whole catalogue (adds the index)
     first = snakemake(dst, "--cores", "2", "toy_superposition", "--config", "scale=smoke")
     (dst / "first_run.txt").write_text(first.stdout + first.stderr)

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.e2e.conftest import COPY, ROOT
+from tests.e2e.conftest import copy_repo
 
 pytestmark = pytest.mark.e2e
 
@@ -229,17 +229,6 @@ def slurm():
             stop(PIDS[name], name)
         if ours and "slurmctld" in started:
             CONF.unlink(missing_ok=True)
-
-
-def copy_repo(dst: Path) -> Path:
-    dst.mkdir(parents=True)
-    for name in COPY:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns("__pycache__"))
-        elif src.exists():
-            shutil.copy(src, dst / name)
-    return dst
 
 
 def run_snakemake(cwd: Path, *args: str, timeout: float) -> tuple[subprocess.CompletedProcess, float]:
