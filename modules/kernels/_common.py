@@ -90,3 +90,14 @@ def try_kernel(op: str, fn, *args, **kwargs):
     except Exception as e:  # unsupported dtype/shape/version: the torch path is always correct
         _warn_once(op, f"{type(e).__name__}: {e}")
         return None
+
+
+def segsum(x: torch.Tensor) -> torch.Tensor:
+    """segsum(x)[..., i, j] = x[j+1] + ... + x[i] for j <= i, -inf above the diagonal.
+    Built from one masked cumsum rather than a difference of cumsums, which would cancel
+    catastrophically for long sequences (as in the paper's listing)."""
+    T = x.shape[-1]
+    x = x[..., None].expand(*x.shape, T)                                 # x[..., i, j] = x_i
+    x = x.masked_fill(~torch.ones(T, T, dtype=torch.bool, device=x.device).tril(-1), 0)
+    s = x.cumsum(dim=-2)
+    return s.masked_fill(~torch.ones(T, T, dtype=torch.bool, device=x.device).tril(), float("-inf"))

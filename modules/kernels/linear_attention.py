@@ -27,8 +27,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._common import chunk_or_default, on_cuda, optional_kernel, pad_time, try_kernel, work_dtype
-from .ssd import segsum
+from ._common import chunk_or_default, on_cuda, optional_kernel, pad_time, segsum, try_kernel, work_dtype
 
 
 def _log_decay(decay, q):

@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._common import chunk_or_default, on_cuda, optional_kernel, pad_time, try_kernel, work_dtype
+from ._common import chunk_or_default, on_cuda, optional_kernel, pad_time, segsum, try_kernel, work_dtype
 
 
 def _check(x, dt, A, B, C):
@@ -60,17 +60,6 @@ def ssd_ref(x, dt, A, B, C, chunk_size=None, initial_state=None):
         h = a_t.exp()[..., None, None] * h + x_t[..., :, None] * B_t[..., None, :]
         ys.append(torch.einsum("bhpn,bhn->bhp", h, C_t))
     return torch.stack(ys, dim=1).to(dtype), h
-
-
-def segsum(x: torch.Tensor) -> torch.Tensor:
-    """segsum(x)[..., i, j] = x[j+1] + ... + x[i] for j <= i, -inf above the diagonal.
-    Built from one masked cumsum rather than a difference of cumsums, which would cancel
-    catastrophically for long sequences (as in the paper's listing)."""
-    T = x.shape[-1]
-    x = x[..., None].expand(*x.shape, T)                                 # x[..., i, j] = x_i
-    x = x.masked_fill(~torch.ones(T, T, dtype=torch.bool, device=x.device).tril(-1), 0)
-    s = x.cumsum(dim=-2)
-    return s.masked_fill(~torch.ones(T, T, dtype=torch.bool, device=x.device).tril(), float("-inf"))
 
 
 def _chunks(t, L):
