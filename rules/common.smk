@@ -70,16 +70,16 @@ def _job(w):
 # The rules' other params are wildcard templates, not functions: at 10,000 jobs each input
 # function costs Snakemake a signature inspection per call (`python -m bench pipeline
 # --parts dag`). A job's folder is the template "results/{scale}/{fit}", which is Job.dir.
-def train_config(w):
+def train_config_json(w):
     """The train job's resolved config: a change to it reruns exactly this job."""
     return json.dumps(_job(w).config, sort_keys=True)
 
 
-def eval_config(w):
+def eval_config_json(w):
     return json.dumps(_job(w).eval_config, sort_keys=True)
 
 
-def probe_config(w):
+def probe_config_json(w):
     return json.dumps(_job(w).probe_config, sort_keys=True)
 
 
@@ -143,7 +143,7 @@ except ImportError:
 if _fix_params is not None:
     import inspect as _inspect
 
-    for _f in (train_config, eval_config, probe_config, train_attempt, eval_attempt, probe_attempt,
+    for _f in (train_config_json, eval_config_json, probe_config_json, train_attempt, eval_attempt, probe_attempt,
                paper_file, paper_evals, paper_claims, selected_verdicts):
         _fix_params(_f, _inspect.signature(_f).parameters)
     try:  # and of its own Resource.evaluate, which it inspects for every resource of every job

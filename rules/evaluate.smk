@@ -5,7 +5,7 @@ rule evaluate:
     output:
         "results/{scale}/{fit}/eval.json",
     params:
-        config=eval_config,
+        config=eval_config_json,
         dir="results/{scale}/{fit}",
         attempt=eval_attempt,
     log:

@@ -7,7 +7,7 @@ rule probe:
     output:
         "results/{scale}/{fit}/probe.json",
     params:
-        config=probe_config,
+        config=probe_config_json,
         dir="results/{scale}/{fit}",
         attempt=probe_attempt,
     log:

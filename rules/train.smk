@@ -3,7 +3,7 @@ rule train:
         json="results/{scale}/{fit}/train.json",
         model="results/{scale}/{fit}/model.pt",
     params:
-        config=train_config,
+        config=train_config_json,
         label="{fit}",
         attempt=train_attempt,
         outdir="results/{scale}/{fit}",

@@ -38,13 +38,13 @@ from .model import (
     Job,
     axes_of,
     config_hash,
-    eval_config,
+    eval_settings,
     find_value,
     fmt_value,
     job_config,
     metrics_of,
     point_name,
-    probe_config,
+    probe_settings,
     probe_layers,
     probe_metrics,
 )
@@ -54,7 +54,7 @@ from .yamlio import MAX_ALIASES, MAX_FILE_BYTES, MAX_NODES, _FastLoader, _Loader
 __all__ = [
     "CATALOGUE_DIR", "MAX_ALIASES", "MAX_FILE_BYTES", "MAX_NODES", "OVERRIDABLE", "Axes", "CatalogueError", "Job",
     "LoadedPaper", "PendingChecks", "_FastLoader", "_Loader", "apply_overrides", "axes_of", "catalogue_files",
-    "check_job_cap", "config_hash", "eval_config", "find_value", "fmt_path", "fmt_value", "job_config",
+    "check_job_cap", "config_hash", "eval_settings", "find_value", "fmt_path", "fmt_value", "job_config",
     "json_schema", "load_catalogue", "load_catalogue_deferred", "load_paper", "metric_fact", "metrics_of",
-    "point_name", "probe_config", "probe_layers", "probe_metrics", "read_yaml", "resolve_scale", "says_worse",
+    "point_name", "probe_settings", "probe_layers", "probe_metrics", "read_yaml", "resolve_scale", "says_worse",
 ]

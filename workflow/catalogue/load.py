@@ -17,7 +17,7 @@ from .. import schema as S
 from .checks import _check_controls, _check_experiment, _check_references, _check_select
 from .errors import CatalogueError
 from .messages import _pydantic_problems
-from .model import Job, eval_config, job_config, probe_config
+from .model import Job, eval_settings, job_config, probe_settings
 from .scales import resolve_scale
 from .yamlio import read_yaml
 
@@ -52,8 +52,8 @@ class LoadedPaper:
                     point = dict(zip(keys, combo))
                     for seed in range(exp.seeds):
                         jobs.append(Job(self.id, scale, exp.id, model.id, point, seed,
-                                        job_config(exp, model, point, seed), eval_config(exp),
-                                        probe_config(exp) if exp.probes else {}))
+                                        job_config(exp, model, point, seed), eval_settings(exp),
+                                        probe_settings(exp) if exp.probes else {}))
         return jobs
 
     def n_jobs(self, scale: str = "small") -> int:

@@ -101,7 +101,7 @@ def metrics_of(exp: S.Experiment) -> list[str]:
     return [*exp.evaluate.metrics, *probe_metrics(exp)]
 
 
-def probe_config(exp: S.Experiment) -> dict:
+def probe_settings(exp: S.Experiment) -> dict:
     """What a probe job needs beyond its trained model: changing it never retrains."""
     probes = [{"id": p.id, "kind": p.kind, "target": p.target, "layers": probe_layers(exp, p) or [],
                "positions": p.positions, "params": dict(p.params)} for p in exp.probes]
@@ -165,7 +165,7 @@ def job_config(exp: S.Experiment, model: S.ModelSpec, point: dict, seed: int) ->
     return {"task": task, "model": {"arch": model.arch, **params}, "train": train, "seed": seed}
 
 
-def eval_config(exp: S.Experiment) -> dict:
+def eval_settings(exp: S.Experiment) -> dict:
     """What an evaluate job needs beyond its trained model: changing it never retrains."""
     return {"metrics": list(exp.evaluate.metrics), "sweep": {k: list(v) for k, v in exp.evaluate.sweep.items()}}
 
