@@ -1,15 +1,15 @@
-"""Hostile inputs: one file per case in this folder, each with the message it must produce.
+"""Hostile inputs: each case in cases.py is a valid base entry with one defect, and its message.
 
-A case file starts with comment lines:
-    # expect: <text the single error line must contain>   ("accepted" for valid input)
-    # kind: config                                         (a config.yaml, not a catalogue entry)
-    # max_jobs: N                                          (the job cap to check against)
-Every case must fail validation before any job, with exactly one message naming the file
-and the key path, and no traceback. Validation only: the whole suite runs in seconds.
+To add a case, append a Case to CASES in cases.py, e.g.
+    Case("claim_missing_model", set={"claims[0].measure.model": "gelu"},
+         expect="claims[0].measure.model: 'gelu' is not a model of experiment 'exp'")
+(set=, delete=, copy= patch base.yaml; raw= gives the whole text; kind="config" is a config.yaml;
+max_jobs= checks the job cap; cases.py's docstring says more). Each case is written to
+<name>.yaml under tmp_path; it must fail validation before any job, with exactly one message naming
+the file and the key path, and no traceback. Validation only: the whole suite runs in seconds.
 """
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,23 +20,13 @@ import yaml
 from workflow.catalogue import CatalogueError, catalogue_files, check_job_cap, load_paper
 from workflow.runconfig import config_problems, select_papers
 
-HERE = Path(__file__).parent
-ROOT = HERE.parent.parent
-CASES = sorted(HERE.glob("*.yaml"))
+from .cases import BASES, CASES, Case
+
+ROOT = Path(__file__).parent.parent.parent
 
 
-def header(path: Path) -> dict:
-    out = {}
-    for line in path.read_bytes().split(b"\n"):
-        if not line.startswith(b"# "):
-            break
-        key, _, value = line[2:].decode().partition(": ")
-        out[key] = value
-    return out
-
-
-def problems_of(path: Path, meta: dict) -> list[str]:
-    if meta.get("kind") == "config":
+def problems_of(path: Path, case: Case) -> list[str]:
+    if case.kind == "config":
         config = yaml.safe_load(path.read_text())
         found = config_problems(config, ROOT / "schemas/config.schema.yaml")
         if not found:
@@ -47,8 +37,8 @@ def problems_of(path: Path, meta: dict) -> list[str]:
         return found
     try:
         lp = load_paper(path)
-        if "max_jobs" in meta:
-            check_job_cap({lp.id: lp}, ["small"], int(meta["max_jobs"]))
+        if case.max_jobs is not None:
+            check_job_cap({lp.id: lp}, ["small"], case.max_jobs)
     except CatalogueError as e:
         return e.problems
     return []
@@ -56,29 +46,30 @@ def problems_of(path: Path, meta: dict) -> list[str]:
 
 def test_there_are_enough_cases():
     assert len(CASES) >= 40
+    assert len({c.name for c in CASES}) == len(CASES), "two cases share a name"
+    for base in BASES.values():                       # a case's one problem is its own defect
+        load_paper(base)
 
 
-@pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
-def test_case(path, tmp_path, monkeypatch):
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_case(case, tmp_path, monkeypatch):
+    path = case.write(tmp_path)
     monkeypatch.chdir(tmp_path)   # nothing a case does may touch the repository
-    meta = header(path)
-    assert "expect" in meta, f"{path.name} has no '# expect:' line"
-    found = problems_of(path, meta)
-    if meta["expect"] == "accepted":
+    found = problems_of(path, case)
+    if case.expect == "accepted":
         assert found == []
         return
     assert len(found) == 1, "\n".join(found)
     msg = found[0]
-    assert meta["expect"] in msg, f"expected {meta['expect']!r}\n     got {msg!r}"
-    if meta.get("kind") != "config":
+    assert case.expect in msg, f"expected {case.expect!r}\n     got {msg!r}"
+    if case.kind != "config":
         assert msg.startswith(f"{path}: "), msg          # names the file
     assert "Traceback" not in msg and len(msg) < 600
     assert not Path("/tmp/hostile-pwned").exists()       # the !!python tag never ran
 
 
-def test_check_cli_exits_nonzero_with_one_line_per_case_and_no_traceback():
-    bad = [p for p in CASES if header(p).get("expect") != "accepted" and header(p).get("kind") != "config"
-           and "max_jobs" not in header(p)]
+def test_check_cli_exits_nonzero_with_one_line_per_case_and_no_traceback(tmp_path):
+    bad = [c.write(tmp_path) for c in CASES if c.expect != "accepted" and c.kind != "config" and c.max_jobs is None]
     proc = subprocess.run([sys.executable, "-m", "workflow.catalogue", "check", *map(str, bad)], cwd=ROOT,
                           capture_output=True, text=True, timeout=120, env={"COLUMNS": "300", "PATH": ""})
     assert proc.returncode == 1
@@ -90,11 +81,12 @@ def test_check_cli_exits_nonzero_with_one_line_per_case_and_no_traceback():
 
 
 def test_config_cli(tmp_path):
-    for p in [p for p in CASES if header(p).get("kind") == "config"]:
+    for case in [c for c in CASES if c.kind == "config"]:
+        p = case.write(tmp_path)
         proc = subprocess.run([sys.executable, "-m", "workflow.runconfig", "check", str(p)], cwd=ROOT,
                               capture_output=True, text=True, timeout=60)
         assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
-        assert header(p)["expect"].replace("config:", f"{p}:", 1) in " ".join(proc.stderr.split()), proc.stderr
+        assert case.expect.replace("config:", f"{p}:", 1) in " ".join(proc.stderr.split()), proc.stderr
 
 
 def test_html_in_catalogue_text_is_escaped_in_the_report(tmp_path, monkeypatch):
@@ -102,9 +94,8 @@ def test_html_in_catalogue_text_is_escaped_in_the_report(tmp_path, monkeypatch):
     from workflow.judge import judge_paper
     from workflow.report import render_paper
 
-    src = HERE / "html_in_text.yaml"
-    (tmp_path / "catalogue").mkdir()
-    shutil.copy(src, tmp_path / "catalogue" / src.name)
+    (case,) = [c for c in CASES if c.name == "html_in_text"]
+    src = case.write(tmp_path / "catalogue")
     monkeypatch.chdir(tmp_path)
     v = judge_paper(Path("catalogue") / src.name, "smoke", tmp_path)
     assert {c["verdict"] for c in v["claims"]} == {"not_run"}      # nothing trained: every claim says why
