@@ -152,10 +152,16 @@ class Evidence:
 def plot_point(x, vals: list, metric: str | None = None) -> dict:
     """One point of a claim's figure: its x (a model, an axis value or a ratio's name), every seed's
     value, their interval and, when the result files give it, the chance level."""
-    pt = {"x": x, "seeds": [v for _, v, _ in vals], **interval([v for _, v, _ in vals])}
-    ch = [r.chance[metric] for _, _, r in vals if metric and metric in r.chance]
-    pt["chance"] = sum(ch) / len(ch) if ch else None
-    return pt
+    p = measured_point(str(x), vals, metric)
+    return {"x": x, "seeds": [v for _, v, _ in vals], **p.iv, "chance": p.chance}
+
+
+def bound_lines(c) -> list[dict]:
+    """A threshold's or a ratio's lines: the claim's bound, and the paper's value where it gives one."""
+    lines = [{"y": c.value, "label": f"claim: {c.op} {_fmt(c.value)}"}]
+    if c.paper is not None:
+        lines.append({"y": c.paper, "label": "paper"})
+    return lines
 
 
 def plot_spec(points: list[dict], axis: str | None = None, y: str | None = None, lines: list | None = None,
@@ -165,7 +171,7 @@ def plot_spec(points: list[dict], axis: str | None = None, y: str | None = None,
     return {"axis": axis, "y": y, "categorical": categorical, "points": points, "lines": lines or []}
 
 
-def measured_point(label: str, vals: list, metric: str) -> Point:
+def measured_point(label: str, vals: list, metric: str | None) -> Point:
     """A model's values at one point, with the chance level its result files give (the same for every seed)."""
     ch = [r.chance[metric] for _, _, r in vals if metric in r.chance]
     return Point(label, interval([v for _, v, _ in vals]), sum(ch) / len(ch) if ch else None)
@@ -244,10 +250,7 @@ class ThresholdKind(Kind):
         comp = Comparison(f"{m.model} {c.op} {_fmt(c.value)}", compare(iv, c.op, c.value),
                           favoured=recs if toward_better else [], opposed=[] if toward_better else recs,
                           neutral=fact["better"] == "none")
-        lines = [{"y": c.value, "label": f"claim: {c.op} {_fmt(c.value)}"}]
-        if c.paper is not None:
-            lines.append({"y": c.paper, "label": "paper"})
-        plot = plot_spec([plot_point(m.model, vals, m.metric)], y=m.metric, lines=lines)
+        plot = plot_spec([plot_point(m.model, vals, m.metric)], y=m.metric, lines=bound_lines(c))
         return Evidence([comp], iv, fmt_interval(iv, fact["lo"], fact["hi"]), iv["n"],
                         [measured_point(m.model, vals, m.metric)], plot=plot)
 
@@ -327,10 +330,8 @@ class RatioKind(Kind):
                           favoured=win, opposed=lose, neutral=fact["better"] == "none")
         by_seed = {seed: v for seed, v, _ in den}
         ratios = [(seed, v / by_seed[seed], r) for seed, v, r in num if seed in by_seed]
-        lines = [{"y": c.value, "label": f"claim: {c.op} {_fmt(c.value)}"}]
-        if c.paper is not None:
-            lines.append({"y": c.paper, "label": "paper"})
-        plot = plot_spec([plot_point(f"{c.numerator} / {c.denominator}", ratios)], y=f"{m.metric} ratio", lines=lines)
+        plot = plot_spec([plot_point(f"{c.numerator} / {c.denominator}", ratios)], y=f"{m.metric} ratio",
+                         lines=bound_lines(c))
         return Evidence([comp], iv, fmt_interval(iv), iv["n"],
                         [measured_point(c.numerator, num, m.metric), measured_point(c.denominator, den, m.metric)],
                         plot=plot)

@@ -7,6 +7,7 @@ model) are points, never joined by lines; integer axes (a layer, k) get integer 
 """
 from __future__ import annotations
 
+import functools
 import io
 import math
 
@@ -39,7 +40,9 @@ def title_words(ident: str) -> str:
     return s[:1].upper() + s[1:]
 
 
+@functools.cache
 def _plt():
+    """pyplot on the Agg backend with the report's style, set up once per process."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -83,7 +86,10 @@ def _uneven(xs: list) -> bool:
     return max(gaps) > 20 * max(min(gaps), 1e-12)
 
 
-def _fmt(x) -> str:
+def fmt(x) -> str:
+    """A number to 4 significant digits, anything else as text, None as nothing (figures and report)."""
+    if x is None:
+        return ""
     return f"{x:.4g}" if _is_num(x) else str(x)
 
 
@@ -134,12 +140,12 @@ def claim_figure(c: dict) -> bytes | None:
         if ln.get("to") is not None:
             ax.axhspan(ln["y"], ln["to"], color=col, alpha=0.08, linewidth=0, label="paper's tolerance")
         else:
-            label = f"paper: {_fmt(ln['y'])}" if ln["label"] == "paper" else ln["label"]
+            label = f"paper: {fmt(ln['y'])}" if ln["label"] == "paper" else ln["label"]
             ax.axhline(ln["y"], color=col, linestyle=ls, linewidth=1.1, label=label, zorder=1)
     if even:
         _integer_axis(ax, xs)
     else:
-        ax.set_xticks(pos, [_fmt(x) for x in xs], rotation=20 if len(xs) > 4 else 0)
+        ax.set_xticks(pos, [fmt(x) for x in xs], rotation=20 if len(xs) > 4 else 0)
         ax.set_xlim(min(pos) - 0.6, max(pos) + 0.6)
     ax.set_xlabel(words(spec.get("axis")) if spec.get("axis") else "")
     ax.set_ylabel(words(spec.get("y")))
@@ -180,8 +186,8 @@ def series_figure(s: dict, paper: dict[str, list[tuple]]) -> bytes:
     if even:
         _integer_axis(ax, order)
     else:
-        ax.set_xticks(range(len(order)), [_fmt(x) for x in order], rotation=20 if len(order) > 4 else 0)
-    fixed = ", ".join(f"{words(k)} = {_fmt(v)}" for k, v in s["fixed"].items())
+        ax.set_xticks(range(len(order)), [fmt(x) for x in order], rotation=20 if len(order) > 4 else 0)
+    fixed = ", ".join(f"{words(k)} = {fmt(v)}" for k, v in s["fixed"].items())
     ax.set_title(f"{words(s['metric'])} by {words(s['axis'])}", loc="left")
     ax.set_xlabel(words(s["axis"]) + (f"   [{fixed}]" if fixed else ""))
     ax.set_ylabel(words(s["metric"]))

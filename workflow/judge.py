@@ -267,12 +267,11 @@ def series(ms: Measurements) -> list[dict]:
 def points(ms: Measurements) -> list[dict]:
     """Every evaluated (experiment, model, point, metric) with its interval over seeds: what the
     cross-paper view compares across papers at equal settings (probe stats are left out)."""
-    probe_stats = {f"{p.id}.{stat}" for e in ms.paper.experiments(ms.scale).values() for p in e.probes
-                   for stat in _probe_stats(p.kind)}
+    probes = {p.id for e in ms.paper.experiments(ms.scale).values() for p in e.probes}   # "<probe id>.<stat>"
     groups: dict[tuple, list] = {}
     for r in ms.records:
         for metric, v in r.metrics.items():
-            if metric in probe_stats or v is None or not isinstance(v, (int, float)) or not math.isfinite(v):
+            if metric.split(".", 1)[0] in probes or not isinstance(v, (int, float)) or not math.isfinite(v):
                 continue
             groups.setdefault((r.experiment, r.model, json.dumps(r.point, sort_keys=True), metric), []).append(
                 (r.seed, v, r.converged))
@@ -285,13 +284,6 @@ def points(ms: Measurements) -> list[dict]:
         out.append({"experiment": exp, "model": model, "at": json.loads(point), "metric": metric, **iv,
                     "converged": all(c for _, c in seeds.values())})
     return out
-
-
-def _probe_stats(kind: str) -> list[str]:
-    from modules.probes.kinds import KINDS
-
-    k = KINDS.get(kind)
-    return list(k.metrics) if k else []
 
 
 def summarize_provenance(records: list[dict]) -> dict:

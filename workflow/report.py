@@ -26,6 +26,7 @@ from pathlib import Path
 import yaml
 from jinja2 import Environment, FileSystemLoader
 
+from .figures import fmt, words
 from .steps import read_json, write_json
 
 COLORS = {"reproduced": "#1a7f37", "not_reproduced": "#cf222e", "inconclusive": "#9a6700", "not_run": "#6e7781"}
@@ -41,16 +42,6 @@ CSV_FIELDS = ("scale", "paper", "claim", "origin", "kind", "verdict", "flags", "
 TEMPLATES = Path(__file__).parent / "templates"
 
 
-def fmt(x) -> str:
-    if x is None:
-        return ""
-    if isinstance(x, bool):
-        return str(x)
-    if isinstance(x, (int, float)):
-        return f"{x:.4g}"
-    return str(x)
-
-
 def signed(x) -> str:
     return "" if x is None else f"{x:+.3g}"
 
@@ -61,8 +52,6 @@ def settings_text(obj) -> str:
 
 
 def _env() -> Environment:
-    from .figures import words
-
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True, trim_blocks=True, lstrip_blocks=True)
     env.globals.update(colors=COLORS, labels=LABELS, flag_labels=FLAG_LABELS, fmt=fmt, signed=signed,
                        words=words, settings_text=settings_text)
@@ -350,11 +339,10 @@ def render_index(verdict_files: list[Path], scale: str, out: Path) -> Path:
     rows = [r for p in papers for r in claim_rows(p)]
     totals = {v: sum(r["verdict"] == v and r["origin"] == "paper" for r in rows) for v in LABELS}
     totals_ours = {v: sum(r["verdict"] == v and r["origin"] == "ours" for r in rows) for v in LABELS}
-    flags = {r["claim"] + "@" + r["paper"]: r["flags"] for r in rows}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(_env().get_template("index.html.j2").render(
         papers=papers, rows=rows, totals=totals, totals_ours=totals_ours, scale=scale, date=now(),
-        boards=leaderboard(papers), flags=flags))
+        boards=leaderboard(papers)))
     write_csv(rows, out.parent / "claims.csv")
     return out
 

@@ -179,9 +179,9 @@ def budget_note(tr: dict, job, need: int) -> str:
 CURVE_POINTS = 60
 
 
-def curve(tr: dict, job, need: int) -> dict:
+def curve(tr: dict, job, need: int, why: str) -> dict:
     """A job's loss against step, thinned to at most CURVE_POINTS points (the last one kept), with
-    the budget its claims need and whether it is under it."""
+    the budget its claims need and why it is under it (`budget_note`; "" when it is not)."""
     h = tr.get("history") or {}
     steps, loss = list(h.get("step") or []), list(h.get("loss") or [])
     if len(steps) > CURVE_POINTS:
@@ -189,7 +189,7 @@ def curve(tr: dict, job, need: int) -> dict:
         steps, loss = [steps[i] for i in keep], [loss[i] for i in keep]
     return {"experiment": job.experiment, "model": job.model, "point": job.point_name, "seed": job.seed,
             "status": tr.get("status"), "steps": steps, "loss": loss, "budget": need,
-            "under_budget": budget_note(tr, job, need) if tr.get("status") == "ok" else ""}
+            "under_budget": why if tr.get("status") == "ok" else ""}
 
 
 def collect(paper: LoadedPaper, scale: str, root: Path = Path(".")) -> Measurements:
@@ -210,7 +210,8 @@ def collect(paper: LoadedPaper, scale: str, root: Path = Path(".")) -> Measureme
             ms.problems[key] = f"unreadable result in {job.dir}: {e}"
             continue
         ms.compute_s += float(tr.get("compute_s") or 0) + float(ev.get("compute_s") or 0)
-        ms.curves.append(curve(tr, job, needs[job.experiment]))
+        why = budget_note(tr, job, needs[job.experiment])
+        ms.curves.append(curve(tr, job, needs[job.experiment], why))
         if tr.get("provenance"):
             ms.provenance.append(tr["provenance"])
         if tr.get("status") != "ok":
@@ -221,7 +222,6 @@ def collect(paper: LoadedPaper, scale: str, root: Path = Path(".")) -> Measureme
         if ev.get("status") != "ok":
             ms.problems[key] = f"evaluation {ev.get('status')}: {ev.get('reason', '')} ({job.model}, {job.point_name}, seed {job.seed})"
             continue
-        why = budget_note(tr, job, needs[job.experiment])
         for metric, fact in (ev.get("metric_facts") or {}).items():
             ms.facts.setdefault((job.experiment, metric), fact)
         for pt in ev["points"]:

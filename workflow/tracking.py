@@ -230,10 +230,11 @@ class Tracker:
         except (ImportError, TypeError):
             return None
 
-    def log_job(self, job, job_dir: Path, parent_id: str) -> str:
+    def log_job(self, job, job_dir: Path, parent_id: str, tr_text: str | None = None) -> str:
+        """One job's run (found, or made); `tr_text` is its train.json when the caller has read it."""
         from mlflow.entities import Metric, Param
 
-        tr_text = (job_dir / "train.json").read_text()
+        tr_text = tr_text if tr_text is not None else (job_dir / "train.json").read_text()
         ev_path = job_dir / "eval.json"
         ev_text = ev_path.read_text() if ev_path.exists() else ""
         pr_path = job_dir / "probe.json"
@@ -340,10 +341,12 @@ def log_paper(paper_path: Path, scale: str, uri: str, root: Path = Path(".")) ->
     with _lock(root / "results" / ".tracking.lock"):
         tracker = Tracker(uri, f"{lp.id}/{scale}")
         result["experiment_id"] = tracker.exp_id
-        spans: dict[str, tuple[int, int]] = {}
+        spans: dict[str, tuple[int, int]] = {}      # each experiment's first start and last end
+        texts: dict[str, str] = {}                   # each train.json, read once
         for job in jobs:
             try:
-                start, end = job_times(json.loads((root / job.dir / "train.json").read_text()), root / job.dir)
+                texts[job.dir] = (root / job.dir / "train.json").read_text()
+                start, end = job_times(json.loads(texts[job.dir]), root / job.dir)
             except (OSError, ValueError):
                 continue
             lo, hi = spans.get(job.experiment, (start, end))
@@ -353,7 +356,7 @@ def log_paper(paper_path: Path, scale: str, uri: str, root: Path = Path(".")) ->
             if pkey not in result["parents"]:
                 result["parents"][pkey] = tracker.parent(pkey, job.experiment, {
                     "paper": lp.id, "experiment": job.experiment, "scale": scale}, spans.get(job.experiment))
-            result["runs"][job.dir] = tracker.log_job(job, root / job.dir, result["parents"][pkey])
+            result["runs"][job.dir] = tracker.log_job(job, root / job.dir, result["parents"][pkey], texts.get(job.dir))
     result["seconds"] = time.perf_counter() - t0
     result["mlflow_s"] = MLFLOW_S[0] - in_mlflow0   # this paper's own (`sync` logs several in one process)
     return result
