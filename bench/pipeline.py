@@ -157,7 +157,7 @@ def bench_overhead(papers: list[str] | None, cores: int, modes=("on", "off"), lo
 def bench_fixed(overhead: dict | None, log=print) -> dict:
     """The fixed cost of one job step, from a fresh process and from the fork server."""
     from workflow.catalogue import load_catalogue
-    from workflow.forkserver import request
+    from workflow.launch.forkserver import request
 
     with tempfile.TemporaryDirectory(prefix="claimcheck-fixed-") as tmp:
         tmp = Path(tmp)
@@ -173,7 +173,7 @@ def bench_fixed(overhead: dict | None, log=print) -> dict:
         def one(tag: str, i: int, sock: str | None) -> float:
             out = tmp / f"{tag}{i}"
             e = {**env, **({"CLAIMCHECK_FORKSERVER": sock} if sock else {})}
-            wall, _, proc = _timed([sys.executable, "-m", "workflow.run", "train", "--config", json.dumps(cfg),
+            wall, _, proc = _timed([sys.executable, "-m", "workflow.launch", "train", "--config", json.dumps(cfg),
                                     "--out", str(out), "--device", "cpu"], tmp, e)
             if proc.returncode:
                 raise RuntimeError(proc.stderr[-2000:])
@@ -181,7 +181,7 @@ def bench_fixed(overhead: dict | None, log=print) -> dict:
 
         direct = [one("d", i, None) for i in range(3)]
         sock = str(tmp / "fs.sock")
-        server = subprocess.Popen([sys.executable, "-m", "workflow.forkserver", "serve", "--socket", sock,
+        server = subprocess.Popen([sys.executable, "-m", "workflow.launch.forkserver", "serve", "--socket", sock,
                                    "--idle-timeout", "120"], cwd=tmp, env=env, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)
         try:

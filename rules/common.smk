@@ -1,17 +1,14 @@
 # Helpers for the rules: the catalogue, the job table, input functions, targets. No rules here.
 import json
+import os
 import sys
 from pathlib import Path
 
 from workflow.catalogue import CatalogueError, check_job_cap, load_catalogue_deferred
 from workflow.runconfig import select_papers
-from workflow.console import print_problems, print_verdicts
-from workflow.gpu import has_gpu
+from workflow.console import print_problems
 
 SCALE = config["scale"]
-# train and evaluate jobs ask Snakemake for a GPU when they will run on one; bound the
-# concurrency with --resources gpu=N (each running job then holds its own GPU: workflow/gpu.py)
-GPU_PER_JOB = 1 if config["device"] == "cuda" or (config["device"] == "auto" and has_gpu()) else 0
 RESERVED = {"all", "train", "evaluate", "track", "judge", "report", "report_index"}
 
 # The registry checks of a catalogue that changed since it last passed (they import torch and build
@@ -83,6 +80,11 @@ def probe_config_json(w):
     return json.dumps(_job(w).probe_config, sort_keys=True)
 
 
+def fit_dir(wildcards, output):
+    """A fit's folder, from its first output: where the step reads its model and writes its record."""
+    return os.path.dirname(output[0])
+
+
 def _attempt(w, name):
     """A retry token: a job whose record says "failed" gets a new token, which changes its params,
     so Snakemake reruns it next time; a finished job keeps the token it ran with."""
@@ -143,7 +145,7 @@ except ImportError:
 if _fix_params is not None:
     import inspect as _inspect
 
-    for _f in (train_config_json, eval_config_json, probe_config_json, train_attempt, eval_attempt, probe_attempt,
+    for _f in (fit_dir, train_config_json, eval_config_json, probe_config_json, train_attempt, eval_attempt, probe_attempt,
                paper_file, paper_evals, paper_claims, selected_verdicts):
         _fix_params(_f, _inspect.signature(_f).parameters)
     try:  # and of its own Resource.evaluate, which it inspects for every resource of every job

@@ -6,15 +6,18 @@ rule evaluate:
         "results/{scale}/{fit}/eval.json",
     params:
         config=eval_config_json,
-        dir="results/{scale}/{fit}",
+        dir=fit_dir,
         attempt=eval_attempt,
     log:
         "logs/{scale}/{fit}/evaluate.log",
     benchmark:
         "benchmarks/{scale}/{fit}/evaluate.tsv"
     threads: 1
+    conda:
+        "../envs/claimcheck.yaml"
     resources:
         gpu=GPU_PER_JOB,
+        device=DEVICE,
     shell:
-        "python -m workflow.run evaluate --dir {params.dir:q} --config {params.config:q}"
-        " --device {config[device]} --threads {threads} --attempt={params.attempt:q} > {log:q} 2>&1"
+        "python -m workflow.launch evaluate --dir {params.dir:q} --config {params.config:q}"
+        " --device {resources.device} --threads {threads} --attempt={params.attempt:q} > {log:q} 2>&1"

@@ -13,10 +13,12 @@ rule judge:
         # Snakemake's params trigger re-judges a paper when they change (its experiments are the
         # evaluations' inputs already)
         claims=paper_claims,
+    conda:
+        "../envs/claimcheck.yaml"
     log:
         "logs/{scale}/{paper}/judge.log",
     benchmark:
         "benchmarks/{scale}/{paper}/judge.tsv"
     shell:
-        "python -m workflow.run judge --paper {params.paper:q} --scale {wildcards.scale}"
+        "python -m workflow.launch judge --paper {params.paper:q} --scale {wildcards.scale}"
         " --out {output:q} > {log:q} 2>&1"

@@ -8,15 +8,18 @@ rule probe:
         "results/{scale}/{fit}/probe.json",
     params:
         config=probe_config_json,
-        dir="results/{scale}/{fit}",
+        dir=fit_dir,
         attempt=probe_attempt,
     log:
         "logs/{scale}/{fit}/probe.log",
     benchmark:
         "benchmarks/{scale}/{fit}/probe.tsv"
     threads: 1
+    conda:
+        "../envs/claimcheck.yaml"
     resources:
         gpu=GPU_PER_JOB,
+        device=DEVICE,
     shell:
-        "python -m workflow.run probe --dir {params.dir:q} --config {params.config:q}"
-        " --device {config[device]} --threads {threads} --attempt={params.attempt:q} > {log:q} 2>&1"
+        "python -m workflow.launch probe --dir {params.dir:q} --config {params.config:q}"
+        " --device {resources.device} --threads {threads} --attempt={params.attempt:q} > {log:q} 2>&1"

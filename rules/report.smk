@@ -18,14 +18,16 @@ rule report:
     params:
         outdir="reports/{scale}/{paper}",
         ui=config.get("tracking_ui", "http://127.0.0.1:5000"),
+    conda:
+        "../envs/claimcheck.yaml"
     log:
         "logs/{scale}/{paper}/report.log",
     benchmark:
         "benchmarks/{scale}/{paper}/report.tsv"
     shell:
-        "python -m workflow.run report paper --verdicts {input.verdicts:q} --runs {input.runs:q}"
+        "python -m workflow.launch report paper --verdicts {input.verdicts:q} --runs {input.runs:q}"
         " --out-dir {params.outdir:q} --ui {params.ui:q} > {log:q} 2>&1"
-        " && python -m workflow.run tracking report --runs {input.runs:q} --verdicts {input.verdicts:q}"
+        " && python -m workflow.launch tracking report --runs {input.runs:q} --verdicts {input.verdicts:q}"
         " --dir {params.outdir:q} >> {log:q} 2>&1"
 
 
@@ -42,12 +44,14 @@ rule report_index:
             labels={"scale": "{scale}", "file": "index"},
         ),
         csv="reports/{scale}/claims.csv",
+    conda:
+        "../envs/claimcheck.yaml"
     log:
         "logs/{scale}/report_index.log",
     benchmark:
         "benchmarks/{scale}/report_index.tsv"
     shell:
-        "python -m workflow.run report index --scale {wildcards.scale} --out {output.html:q} {input:q} > {log:q} 2>&1"
+        "python -m workflow.launch report index --scale {wildcards.scale} --out {output.html:q} {input:q} > {log:q} 2>&1"
 
 
 # A target per catalogue entry: `snakemake --cores all <paper id>`.

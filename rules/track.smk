@@ -10,10 +10,12 @@ rule track:
     params:
         paper=paper_file,
         uri=config["tracking_uri"],
+    conda:
+        "../envs/claimcheck.yaml"
     log:
         "logs/{scale}/{paper}/track.log",
     benchmark:
         "benchmarks/{scale}/{paper}/track.tsv"
     shell:
-        "python -m workflow.run tracking log --paper {params.paper:q} --scale {wildcards.scale}"
+        "python -m workflow.launch tracking log --paper {params.paper:q} --scale {wildcards.scale}"
         " --uri {params.uri:q} --out {output:q} > {log:q} 2>&1"

@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.dir}: not evaluated: {reason}", file=sys.stderr)
         return 0
     if args.device in ("auto", "cuda"):
-        from .gpu import claim_gpu
+        from .launch.gpu import claim_gpu
 
         claim_gpu(log=lambda s: print(s, file=sys.stderr, flush=True))
     import torch

@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.dir}: not probed: {reason}", file=sys.stderr)
         return 0
     if args.device in ("auto", "cuda"):
-        from .gpu import claim_gpu
+        from .launch.gpu import claim_gpu
 
         claim_gpu(log=lambda s: print(s, file=sys.stderr, flush=True))
     import torch

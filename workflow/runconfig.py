@@ -38,7 +38,8 @@ def config_problems(config: dict, schema_path: str | Path = "schemas/config.sche
         elif spec is not None and "oneOf" in spec:
             allowed = "; allowed: all, a catalogue id, or a list of ids such as [paper_a, paper_b]"
         value = err.instance
-        problems.append(f"config: {key}: {value!r} is not valid{allowed} (set it in config.yaml or with --config {key}=...)")
+        where = "with --config" if spec is not None and spec.get("x-run-time") else "in config.yaml or with --config"
+        problems.append(f"config: {key}: {value!r} is not valid{allowed} (set it {where} {key}=...)")
     return problems
 
 

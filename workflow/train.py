@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = json.loads(args.config)
     gpu = None
     if args.device in ("auto", "cuda"):
-        from .gpu import claim_gpu
+        from .launch.gpu import claim_gpu
 
         gpu = claim_gpu(log=lambda s: print(s, file=sys.stderr, flush=True))
     import torch

@@ -1,4 +1,4 @@
-"""The fork server (workflow/forkserver.py) and its client (workflow/run.py): a job forked from the
+"""The fork server (workflow/launch/forkserver.py) and its client (workflow/launch/__main__.py): a job forked from the
 warm server is the job a fresh process runs: same numbers, same log, same exit status, same
 answer to signals."""
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from workflow import checkpoint
-from workflow.forkserver import request
+from workflow.launch.forkserver import request
 
 CFG = {"task": {"name": "superposition", "n_features": 12, "sparsity": 0.9},
        "model": {"arch": "toy_autoencoder", "hidden": 3},
@@ -36,11 +36,11 @@ def env(root, sock=None, **extra):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     d = tmp_path_factory.mktemp("fs")
     sock = d / "fs.sock"
     log = open(d / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "workflow.forkserver", "serve", "--socket", str(sock),
+    proc = subprocess.Popen([sys.executable, "-m", "workflow.launch.forkserver", "serve", "--socket", str(sock),
                              "--idle-timeout", "300"], env=env(root), stdout=log, stderr=log, cwd=d)
     deadline = time.time() + 120
     while time.time() < deadline and request(str(sock), "ping") is None:
@@ -55,7 +55,7 @@ def server(tmp_path_factory):
 
 
 def train_cmd(cfg, out, *more):
-    return [sys.executable, "-m", "workflow.run", "train", "--config", json.dumps(cfg), "--out", str(out),
+    return [sys.executable, "-m", "workflow.launch", "train", "--config", json.dumps(cfg), "--out", str(out),
             "--device", "cpu", *more]
 
 
@@ -76,22 +76,22 @@ def test_a_forked_job_equals_a_fresh_process(server, root, tmp_path):
 
 
 def test_exit_status_and_output_come_back(server, root, tmp_path):
-    bad = subprocess.run([sys.executable, "-m", "workflow.run", "judge", "--no-such-flag"], env=env(root, server),
+    bad = subprocess.run([sys.executable, "-m", "workflow.launch", "judge", "--no-such-flag"], env=env(root, server),
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "the following arguments are required" in bad.stderr
     log = tmp_path / "job.log"
     with open(log, "w") as f:
-        ok = subprocess.run([sys.executable, "-m", "workflow.run", "train", "--help"], env=env(root, server),
+        ok = subprocess.run([sys.executable, "-m", "workflow.launch", "train", "--help"], env=env(root, server),
                             stdout=f, stderr=subprocess.STDOUT, timeout=60)
     assert ok.returncode == 0 and "usage: python -m workflow.train" in log.read_text()
-    unknown = subprocess.run([sys.executable, "-m", "workflow.run", "rm"], env=env(root, server),
+    unknown = subprocess.run([sys.executable, "-m", "workflow.launch", "rm"], env=env(root, server),
                              capture_output=True, text=True, timeout=60)
     assert unknown.returncode == 2 and "one of train" in unknown.stderr
 
 
 def test_no_server_runs_the_step_directly(root, tmp_path):
     for sock in (None, tmp_path / "nobody.sock"):
-        out = subprocess.run([sys.executable, "-m", "workflow.run", "train", "--help"], env=env(root, sock),
+        out = subprocess.run([sys.executable, "-m", "workflow.launch", "train", "--help"], env=env(root, sock),
                              capture_output=True, text=True, timeout=60)
         assert out.returncode == 0 and "usage: python -m workflow.train" in out.stdout
 
@@ -109,14 +109,14 @@ def test_a_step_in_another_slurm_job_never_uses_the_server(server, root, tmp_pat
         if "SLURM_JOB_ID" not in extra:
             e.pop("SLURM_JOB_ID", None)
         before = served()
-        out = subprocess.run([sys.executable, "-m", "workflow.run", "train", "--help"], env=e,
+        out = subprocess.run([sys.executable, "-m", "workflow.launch", "train", "--help"], env=e,
                              capture_output=True, text=True, timeout=60)
         assert out.returncode == 0 and "usage: python -m workflow.train" in out.stdout, (extra, out.stderr)
         assert served() == before + uses_server, extra
 
 
 def test_start_records_the_slurm_job_it_runs_in(tmp_path, monkeypatch):
-    from workflow import forkserver
+    from workflow.launch import forkserver
     monkeypatch.setenv("SLURM_JOB_ID", "99")
     monkeypatch.setattr("subprocess.Popen", lambda *a, **k: None)    # record only; start nothing
     monkeypatch.setattr(forkserver, "request", lambda *a, **k: None)
@@ -130,7 +130,7 @@ def test_start_records_the_slurm_job_it_runs_in(tmp_path, monkeypatch):
 def test_only_the_snakemake_of_a_group_in_its_batch_step_starts_a_server():
     """The SLURM plugin runs a group job as `snakemake --executor slurm-jobstep --local-groupid N`
     in the batch step; every job of the group is an `srun` step running one more Snakemake."""
-    from workflow.forkserver import slurm_group_step
+    from workflow.launch.forkserver import slurm_group_step
 
     batch = ["snakemake", "--target-jobs", "train:x", "--local-groupid", "3", "--executor", "slurm-jobstep",
              "--jobs", "1", "--mode", "remote"]
@@ -140,7 +140,7 @@ def test_only_the_snakemake_of_a_group_in_its_batch_step_starts_a_server():
     assert not slurm_group_step(True, batch, {})                                     # not in an allocation
     assert not slurm_group_step(True, batch, {**job, "SLURM_STEP_ID": "0"})         # the srun step's Snakemake
     assert not slurm_group_step(True, [a for a in batch if a not in ("--local-groupid", "3")], job)  # one job
-    # slurm_group_steps=local (workflow/slurm.py): the batch step runs the group with the local executor
+    # slurm_group_steps=local (workflow/launch/slurm.py): the batch step runs the group with the local executor
     local = ["snakemake", "--target-jobs", "train:x", "--local-groupid", "3", "--executor", "local", "--mode", "remote"]
     assert slurm_group_step(True, local, job)
     assert not slurm_group_step(True, local, {**job, "SLURM_STEP_ID": "0"})
@@ -152,7 +152,7 @@ def test_a_step_waits_for_a_server_that_is_still_starting(root, tmp_path, monkey
     """Inside a SLURM group job the server starts beside the first step: the step waits for it
     (CLAIMCHECK_FORKSERVER_STARTING) instead of importing torch itself; a starting server that
     died, or one on another host, is not waited for."""
-    from workflow import forkserver
+    from workflow.launch import forkserver
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PYTHONPATH", str(root))
@@ -163,7 +163,7 @@ def test_a_step_waits_for_a_server_that_is_still_starting(root, tmp_path, monkey
     try:
         assert os.environ["CLAIMCHECK_FORKSERVER_STARTING"].startswith(socket.gethostname() + ":")
         assert not Path(sock).exists()          # still importing torch when the step starts
-        out = subprocess.run([sys.executable, "-m", "workflow.run", "train", "--help"], env=dict(os.environ),
+        out = subprocess.run([sys.executable, "-m", "workflow.launch", "train", "--help"], env=dict(os.environ),
                              capture_output=True, text=True, timeout=120)
         assert out.returncode == 0 and "usage: python -m workflow.train" in out.stdout, out.stderr
         assert request(sock, "ping")["served"] == 1, (tmp_path / "fs.log").read_text()
@@ -223,7 +223,7 @@ def test_a_killed_client_stops_its_job(server, root, tmp_path):
 
 def test_idle_server_exits_and_removes_its_socket(root, tmp_path):
     sock = tmp_path / "idle.sock"
-    proc = subprocess.Popen([sys.executable, "-m", "workflow.forkserver", "serve", "--socket", str(sock),
+    proc = subprocess.Popen([sys.executable, "-m", "workflow.launch.forkserver", "serve", "--socket", str(sock),
                              "--idle-timeout", "1"], env=env(root), stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     err = proc.communicate(timeout=120)[1]
     assert proc.returncode == 0 and "stopping (idle)" in err and not sock.exists()
@@ -238,12 +238,12 @@ def test_the_setting_accepts_words_from_the_command_line(root):
         assert config_problems(cfg, root / "schemas/config.schema.yaml") == [] and cfg["forkserver"] is value
     bad = config_problems({"forkserver": "maybe"}, root / "schemas/config.schema.yaml")
     assert bad == ["config: forkserver: 'maybe' is not valid; allowed: true or false "
-                   "(set it in config.yaml or with --config forkserver=...)"]
+                   "(set it with --config forkserver=...)"]
 
 
 def preload_in_fresh_python(preload: str, report: str) -> tuple[object, str]:
     """Run the server's preload in a fresh interpreter; (the JSON that `report` prints, stderr)."""
-    code = ("import sys, json; from workflow import forkserver as f; "
+    code = ("import sys, json; from workflow.launch import forkserver as f; "
             f"f._preload(f.PRELOADS[{preload!r}], lambda s: print(s, file=sys.stderr)); " + report)
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr

@@ -7,7 +7,7 @@ it takes the first free slot of a pool of lock files (one per visible GPU, under
 The lock belongs to the process, so the operating system releases it on any exit, a
 SIGKILL included: no slot is ever leaked. Under SLURM, a job that runs as its own `srun` step
 already has its GPUs from SLURM, so the pool is skipped. A job that runs in the batch step of its
-sbatch job (`slurm_group_steps: local`, workflow/slurm.py: the jobs of a group share the
+sbatch job (`slurm_group_steps: local`, workflow/launch/slurm.py: the jobs of a group share the
 allocation) takes a slot of a pool of that SLURM job's own, over the GPUs the allocation shows.
 
 The device list is, in order: CLAIMCHECK_GPUS (comma-separated ids; tests fake GPUs on a

@@ -1,13 +1,13 @@
 """A fork server for the jobs of one local Snakemake run: pay for `import torch` once, not per job.
 
-    python -m workflow.forkserver serve --socket PATH [--idle-timeout 600]   (the Snakefile starts it)
-    python -m workflow.forkserver ping  --socket PATH                        (is one serving there?)
-    python -m workflow.forkserver stop  --socket PATH
+    python -m workflow.launch.forkserver serve --socket PATH [--idle-timeout 600]   (the Snakefile starts it)
+    python -m workflow.launch.forkserver ping  --socket PATH                        (is one serving there?)
+    python -m workflow.launch.forkserver stop  --socket PATH
 
 A smoke job trains for well under a second, yet a fresh Python process spends 1.3-2 s importing
 torch, numpy and the engine before it does anything. On a local run the Snakefile's `onstart`
 starts this server, which imports all of that once and then listens on a Unix socket. Every job
-step is launched as `python -m workflow.run <step> ...` (workflow/run.py): a client that starts in
+step is launched as `python -m workflow.launch <step> ...` (workflow/launch/__main__.py): a client that starts in
 ~40 ms, hands the server its command line, working directory, environment and its stdin, stdout
 and stderr (the job's log file, as the rule redirected them), and waits. The server forks a child
 per request; the child, a copy of the warm process, takes the client's file descriptors,
@@ -72,7 +72,7 @@ PRELOAD = (
     "torch._dynamo",            # torch.optim's optimizers (the L-BFGS probes) import it on first use: ~2 s
     "sklearn.datasets",         # tasks built on scikit-learn's data sets (digits, make_classification)
     "pydantic", "yaml",
-    "workflow.steps", "workflow.catalogue", "workflow.checkpoint", "workflow.gpu",
+    "workflow.steps", "workflow.catalogue", "workflow.checkpoint", "workflow.launch.gpu",
     "workflow.train", "workflow.evaluate", "workflow.probe", "workflow.judge", "workflow.results",
     "modules.config", "modules.optim", "modules.kernels", "modules.models", "modules.tasks", "modules.probes",
     *PER_PAPER,
@@ -80,7 +80,7 @@ PRELOAD = (
 # a SLURM job's server starts beside the job's first step, on the same CPUs: it imports only what every
 # train and evaluate step needs (~1.5 s), not every registry module, scikit-learn or torch._dynamo (~4 s more)
 FIT = ("numpy", "torch", "torch.nn", "torch.nn.functional", "torch.optim", "pydantic", "yaml",
-       "workflow.steps", "workflow.catalogue", "workflow.checkpoint", "workflow.gpu", "workflow.train",
+       "workflow.steps", "workflow.catalogue", "workflow.checkpoint", "workflow.launch.gpu", "workflow.train",
        "workflow.evaluate", "workflow.probe", "modules.config", "modules.optim", "modules.kernels",
        "modules.models", "modules.tasks", "modules.probes")
 # the Snakemake on a cluster's login node (the SLURM executor) runs only the local rules there: a paper's
@@ -428,7 +428,7 @@ def start(sock_path: str | None = None, log_path: str | None = None, idle_timeou
             if log_path:
                 Path(log_path).parent.mkdir(parents=True, exist_ok=True)
             with open(log_path or os.devnull, "a") as log:
-                proc = subprocess.Popen([sys.executable, "-m", "workflow.forkserver", "serve", "--socket", sock_path,
+                proc = subprocess.Popen([sys.executable, "-m", "workflow.launch.forkserver", "serve", "--socket", sock_path,
                                          "--idle-timeout", str(idle_timeout), "--parent", str(os.getpid()),
                                          "--preload", preload],
                                         stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
@@ -449,7 +449,7 @@ def slurm_group_step(remote_exec: bool, argv: list[str] | None = None, env=None)
     """Whether this Snakemake is the one that runs a group of jobs inside a SLURM allocation: the
     SLURM executor plugin starts it in the batch step (`--local-groupid` for a group) with
     `--executor slurm-jobstep`, and it runs the group's jobs one after another, each as an `srun`
-    step; or, with `slurm_group_steps: local` (workflow/slurm.py), with `--executor local`, and it
+    step; or, with `slurm_group_steps: local` (workflow/launch/slurm.py), with `--executor local`, and it
     runs their shell commands itself. A server it starts serves those steps (their SLURM_JOB_ID is
     its own), so a group pays for torch once."""
     argv = sys.argv if argv is None else argv
@@ -494,7 +494,7 @@ def stop(sock_path: str | None = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m workflow.forkserver", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m workflow.launch.forkserver", description=__doc__.split("\n\n")[0])
     p.add_argument("command", choices=["serve", "ping", "stop"])
     p.add_argument("--socket", default=None, help="the Unix socket (default: .snakemake/forkserver-<host>-<pid>.sock)")
     p.add_argument("--idle-timeout", type=float, default=600.0, help="serve: exit after this many idle seconds")

@@ -11,7 +11,7 @@ again), one job at a time. For fits of seconds that is most of the sbatch job's 
 Snakemake's local executor instead: it runs each job's shell command itself, in the allocation, as
 many at once as `--cores` allows (for a group, the `--cores` its sbatch job was sized for; without
 `--cores`, every CPU the allocation lets the process use), and a group's steps fork from the
-allocation's fork server (workflow/forkserver.py). The jobs then are not separate `srun` steps:
+allocation's fork server (workflow/launch/forkserver.py). The jobs then are not separate `srun` steps:
 `sacct`/`sstat` show one step per sbatch job, and SLURM's cgroup bounds the allocation as a whole.
 The same holds for a job that is in no group (a rule left out of profiles/slurm's `groups:`): its
 sbatch job's batch step runs it. `slurm_group_steps: srun` keeps the plugin's own behaviour.

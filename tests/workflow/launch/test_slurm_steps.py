@@ -5,7 +5,7 @@ import types
 
 import pytest
 
-from workflow.slurm import PLUGIN_ARGS, local_args, local_group_steps
+from workflow.launch.slurm import PLUGIN_ARGS, local_args, local_group_steps
 
 
 def executor(pass_command_as_script=False, array_jobs=()):

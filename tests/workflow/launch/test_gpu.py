@@ -7,12 +7,12 @@ import subprocess
 import sys
 import time
 
-from workflow.gpu import claim_gpu, release_gpu, visible_gpus
+from workflow.launch.gpu import claim_gpu, release_gpu, visible_gpus
 
 CHILD = """
 import sys, time
 from pathlib import Path
-from workflow.gpu import claim_gpu
+from workflow.launch.gpu import claim_gpu
 gpu = claim_gpu(Path(sys.argv[1]), log=lambda s: print(s, flush=True))
 import os
 print("GOT", gpu, os.environ["CUDA_VISIBLE_DEVICES"], flush=True)
@@ -79,7 +79,7 @@ def test_an_srun_step_keeps_the_gpus_slurm_gave_it(tmp_path, monkeypatch):
 BATCH_CHILD = """
 import sys, time
 from pathlib import Path
-from workflow.gpu import claim_gpu
+from workflow.launch.gpu import claim_gpu
 print("GOT", claim_gpu(Path(sys.argv[1]), wait_s=0.1), flush=True)
 time.sleep(30)
 """

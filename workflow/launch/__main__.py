@@ -1,6 +1,6 @@
-"""Run one job step, in the run's fork server when there is one (workflow/forkserver.py).
+"""Run one job step, in the run's fork server when there is one (workflow/launch/forkserver.py).
 
-    python -m workflow.run <step> [the step's arguments]      step: train, evaluate, probe, judge, report, tracking
+    python -m workflow.launch <step> [the step's arguments]      step: train, evaluate, probe, judge, report, tracking
 
 The same as `python -m workflow.<step> ...`, which it becomes (exec) when CLAIMCHECK_FORKSERVER is
 unset or no server answers there. Otherwise it hands its command line, directory, environment and
@@ -31,7 +31,7 @@ def _direct(step: str, args: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] not in STEPS:
-        print(f"usage: python -m workflow.run <step> [args]; step is one of {', '.join(STEPS)}", file=sys.stderr)
+        print(f"usage: python -m workflow.launch <step> [args]; step is one of {', '.join(STEPS)}", file=sys.stderr)
         return 2
     step, args = argv[0], argv[1:]
     path = os.environ.get("CLAIMCHECK_FORKSERVER")
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     if not reply or "pid" not in reply:
         conn.close()
         if reply and "error" in reply:
-            print(f"workflow.run: fork server refused the job ({reply['error']}); running it directly",
+            print(f"workflow.launch: fork server refused the job ({reply['error']}); running it directly",
                   file=sys.stderr, flush=True)
         _direct(step, args)             # no server (yet): the step runs in this process, as without one
     pid = reply["pid"]
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         except InterruptedError:
             continue
     if reply is None or "exit" not in reply:
-        print(f"workflow.run: lost the fork server while job {pid} ran; its outcome is unknown", file=sys.stderr)
+        print(f"workflow.launch: lost the fork server while job {pid} ran; its outcome is unknown", file=sys.stderr)
         return 1
     return int(reply["exit"])
 
