@@ -45,7 +45,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-COPY = ["Snakefile", "config.yaml", "rules", "schemas", "catalogue", "workflow", "modules", "profiles"]
+COPY = ["Snakefile", "config.yaml", "rules", "envs", "schemas", "catalogue", "workflow", "modules", "profiles"]
 
 
 def _load() -> list[float] | None:

@@ -70,8 +70,49 @@ def test_every_input_function_tells_snakemake_its_signature_once():
         assert get_function_params(f) is params
     text = (ROOT / "rules" / "common.smk").read_text()
     fixed = re.search(r"for _f in \(([^)]*)\)", text).group(1)
-    for name in re.findall(r"^def ([a-z]\w*)\(w\):", text, re.M):
+    for name in re.findall(r"^def ([a-z]\w*)\((?:w|wildcards)\b", text, re.M):
         assert re.search(rf"\b{name}\b", fixed), f"{name}: add it to the functions rules/common.smk fixes"
+
+
+def test_config_yaml_says_what_to_reproduce_and_the_schema_defaults_how_to_run_it():
+    schema = yaml.safe_load((ROOT / "schemas/config.schema.yaml").read_text())
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    run_time = {k for k, spec in schema["properties"].items() if spec.get("x-run-time")}
+    assert run_time >= {"device", "forkserver", "slurm_group_steps", "checkpoint_seconds"}
+    assert not run_time & set(config), "run-time settings stay out of config.yaml"
+    assert set(config) == set(schema["properties"]) - run_time, "config.yaml lists every setting of what to reproduce"
+    for key in run_time:
+        assert "default" in schema["properties"][key], key
+    assert not (ROOT / "profiles" / "default").exists(), \
+        "a default workflow profile overrides the keys of every --profile (docs/running.md, Run-time settings)"
+
+
+def test_snakemake_lint_is_clean():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)
+    text = out.stdout + out.stderr
+    assert out.returncode == 0 and "Lints for" not in text and "good condition" in text, text[-3000:]
+
+
+def test_the_rules_conda_environment_holds_the_project_s_python_and_dependencies():
+    """Every rule names envs/claimcheck.yaml (for --sdm conda; conda is not reachable here, so its
+    content is checked, not built): the Python pyproject.toml asks for and exactly its dependencies."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    env = yaml.safe_load((ROOT / "envs/claimcheck.yaml").read_text())
+    deps = env["dependencies"]
+    python = next(d for d in deps if isinstance(d, str) and d.startswith("python="))
+    assert project["requires-python"] == ">=3.11" and python == "python=3.11"
+    pip = next(d["pip"] for d in deps if isinstance(d, dict))
+    assert pip == project["dependencies"]
+    for f in snake_files():
+        for block in re.split(r"\n(?=rule )", f.read_text()):
+            if block.startswith("rule ") and "shell:" in block:
+                assert 'conda:\n        "../envs/claimcheck.yaml"' in block, block.splitlines()[0]
 
 
 def test_the_engine_never_names_a_paper():

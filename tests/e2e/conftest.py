@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-COPY = ["Snakefile", "config.yaml", "rules", "schemas", "catalogue", "workflow", "modules", "profiles"]
+COPY = ["Snakefile", "config.yaml", "rules", "envs", "schemas", "catalogue", "workflow", "modules", "profiles"]
 
 
 def snakemake(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import sqlite3
 
 import pytest
@@ -102,6 +104,51 @@ def test_rerun_does_nothing_and_a_claim_edit_only_rejudges(repo):
         assert rules == {"judge", "report", "report_index", "all"}, stats
     finally:
         cat.write_text(text)
+
+
+def _stats(out) -> dict[str, int]:
+    m = re.search(r"Job stats:\n(.*?)\n\n", out.stdout, re.S)
+    rows = [line.split() for line in m.group(1).splitlines()[2:]] if m else []
+    return {r[0]: int(r[1]) for r in rows if len(r) == 2 and r[0] != "total"}
+
+
+def test_the_previous_release_s_finished_jobs_do_not_rerun(repo, tmp_path):
+    """This release changed every rule's command (python -m workflow.launch; run-time settings as
+    resources; the fit folder derived from the output). Records as the previous release wrote them
+    would rerun every job; rewritten once (workflow/launch/records.py), none reruns."""
+    from workflow.launch import records
+
+    d = tmp_path / "r"
+    shutil.copytree(repo, d, symlinks=True)                  # keeps the files' times
+    meta = d / ".snakemake" / "metadata"
+    seen, trained = {}, 0
+    for path in (p for p in meta.rglob("*") if p.is_file()):
+        rec = json.loads(path.read_text())
+        rule = rec["rule"]
+        if rule not in records.UPGRADES:
+            continue
+        old, new, fit_dir_left = records.UPGRADES[rule]
+        assert rec["code"] == new, rule                      # the table names what the rules write today
+        seen[rule] = seen.get(rule, 0) + 1
+        trained += records.output_of(path, meta).endswith("/train.json")
+        rec["code"] = old                                    # ... and what the previous release wrote
+        if fit_dir_left:
+            rec["params"] = sorted(rec["params"] + [repr(os.path.dirname(records.output_of(path, meta)))])
+        path.write_text(json.dumps(rec))
+    assert set(seen) == set(records.UPGRADES), seen
+    stamp = d / ".snakemake" / records.STAMP
+    stamp.write_text(records.VERSION)                        # as if already upgraded: nothing rewritten
+    out = snakemake(d, "--cores", "2", "--config", "scale=smoke", "-n")
+    assert _stats(out).get("train") == trained > 0, out.stdout[-2000:]   # the records alone would rerun all
+    stamp.unlink()
+    out = snakemake(d, "--cores", "2", "--config", "scale=smoke", "-n")
+    text = out.stdout + out.stderr
+    assert "Nothing to be done" in text, text[-3000:]
+    assert f"{sum(seen.values())} of Snakemake's job records" in text
+    # a run-time setting is not what to reproduce: changing it reruns nothing either
+    out = snakemake(d, "--cores", "2", "-n", "--config", "scale=smoke", "device=cpu", "checkpoint_seconds=7",
+                    "forkserver=false", "slurm_group_steps=srun")
+    assert "Nothing to be done" in out.stdout + out.stderr
 
 
 @pytest.mark.parametrize("how", ["--forceall", "-n"], ids=["run", "dry_run"])
