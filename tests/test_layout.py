@@ -175,3 +175,21 @@ def test_readme_lists_every_arch_and_task_with_its_metrics():
         row = next((ln for ln in readme.splitlines() if ln.startswith(f"| `{name}` |")), None)
         assert row, f"README does not list the task {name}"
         assert ", ".join(cls.metrics) in row and ", ".join(cls.eval_axes) in row, row
+
+
+def test_a_claim_kind_is_one_class_and_one_model():
+    """Adding a kind: its class in workflow/claims.py (checks, paper text, evidence) and its pydantic
+    model in the claim union of workflow/schema.py; everything else reads them from there."""
+    from workflow import schema as S
+    from workflow.claims import KINDS, Kind
+
+    assert set(KINDS) == set(S.CLAIM_MODELS)
+    for name, kind in KINDS.items():
+        for method in ("paper_text", "says_worse", "evidence"):
+            assert getattr(type(kind), method) is not getattr(Kind, method), f"{name}: {method}"
+    for f in py_files("workflow"):
+        if f.name in ("claims.py", "schema.py"):
+            continue
+        text = f.read_text()
+        for name in KINDS:
+            assert not re.search(rf"\.kind\s*(==|!=)\s*['\"]{name}['\"]", text), f"{f}: tests a claim's kind by name"

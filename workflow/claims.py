@@ -178,13 +178,25 @@ def measured_point(label: str, vals: list, metric: str | None) -> Point:
 
 
 class Kind:
-    """A claim kind. Subclasses set `name` and implement `paper_text`, `models` and `evidence`."""
+    """A claim kind. Subclasses set `name` and implement `paper_text`, `says_worse` and `evidence`
+    (and `models`, `check`, `free_axes` where the kind names models or axes of its own)."""
 
     name: ClassVar[str]
     needs_model: ClassVar[bool] = True           # measure.model names the model (value, threshold, trend)
+    models_key: ClassVar[str] = "measure.model"  # where a claim of this kind names its models
 
     def paper_text(self, c) -> str:
         raise NotImplementedError
+
+    def says_worse(self, c, up: bool) -> bool:
+        """Whether the claim says that something fails, drops or is worse (`up`: higher is better);
+        such a claim needs a control (`requires`) or the reason it has none (`no_control`)."""
+        raise NotImplementedError
+
+    def free_axes(self, c, axes: dict, where: str, problems: list[str]) -> set[str] | None:
+        """The axes of the measured metric that `measure.at` leaves free for this claim; None when
+        the claim's own keys are wrong, so that `at` cannot be checked."""
+        return set()
 
     def models(self, c) -> list[tuple[str, str]]:
         """(catalogue key, model id) of every model the claim names."""
@@ -196,8 +208,7 @@ class Kind:
         if self.needs_model and m.model is None:
             problems.append(f"{where}.measure.model: is required for a {c.kind} claim; models: {', '.join(model_ids)}")
         if not self.needs_model and m.model is not None:
-            key = "order" if c.kind == "ordering" else "numerator/denominator"
-            problems.append(f"{where}.measure.model: not used by a {c.kind} claim; name the models in {key}")
+            problems.append(f"{where}.measure.model: not used by a {c.kind} claim; name the models in {self.models_key}")
         for key, mid in self.models(c):
             if mid not in model_ids:
                 problems.append(f"{where}.{key}: {mid!r} is not a model of experiment {m.experiment!r}; "
@@ -212,6 +223,9 @@ class ValueKind(Kind):
     either way, so under-budget training decides nothing."""
 
     name = "value"
+
+    def says_worse(self, c, up):
+        return False
 
     def paper_text(self, c) -> str:
         tol = f"± {_fmt(c.tolerance)}" if c.tolerance is not None else f"± {_fmt(100 * c.rel_tolerance)}%"
@@ -236,6 +250,9 @@ class ThresholdKind(Kind):
     fails) can be undone by it."""
 
     name = "threshold"
+
+    def says_worse(self, c, up):
+        return c.op in (("<", "<=") if up else (">", ">="))
 
     def paper_text(self, c) -> str:
         return f"{c.op} {_fmt(c.value)}" + (f" (paper: {_fmt(c.paper)})" if c.paper is not None else "")
@@ -269,6 +286,10 @@ class OrderingKind(Kind):
 
     name = "ordering"
     needs_model = False
+    models_key = "order"
+
+    def says_worse(self, c, up):
+        return True                          # its later models are worse
 
     def paper_text(self, c) -> str:
         return " > ".join(c.order) + (f" (by ≥ {_fmt(c.margin)})" if c.margin else "")
@@ -307,6 +328,10 @@ class RatioKind(Kind):
 
     name = "ratio"
     needs_model = False
+    models_key = "numerator/denominator"
+
+    def says_worse(self, c, up):
+        return c.op in (("<", "<=") if up else (">", ">="))
 
     def paper_text(self, c) -> str:
         return f"{c.numerator}/{c.denominator} {c.op} {_fmt(c.value)}" + (
@@ -345,6 +370,18 @@ class TrendKind(Kind):
     training may reshape a series, so under-budget training decides nothing."""
 
     name = "trend"
+
+    def says_worse(self, c, up):
+        return c.direction in (("decreasing", "non_increasing") if up else ("increasing", "non_decreasing"))
+
+    def free_axes(self, c, axes, where, problems):
+        if c.along not in axes:
+            problems.append(f"{where}.along: {c.along!r} is not an axis of experiment {c.measure.experiment!r}; "
+                            f"axes: {', '.join(axes) or 'none'}")
+            return None                      # which axes `at` must fix depends on a valid `along`
+        if len(axes[c.along]) < 2:
+            problems.append(f"{where}.along: axis {c.along!r} has one value; a trend needs at least two")
+        return {c.along}
 
     def paper_text(self, c) -> str:
         if c.statistic == "spearman":

@@ -7,9 +7,12 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .catalogue import Axes, LoadedPaper, axes_of, find_value, fmt_value
+from .catalogue.model import Axes, axes_of, find_value, fmt_value, point_name
+
+if TYPE_CHECKING:   # the loaded catalogue only as a type: results read the job model, not the loader
+    from .catalogue.load import LoadedPaper
 
 CONFIDENCE = 0.95
 
@@ -111,7 +114,6 @@ class Measurements:
         exp_id = exp.id
         train_keys = set(exp.sweep)
         train_point = {k: v for k, v in point.items() if k in train_keys}
-        from .catalogue import point_name
 
         pname = point_name({k: train_point[k] for k in exp.sweep})
         out = []

@@ -8,7 +8,7 @@ in the generated JSON Schema (schemas/catalogue.schema.json) that editors use.
 """
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -265,6 +265,10 @@ class RatioClaim(ClaimBase):
 Claim = Annotated[
     Union[ValueClaim, ThresholdClaim, OrderingClaim, TrendClaim, RatioClaim], Field(discriminator="kind")
 ]
+# kind -> its claim model, read off the union above (the one list of claim models)
+CLAIM_MODELS: dict[str, type[ClaimBase]] = {
+    get_args(m.model_fields["kind"].annotation)[0]: m for m in get_args(get_args(Claim)[0])
+}
 
 
 class Table(Strict):

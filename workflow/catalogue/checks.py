@@ -171,7 +171,9 @@ def _check_at(at: dict, every: dict[str, list], free: set[str], where: str, prob
 
 
 def _check_references(paper: S.Paper, problems: list[str]) -> None:
-    from ..claims import kind_of  # claims reads results, which reads this module
+    # a claim kind's checks live with its judgement (workflow/claims.py), which reads results, which read
+    # the job model of this package: imported here, not at the top, so the package loads first
+    from ..claims import kind_of
 
     exps = {}
     for i, e in enumerate(paper.experiments):
@@ -201,15 +203,9 @@ def _check_references(paper: S.Paper, problems: list[str]) -> None:
         if m.metric not in metrics_of(exp):
             continue  # its axes are unknown: `at` cannot be checked
         ax = axes_of(exp).for_metric(m.metric)
-        free = set()
-        if c.kind == "trend":
-            if c.along not in ax:
-                problems.append(f"{where}.along: {c.along!r} is not an axis of experiment {exp.id!r}; axes: {', '.join(ax) or 'none'}")
-                continue  # which axes `at` must fix depends on a valid `along`
-            elif len(ax[c.along]) < 2:
-                problems.append(f"{where}.along: axis {c.along!r} has one value; a trend needs at least two")
-            free.add(c.along)
-        _check_at(m.at, ax, free, where + ".measure", problems)
+        free = kind_of(c).free_axes(c, ax, where, problems)
+        if free is not None:
+            _check_at(m.at, ax, free, where + ".measure", problems)
     tids = set()
     for i, t in enumerate(paper.tables):
         where = f"tables[{i}]"
@@ -272,14 +268,9 @@ def metric_fact(exp: S.Experiment, metric: str) -> dict | None:
 def says_worse(c, better: str) -> bool:
     """Whether a claim says that something fails, drops or is worse, given its metric's better side:
     such a claim needs a control (`requires`) or the reason it has none (`no_control`)."""
-    if better == "none":
-        return False
-    up = better == "higher"
-    if c.kind == "threshold" or c.kind == "ratio":
-        return c.op in (("<", "<=") if up else (">", ">="))
-    if c.kind == "trend":
-        return c.direction in (("decreasing", "non_increasing") if up else ("increasing", "non_decreasing"))
-    return c.kind == "ordering"          # its later models are worse
+    from ..claims import kind_of     # (see _check_references)
+
+    return better != "none" and kind_of(c).says_worse(c, better == "higher")
 
 
 def _check_controls(paper: S.Paper, problems: list[str], worse: bool = True, registry: bool = True) -> None:

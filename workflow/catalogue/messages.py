@@ -81,8 +81,7 @@ def _claim_class(data: Any, loc: tuple) -> type[BaseModel] | None:
             kind = data["claims"][loc[1]]["kind"]
         except (KeyError, IndexError, TypeError):
             return None
-        return {"value": S.ValueClaim, "threshold": S.ThresholdClaim, "ordering": S.OrderingClaim,
-                "trend": S.TrendClaim, "ratio": S.RatioClaim}.get(kind) if isinstance(kind, str) else None
+        return S.CLAIM_MODELS.get(kind) if isinstance(kind, str) else None
     return None
 
 
