@@ -86,7 +86,11 @@ def train(cfg: dict, out: Path, device: str = "cpu", label: str = "", log=print,
     from modules.models import build_model
     from modules.tasks import build_task
 
-    t_cfg = cfg["train"]
+    from .schema import TrainSpec
+
+    # the catalogue's schema is the one home of the train settings' defaults: a config written by
+    # hand (a test, a bench) gets the same ones as a catalogue entry
+    t_cfg = TrainSpec.model_validate(cfg["train"]).model_dump()
     task_params = {k: v for k, v in cfg["task"].items() if k != "name"}
     task = build_task(cfg["task"]["name"], task_params)
     model_params = {k: v for k, v in cfg["model"].items() if k != "arch"}
@@ -132,9 +136,9 @@ def train(cfg: dict, out: Path, device: str = "cpu", label: str = "", log=print,
 
     import contextlib
 
-    bf16 = t_cfg.get("precision", "fp32") == "bf16" and device == "cuda"
+    bf16 = t_cfg["precision"] == "bf16" and device == "cuda"
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-    if t_cfg.get("precision", "fp32") == "bf16" and not bf16:
+    if t_cfg["precision"] == "bf16" and not bf16:
         log(f"{label}: precision bf16 applies on CUDA only; training in fp32 on {device}")
     t0 = time.perf_counter()
     last_ckpt = t0
