@@ -168,7 +168,6 @@ class Write(nn.Module):
         Wm_p = self.pointer.W1(mem)
         go = self.go.expand(B, 1, D)
         if targets is not None:
-            T = targets.shape[1]
             prev = feed.gather(1, targets[:, :-1, None].expand(-1, -1, D))             # (B, T-1, D)
             out, _ = self.rnn(torch.cat([go, prev], 1), (h, c))                        # (B, T, D)
             pointed = None
