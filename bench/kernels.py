@@ -39,7 +39,7 @@ from modules import kernels as K
 # ops whose fast path must be >= 10x its loop reference on a CPU (the issue's targets). The
 # chunked ops run at their default chunk (32 on a CPU, 64 on a GPU: modules.kernels._common.
 # chunk_or_default); chunk 64 is shown beside it on a CPU to show why the CPU default is 32.
-# `scan` is what the models call: the compiled CPU kernel (modules/kernels/scan_cpu.c) when
+# `scan` is what the models call: the compiled CPU kernel (modules/kernels/scan/scan_cpu.c) when
 # this machine can build it, else the log-depth torch scan, which is also timed on its own
 # as `scan_parallel`, against the same target.
 TARGETS = {"scan": 10.0, "scan_parallel": 10.0, "linear_attn_chunked": 10.0}
@@ -142,7 +142,7 @@ def _forward_backward(fn, inputs):
 def _scan_path(device: str) -> str:
     """Which implementation the `scan` row timed."""
     if device == "cpu" and K.scan_native_available():
-        return "compiled CPU kernel (modules/kernels/scan_cpu.c)"
+        return "compiled CPU kernel (modules/kernels/scan/scan_cpu.c)"
     return "log-depth torch scan (scan_parallel)"
 
 

@@ -3,22 +3,23 @@ in its docstring, and a fast torch path with the same signature returning (out, 
 Optional CUDA/Triton kernels (mamba-ssm, flash-linear-attention) are used when importable
 and the inputs are on a GPU; otherwise (and on any failure) the torch path runs.
 
-    scan                 h_t = a_t h_{t-1} + b_t, (B, T, ...) real or complex    scan.py
-                         (on a CPU, a compiled C loop when it builds: native.py)
-    selective scan       Mamba's S6, mamba-ssm shapes (B, D, L)                   selective_scan.py
-    linear attention     recurrent / parallel / chunked, optional decay;          linear_attention.py
-                         delta rule (DeltaNet) recurrent / chunked (WY transform)
-    fftconv              causal long convolution, u (B, T, D), k (D, L)            fftconv.py
-    ssd                  Mamba-2's SSD, chunked algorithm, (B, T, H, P)           ssd.py
+One folder per op, as flash-linear-attention's fla/ops/<op>/: naive.py holds the loop `<op>_ref`,
+the other files the fast paths (chunk.py, parallel.py, fft.py, cpu.py), and __init__.py the op's
+public names (for scan and selective_scan also the dispatch between paths). Ops share code only
+through _common.py and native.py; selective_scan, built on the scan, calls the public `scan`.
+
+    scan                 h_t = a_t h_{t-1} + b_t, (B, T, ...) real or complex    scan/
+                         (on a CPU, a compiled C loop when it builds: scan/cpu.py,
+                         scan/scan_cpu.c, native.py)
+    selective scan       Mamba's S6, mamba-ssm shapes (B, D, L)                   selective_scan/
+    linear attention     recurrent / parallel / chunked, optional decay           linear_attn/
+    delta rule           DeltaNet, recurrent / chunked (WY transform)             delta_rule/
+    fftconv              causal long convolution, u (B, T, D), k (D, L)            fftconv/
+    ssd                  Mamba-2's SSD, chunked algorithm, (B, T, H, P)           ssd/
 """
+from .delta_rule import delta_rule_chunked, delta_rule_ref
 from .fftconv import fftconv, fftconv_ref
-from .linear_attention import (
-    delta_rule_chunked,
-    delta_rule_ref,
-    linear_attn_chunked,
-    linear_attn_parallel,
-    linear_attn_recurrent_ref,
-)
+from .linear_attn import linear_attn_chunked, linear_attn_parallel, linear_attn_recurrent_ref
 from .scan import native_available as scan_native_available
 from .scan import scan, scan_parallel, scan_ref
 from .selective_scan import selective_scan, selective_scan_ref

@@ -1,4 +1,7 @@
-"""Helpers shared by the kernels: working precision, padding, optional CUDA kernels."""
+"""Helpers shared by the kernels: working precision, padding, optional CUDA kernels, the
+log-decay segment sums (SSD, gated linear attention), and the input check of linear attention
+and the delta rule. Ops share code only through this file and native.py (the one op built on
+another, selective_scan, calls the public `scan`)."""
 from __future__ import annotations
 
 import functools
@@ -101,3 +104,16 @@ def segsum(x: torch.Tensor) -> torch.Tensor:
     x = x.masked_fill(~torch.ones(T, T, dtype=torch.bool, device=x.device).tril(-1), 0)
     s = x.cumsum(dim=-2)
     return s.masked_fill(~torch.ones(T, T, dtype=torch.bool, device=x.device).tril(), float("-inf"))
+
+
+# --- linear attention and the delta rule (flash-linear-attention's layout) -------------------
+
+def check_qkv(q, k, v):
+    if q.dim() != 4 or k.shape != q.shape or v.shape[:3] != q.shape[:3]:
+        raise ValueError(f"q, k must be (B, T, H, K) and v (B, T, H, V); got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+
+
+def to_work(*ts):
+    """The tensors in their working precision (see `work_dtype`); None stays None."""
+    work = work_dtype(*ts)
+    return [None if t is None else t.to(work) for t in ts]

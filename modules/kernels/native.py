@@ -1,13 +1,14 @@
-"""Compiled CPU kernels: small C files beside this module, built once per machine, loaded with ctypes.
+"""Compiled CPU kernels: small C files in the ops' folders, built once per machine, loaded with ctypes.
 
 Some recurrences have no fast form in torch on a CPU. A loop over time costs one dispatch of a
 few microseconds per step, and a log-depth scan makes ~2 log2(T) memory passes. A plain C loop
 over time, vectorized across channels, makes one pass. So the ops that need it (the linear
-recurrence in scan.py) carry a C source here, `<name>.c`. It is compiled on first use with the
-machine's C compiler (`$CC`, else `cc`, `gcc` or `clang`; `-O3 -march=native`; about half a
-second). The shared object goes in a cache folder keyed by the source, the flags, the compiler
-and the CPU, so a cluster node with another CPU builds its own, and concurrent jobs build safely: each
-compiles to a private temporary file and renames it into place. Each load touches its build;
+recurrence, scan/) carry a C source in their folder, `<name>.c` (scan/scan_cpu.c), and pass its
+path to `library`. It is compiled on first use with the machine's C compiler (`$CC`, else `cc`,
+`gcc` or `clang`; `-O3 -march=native`; about half a second). The shared object goes in a cache
+folder keyed by the source, the flags, the compiler and the CPU, so a cluster node with another
+CPU builds its own, and concurrent jobs build safely: each compiles to a private temporary file
+and renames it into place. Each load touches its build;
 a new build deletes the builds of that kernel no process has loaded for 30 days.
 
 Where no compiler is found, or the build fails, the op falls back to its torch path and warns
@@ -34,7 +35,6 @@ import time
 import warnings
 from pathlib import Path
 
-_SRC_DIR = Path(__file__).resolve().parent
 FLAGS = ("-O3", "-fPIC", "-shared", "-fno-math-errno", "-std=gnu11")
 NATIVE_ARCH = ("-march=native",)
 
@@ -139,12 +139,14 @@ def _prune(keep: Path, name: str) -> None:
 
 
 @functools.cache
-def library(name: str) -> ctypes.CDLL | None:
-    """The built `<name>.c` as a ctypes library, or None (disabled, no compiler, build failed:
-    the last two warn once). Builds it on first use; later calls and processes reuse the cache."""
+def library(src: str | os.PathLike) -> ctypes.CDLL | None:
+    """The C file `src` (an op's `<name>.c`, e.g. scan/scan_cpu.c), built, as a ctypes library, or
+    None (disabled, no compiler, build failed: the last two warn once). Builds it on first use; later
+    calls and processes reuse the cache, where its builds are named `<name>-<key>.so`."""
     if not enabled():
         return None
-    src = _SRC_DIR / f"{name}.c"
+    src = Path(src)
+    name = src.stem
     cc = compiler()
     if cc is None:
         _warn_once(f"modules.kernels: no C compiler found (tried $CC, cc, gcc, clang), so {name} runs "

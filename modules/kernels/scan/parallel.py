@@ -1,54 +1,21 @@
-"""First-order linear recurrence h_t = a_t * h_{t-1} + b_t, elementwise, real or complex.
-
-`scan_ref` is the loop. `scan_parallel` is a log-depth parallel associative scan (odd-even
-recursive doubling, a work-efficient Blelloch-style scan written with strided torch views)
-with a hand-written backward, which is itself one reverse scan. `scan` is what the models
-call: on a CPU it runs the compiled kernel of scan_cpu.c (one pass over time, vectorized
-across channels; see native.py) when the machine has a C compiler, and `scan_parallel`
-otherwise and on a GPU. A log-depth scan pays ~2 log2(T) memory passes for its parallelism,
-which a GPU has the threads to use and a CPU core does not.
+"""The log-depth torch scan for h_t = a_t * h_{t-1} + b_t (`scan_parallel`), with its
+hand-written backward; also what `scan` runs on a GPU or without the compiled CPU kernel.
 
 The combine rule of the scan is the composition of affine maps,
     (a1, b1) then (a2, b2) = (a2 * a1, a2 * b1 + b2),
 which is associative, so pairs of neighbours can be folded in parallel: fold every pair
 (2i, 2i+1) into one step, scan the half-length sequence (giving h at odd positions), then
 fill in the even positions with one more elementwise step. log2(T) levels, O(T) work.
-
-Layout: (B, T, ...) with time in dim 1; every trailing dim is an independent channel
-(e.g. (B, T, D) or (B, T, D, N)). a and b must have the same shape.
 """
 from __future__ import annotations
 
-import ctypes
-import functools
-import math
-
 import torch
 
-from . import native
-from ._common import work_dtype
+from .._common import work_dtype
 
 # Below this length the recursion stops and a short loop finishes the job: the python loop
 # is cheaper than two more levels of strided kernels (measured on CPU: 16 is a little faster than 4 or 8).
 _BASE = 16
-
-
-def scan_ref(a: torch.Tensor, b: torch.Tensor, initial_state: torch.Tensor | None = None):
-    """Reference loop for h_t = a_t * h_{t-1} + b_t, with h_{-1} = initial_state (or 0).
-
-    a, b: (B, T, ...) real or complex; initial_state: (B, ...) or None.
-    Returns (h, final_state): h (B, T, ...) holds h_t for every t, final_state = h_{T-1}.
-    Computed in fp32 (complex64 for complex inputs), returned in the input dtype.
-    """
-    dtype = torch.promote_types(a.dtype, b.dtype)
-    work = work_dtype(a, b, initial_state)
-    a, b = a.to(work), b.to(work)
-    h = torch.zeros_like(b[:, 0]) if initial_state is None else initial_state.to(work)
-    hs = []
-    for a_t, b_t in zip(a.unbind(1), b.unbind(1)):  # unbind: one stack in backward, not T scatters
-        h = a_t * h + b_t
-        hs.append(h)
-    return torch.stack(hs, dim=1).to(dtype), h.to(dtype)
 
 
 def _scan_into(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor, a_scratch: bool, reverse: bool = False) -> None:
@@ -143,61 +110,7 @@ class _Scan(torch.autograd.Function):
         return da, g, dh0
 
 
-_NATIVE_SUFFIX = {torch.float32: "f32", torch.float64: "f64", torch.complex64: "c64", torch.complex128: "c128"}
-
-
-@functools.cache
-def _native_fns():
-    """{dtype: (fwd, bwd)} from the compiled scan_cpu.c, or None when it is unavailable."""
-    lib = native.library("scan_cpu")
-    if lib is None:
-        return None
-    fns = {}
-    i64, p = ctypes.c_int64, ctypes.c_void_p
-    for dtype, sfx in _NATIVE_SUFFIX.items():
-        fwd, bwd = getattr(lib, f"scan_fwd_{sfx}"), getattr(lib, f"scan_bwd_{sfx}")
-        fwd.argtypes, fwd.restype = [i64, i64, i64, p, p, p, p], None
-        bwd.argtypes, bwd.restype = [i64, i64, i64, p, p, p, p, p, p, p, p], None
-        fns[dtype] = (fwd, bwd)
-    return fns
-
-
-def native_available() -> bool:
-    """Whether `scan` runs the compiled CPU kernel here (builds it on the first call)."""
-    return _native_fns() is not None
-
-
-def _dims(x: torch.Tensor) -> tuple[int, int, int]:
-    """(B, L, C) of the kernel's contiguous layout: every trailing dim is one channel axis."""
-    return x.shape[0], x.shape[1], math.prod(x.shape[2:])
-
-
-class _NativeScan(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, a, b, h0):
-        fwd, _ = _native_fns()[a.dtype]
-        a, b = a.contiguous(), b.contiguous()
-        h0 = None if h0 is None else h0.contiguous()
-        h = torch.empty_like(b, memory_format=torch.contiguous_format)
-        fwd(*_dims(b), native.ptr(a), native.ptr(b), native.ptr(h0), native.ptr(h))
-        ctx.save_for_backward(a, h, h0)
-        return h, h[:, -1].clone()
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, dh, dh_last):
-        a, h, h0 = ctx.saved_tensors
-        _, bwd = _native_fns()[a.dtype]
-        dh = dh.to(a.dtype).contiguous()
-        dh_last = dh_last.to(a.dtype).contiguous()
-        g = torch.empty_like(h)
-        da = torch.empty_like(h) if ctx.needs_input_grad[0] else None
-        dh0 = torch.empty_like(h0) if h0 is not None and ctx.needs_input_grad[2] else None
-        bwd(*_dims(h), native.ptr(a), native.ptr(h), native.ptr(h0), native.ptr(dh), native.ptr(dh_last),
-            native.ptr(g), native.ptr(da), native.ptr(dh0))
-        return da, g, dh0
-
-
+# the checks and casts of `scan_parallel` and of the dispatching `scan` (__init__.py)
 def _prepare(name, a, b, initial_state):
     if a.shape != b.shape:
         raise ValueError(f"{name}: a {tuple(a.shape)} and b {tuple(b.shape)} must have the same shape")
@@ -216,14 +129,4 @@ def scan_parallel(a: torch.Tensor, b: torch.Tensor, initial_state: torch.Tensor 
     """The log-depth torch scan for h_t = a_t * h_{t-1} + b_t; same signature and returns as `scan_ref`."""
     a, b, h0, dtype = _prepare("scan_parallel", a, b, initial_state)
     h, h_last = _Scan.apply(a, b, h0)
-    return h.to(dtype), h_last.to(dtype)
-
-
-def scan(a: torch.Tensor, b: torch.Tensor, initial_state: torch.Tensor | None = None):
-    """Fast scan for h_t = a_t * h_{t-1} + b_t; same signature and returns as `scan_ref`.
-    The compiled CPU kernel for CPU tensors when it is available, else `scan_parallel`."""
-    a, b, h0, dtype = _prepare("scan", a, b, initial_state)
-    use_native = (a.device.type == "cpu" and b.device.type == "cpu" and (h0 is None or h0.device.type == "cpu")
-                  and a.numel() > 0 and native_available())
-    h, h_last = (_NativeScan if use_native else _Scan).apply(a, b, h0)
     return h.to(dtype), h_last.to(dtype)

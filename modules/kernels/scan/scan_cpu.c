@@ -1,4 +1,4 @@
-/* CPU kernel for the first-order linear recurrence h_t = a_t * h_{t-1} + x_t (modules/kernels/scan.py).
+/* CPU kernel for the first-order linear recurrence h_t = a_t * h_{t-1} + x_t (modules/kernels/scan/).
 
    Layout: contiguous (B, L, C): batch, time, channels (every trailing dim of the torch tensor
    flattened into C). Complex tensors are interleaved (re, im) pairs, as torch stores them.
@@ -11,7 +11,7 @@
    conj because torch's complex gradients are conjugate Wirtinger derivatives.
 
    No allocation, no threads, no global state: torch owns every buffer. Built by
-   modules/kernels/native.py with the machine's C compiler and loaded with ctypes. */
+   modules/kernels/native.py with the machine's C compiler and loaded with ctypes (scan/cpu.py). */
 #include <stddef.h>
 #include <stdint.h>
 

@@ -1,65 +1,11 @@
-"""SSD, the state space dual of Mamba-2 (Dao & Gu 2024): a selective SSM whose A is a
-scalar times the identity per head, so the whole sequence map is one semiseparable matrix.
-
-    h_t = exp(A_t) h_{t-1} + dt_t x_t B_t^T        h: (B, H, P, N)
-    y_t = h_t C_t
-
-Shapes follow mamba's ssd_minimal: x (B, T, H, P); dt (B, T, H); A (B, T, H) is the per-step
-log-decay, already multiplied by dt (A_t = dt_t * A_head <= 0); B, C (B, T, G, N) with H
-divisible by G (head h reads group h // (H / G); G = H gives per-head B, C). dt scales the
-input (x dt, mamba's Euler-like discretization of B); pass dt=None when x is already scaled.
-Final state (B, H, P, N), as mamba's. The D skip, gate and dt_bias/softplus belong to the
-layer, not the kernel.
-
-`ssd_chunked` follows the paper's minimal chunked algorithm (ssd_minimal_discrete, Listing 1):
-  1. intra-chunk outputs (diagonal blocks, a masked quadratic form),
-  2. each chunk's own end state (right factor of the off-diagonal blocks),
-  3. a recurrence over chunk states (the A terms),
-  4. state-to-output for every position (left factor).
-On a GPU with flash-linear-attention importable it runs fla's chunk_simple_gla, which is
-the same recurrence (q=C, k=B, v=x dt, g=A) with the state transposed.
-"""
+"""Chunked SSD: the paper's minimal chunked algorithm in torch, and fla's chunk_simple_gla on a GPU."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from ._common import chunk_or_default, on_cuda, optional_kernel, pad_time, segsum, try_kernel, work_dtype
-
-
-def _check(x, dt, A, B, C):
-    b, T, H, _ = x.shape if x.dim() == 4 else (None,) * 4
-    if x.dim() != 4 or A.shape != (b, T, H) or (dt is not None and dt.shape != (b, T, H)):
-        raise ValueError(f"ssd: x must be (B, T, H, P), dt and A (B, T, H); got {tuple(x.shape)}, "
-                         f"{None if dt is None else tuple(dt.shape)}, {tuple(A.shape)}")
-    for name, M in (("B", B), ("C", C)):
-        if M.dim() != 4 or M.shape[:2] != (b, T) or H % M.shape[2]:
-            raise ValueError(f"ssd: {name} must be (B, T, G, N) with H={H} divisible by G; got {tuple(M.shape)}")
-
-
-def _heads(M, H):
-    return M if M.shape[2] == H else M.repeat_interleave(H // M.shape[2], dim=2)
-
-
-def ssd_ref(x, dt, A, B, C, chunk_size=None, initial_state=None):
-    """Reference loop (fp32):  h_t = exp(A_t) h_{t-1} + dt_t x_t B_t^T,  y_t = h_t C_t.
-    `chunk_size` is accepted for a signature identical to `ssd_chunked`, and unused.
-    Returns (y (B, T, H, P), final_state (B, H, P, N))."""
-    _check(x, dt, A, B, C)
-    dtype = x.dtype
-    work = work_dtype(x, A, B, C)
-    x, dt, A, B, C, h = (None if t is None else t.to(work) for t in (x, dt, A, B, C, initial_state))
-    H = x.shape[2]
-    B, C = _heads(B, H), _heads(C, H)
-    if dt is not None:
-        x = x * dt[..., None]
-    if h is None:
-        h = x.new_zeros(x.shape[0], H, x.shape[3], B.shape[3])
-    ys = []
-    for x_t, a_t, B_t, C_t in zip(x.unbind(1), A.unbind(1), B.unbind(1), C.unbind(1)):
-        h = a_t.exp()[..., None, None] * h + x_t[..., :, None] * B_t[..., None, :]
-        ys.append(torch.einsum("bhpn,bhn->bhp", h, C_t))
-    return torch.stack(ys, dim=1).to(dtype), h
+from .._common import chunk_or_default, on_cuda, optional_kernel, pad_time, segsum, try_kernel, work_dtype
+from .naive import _check, _heads
 
 
 def _chunks(t, L):

@@ -30,11 +30,13 @@ from . import test_selective_scan as tss
 from . import test_ssd as tssd
 from .helpers import assert_close, grads, leaf
 
-# the package re-exports functions named like two of its files (scan, selective_scan), so
-# `import modules.kernels.selective_scan as m` would give the function: take the modules
-la_mod = importlib.import_module("modules.kernels.linear_attention")
-ss_mod = importlib.import_module("modules.kernels.selective_scan")
-ssd_mod = importlib.import_module("modules.kernels.ssd")
+# the modules that hold each dispatch (the ones to patch). The package re-exports functions named
+# like their op folders (scan, selective_scan, fftconv), so `import modules.kernels.selective_scan
+# as m` would give the function: take the modules
+la_mod = importlib.import_module("modules.kernels.linear_attn.chunk")
+dr_mod = importlib.import_module("modules.kernels.delta_rule.chunk")
+ss_mod = importlib.import_module("modules.kernels.selective_scan")   # its __init__ holds `selective_scan`
+ssd_mod = importlib.import_module("modules.kernels.ssd.chunk")
 
 
 def _usable(pkg: str) -> bool:
@@ -142,10 +144,10 @@ def test_linear_attention_glue_maps_onto_simple_gla(monkeypatch, case):
 
 
 def test_delta_rule_glue(monkeypatch):
-    _install(monkeypatch, la_mod, fake_chunk_delta_rule)
+    _install(monkeypatch, dr_mod, fake_chunk_delta_rule)
     q, k, v, beta, h0 = tla.make_delta(tla.DELTA_CASES[0])
     o_ref, s_ref = delta_rule_ref(q, k, v, beta, h0, True)
-    o, s = la_mod.delta_rule_chunked(q, k, v, beta, h0, True)
+    o, s = dr_mod.delta_rule_chunked(q, k, v, beta, h0, True)
     assert_close("delta o", o_ref, o)
     assert_close("delta state", s_ref, s)
 

@@ -1,6 +1,6 @@
 """scan: both fast paths against the loop, real and complex, values, states and gradients.
 
-`scan` is what the models call (the compiled CPU kernel of scan_cpu.c on a CPU when the
+`scan` is what the models call (the compiled CPU kernel of scan/scan_cpu.c on a CPU when the
 machine can build it); `scan_parallel` is the log-depth torch scan, which `scan` falls back to.
 Every numeric test runs on both."""
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 
 from modules.kernels import native, scan, scan_parallel, scan_ref
 
-scan_mod = importlib.import_module("modules.kernels.scan")  # the package re-exports the function `scan`
+scan_mod = importlib.import_module("modules.kernels.scan")  # the op's package; modules.kernels.scan is the function
 FAST = pytest.mark.parametrize("fast", [scan, scan_parallel], ids=["scan", "scan_parallel"])
 
 from .helpers import assert_close, grads, leaf

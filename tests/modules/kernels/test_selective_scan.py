@@ -97,7 +97,7 @@ def test_selective_scan_gradcheck(case):
 
 def test_selective_scan_gradcheck_across_chunks():
     # the public op chunks time by 64; force chunks of 4 so the state crosses chunk borders
-    from modules.kernels.selective_scan import _selective_scan_torch
+    from modules.kernels.selective_scan.chunk import _selective_scan_torch
 
     c = Case("chunks", 1, 2, 9, 2, groups=1, extras=True)
     inputs, h0 = make(c, torch.float64)
