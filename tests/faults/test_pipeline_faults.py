@@ -58,7 +58,7 @@ def snakemake(cwd, *args, check=True, **extra):
 
 @pytest.fixture
 def repo(tmp_path):
-    for name in ["Snakefile", "config.yaml", "rules", "schemas", "workflow", "modules"]:
+    for name in ["Snakefile", "config.yaml", "rules", "envs", "schemas", "workflow", "modules"]:
         src = ROOT / name
         if src.is_dir():
             shutil.copytree(src, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
