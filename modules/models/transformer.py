@@ -14,6 +14,11 @@ Positional schemes (`pos`):
               the authors' hard_alibi_model.py; the other heads are NoPE (no positional signal)
   none        no positional signal; causal masking alone carries order (Haviv et al. 2022)
 
+`qk_norm: true` normalizes each head's queries and keys with a LayerNorm of their own (learned gain,
+no bias) before the scores, as Dehghani et al. 2023 (ViT-22B) do: a query then weighs keys by
+direction, not by their norms (Wang, Shi & Fox 2025 show softmax attention is a proper local
+constant regressor only so).
+
 Attention runs through torch's scaled_dot_product_attention: with `is_causal` for every
 scheme but the two ALiBis, which need their bias as an explicit float mask. `step()` decodes one token
 with a key-value cache and equals `forward` position by position.
@@ -44,6 +49,7 @@ class TransformerConfig(SeqIOConfig):
     max_len: int = 2048            # length of the learned position table (other schemes have no limit)
     rope_base: float = 10000.0
     bias: bool = True
+    qk_norm: bool = False          # LayerNorm (gain only) of each head's queries and keys
 
     def __post_init__(self):
         self.check_io()
@@ -124,6 +130,8 @@ class CausalSelfAttention(nn.Module):
         self.n_head, self.head_size = cfg.n_head, cfg.d_model // cfg.n_head
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=cfg.bias)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.bias)
+        self.q_norm = nn.LayerNorm(self.head_size, bias=False) if cfg.qk_norm else None
+        self.k_norm = nn.LayerNorm(self.head_size, bias=False) if cfg.qk_norm else None
         self.dropout = cfg.dropout
         self.resid_drop = nn.Dropout(cfg.dropout)
 
@@ -132,6 +140,8 @@ class CausalSelfAttention(nn.Module):
         positions before x, each (B, H, S, K). Returns (y, (k, v) including x's positions)."""
         B, T, D = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_head, self.head_size).unbind(2)    # (B, T, H, K) each
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
         if "rope" in ctx:
             q, k = apply_rope(q, *ctx["rope"]), apply_rope(k, *ctx["rope"])
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))                               # (B, H, T, K)

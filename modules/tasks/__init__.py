@@ -25,6 +25,7 @@ TASKS: dict[str, str] = {
     "adding": "modules.tasks.adding:AddingTask",
     "seq_digits": "modules.tasks.seq_digits:SeqDigitsTask",
     "sort_set": "modules.tasks.sort_set:SortSetTask",
+    "kv_regression": "modules.tasks.kv_regression:KVRegressionTask",
 }
 
 

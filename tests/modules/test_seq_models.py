@@ -23,6 +23,7 @@ CASES = [
       for p in ("learned", "sinusoidal", "rope", "alibi", "hard_alibi", "none")],
     ("transformer", {"n_layer": 1, "n_head": 4, "d_model": 16, "pos": "hard_alibi", "hard_alibi_heads": 3}),
     ("transformer", {"n_layer": 1, "n_head": 3, "d_model": 24, "pos": "alibi"}),   # heads not a power of 2
+    ("transformer", {"n_layer": 2, "n_head": 2, "d_model": 16, "pos": "rope", "qk_norm": True}),
     ("rnn", {"n_layer": 2, "d_model": 16}),
     ("rnn", {"n_layer": 2, "d_model": 16, "nonlinearity": "relu", "block": "prenorm"}),
     ("gru", {"n_layer": 2, "d_model": 16}),
@@ -219,6 +220,25 @@ def test_hard_alibi_windows():
     assert model.cfg.hard_alibi_heads == 2
 
 
+def test_qk_norm_makes_scores_blind_to_the_norms_of_keys_and_queries():
+    """With qk_norm a head's queries and keys are LayerNormed: scaling the projected keys (here
+    through the qkv weights of the key rows) leaves the layer's output unchanged; without it, not."""
+    from modules.models.transformer import CausalSelfAttention, TransformerConfig
+
+    x = torch.randn(2, 7, 16, generator=torch.Generator().manual_seed(0))
+    for qk_norm in (True, False):
+        torch.manual_seed(0)
+        attn = CausalSelfAttention(TransformerConfig(vocab_size=V, n_head=2, d_model=16, qk_norm=qk_norm)).eval()
+        y0, _ = attn(x, {})
+        with torch.no_grad():
+            attn.qkv.weight[16:32] *= 5.0                                  # the key rows
+            if attn.qkv.bias is not None:
+                attn.qkv.bias[16:32] *= 5.0
+        y1, _ = attn(x, {})
+        diff = (y0 - y1).abs().max().item()
+        assert diff < 1e-4 if qk_norm else diff > 1e-2, (qk_norm, diff)     # (LayerNorm's eps: ~1e-5)
+
+
 def test_learned_positions_refuse_to_run_past_the_table():
     model = make("transformer", {"n_layer": 1, "n_head": 1, "d_model": 8, "max_len": 8})
     model(tokens(t=8))
@@ -255,6 +275,7 @@ def test_inputs_must_be_declared():
 OVERFIT = [
     ("transformer", {"n_layer": 2, "n_head": 2, "d_model": 32, "pos": "rope"}),
     ("transformer", {"n_layer": 2, "n_head": 2, "d_model": 32, "pos": "alibi"}),
+    ("transformer", {"n_layer": 2, "n_head": 2, "d_model": 32, "pos": "rope", "qk_norm": True}),
     ("rnn", {"n_layer": 1, "d_model": 48}),
     ("gru", {"n_layer": 1, "d_model": 48}),
     ("lstm", {"n_layer": 1, "d_model": 48}),
