@@ -16,8 +16,18 @@ c_n = 2 C_n (z_n - 1) / a_n and z_n = exp(Delta a_n), so any diagonal SSM that c
 Initialization of A (Section 4 of the paper; `init`):
   lin   a_n = -1/2 + i pi n                          S4D-Lin
   inv   a_n = -1/2 + i (N / pi) (N / (2n + 1) - 1)   S4D-Inv (asymptotics of HiPPO-LegS)
-with n = 0..N/2-1. Re(a) = -exp(log_a_real) stays negative. B = 1 is folded into C (the
-paper's minimal S4D), C ~ complex N(0, 1), D ~ N(0, 1). The layer output goes through GELU
+with n = 0..N/2-1. B = 1 is folded into C (the paper's minimal S4D), C ~ complex N(0, 1), D ~ N(0, 1).
+
+Re(a) = f(W) for a trained weight W (`reparam`), the parameterizations of Wang & Li 2024, "StableSSM"
+(as in the authors' code, radarFudan/StableSSM, src/models/recurrent/stablessm.py):
+  exp       f(W) = -e^W             (S4D's own; the default)
+  softplus  f(W) = -log(1 + e^W)
+  best      f(W) = -1 / (W^2 + 0.1) (the paper's "best", a = 1, b = 0.1 in the authors' code)
+  direct    f(W) = W                (no reparameterization: nothing keeps Re(a) negative)
+Every one starts at Re(a) = -1/2. (The authors' code stores 0.5 as every W, so its `direct` starts at
+Re(a) = +1/2, an unstable mode; here all four start at the same stable point, so that only the
+parameterization differs.) W keeps the name `log_a_real` whatever the map, so trained S4D checkpoints
+load unchanged. The layer output goes through GELU
 and a position-wise linear map with a GLU, as in the paper's S4D block.
 """
 from __future__ import annotations
@@ -38,6 +48,7 @@ from .mixer_lm import MixerLM, MixerLMConfig, check_conjugate_pairs, check_dt_ra
 class S4DConfig(MixerLMConfig):
     d_state: int = 64              # N: N/2 complex conjugate pairs per channel
     init: Literal["lin", "inv"] = "lin"
+    reparam: Literal["exp", "softplus", "best", "direct"] = "exp"   # Re(a) = f(W), see above
     dt_min: float = 0.001
     dt_max: float = 0.1
 
@@ -45,6 +56,17 @@ class S4DConfig(MixerLMConfig):
         super().__post_init__()
         check_conjugate_pairs(self)
         check_dt_range(self)
+
+
+# Re(a) = f(W) per `reparam`, and the W at which each gives Re(a) = -1/2
+REPARAM = {
+    "exp": lambda w: -torch.exp(w),
+    "softplus": lambda w: -F.softplus(w),
+    "best": lambda w: -1.0 / (w * w + 0.1),
+    "direct": lambda w: w,
+}
+W_AT_HALF = {"exp": math.log(0.5), "softplus": math.log(math.expm1(0.5)), "best": math.sqrt(1 / 0.5 - 0.1),
+             "direct": -0.5}
 
 
 def s4d_imag(init: str, N: int) -> torch.Tensor:
@@ -111,12 +133,13 @@ class S4DMixer(DiagonalSSM):
         H, M = cfg.d_model, cfg.d_state // 2
         super().__init__(H, M)
         self.log_dt = nn.Parameter(torch.log(log_uniform(H, cfg.dt_min, cfg.dt_max)))          # (H,)
-        self.log_a_real = nn.Parameter(torch.full((H, M), math.log(0.5)))                      # Re a = -1/2
+        self.reparam = cfg.reparam
+        self.log_a_real = nn.Parameter(torch.full((H, M), W_AT_HALF[cfg.reparam]))             # Re a = -1/2
         self.a_imag = nn.Parameter(s4d_imag(cfg.init, cfg.d_state).float().expand(H, M).clone())
         self.C = nn.Parameter(torch.view_as_real(torch.randn(H, M, dtype=torch.cfloat)))      # (H, M, 2)
 
     def A(self) -> torch.Tensor:
-        return torch.complex(-torch.exp(self.log_a_real), self.a_imag)                 # (H, M)
+        return torch.complex(REPARAM[self.reparam](self.log_a_real), self.a_imag)      # (H, M)
 
     def modes(self) -> tuple[torch.Tensor, torch.Tensor]:
         A = self.A()

@@ -26,6 +26,7 @@ TASKS: dict[str, str] = {
     "seq_digits": "modules.tasks.seq_digits:SeqDigitsTask",
     "sort_set": "modules.tasks.sort_set:SortSetTask",
     "kv_regression": "modules.tasks.kv_regression:KVRegressionTask",
+    "linear_functional": "modules.tasks.linear_functional:LinearFunctionalTask",
 }
 
 

@@ -26,6 +26,7 @@ CASES = [
     ("s4", {"d_state": 8, "l_max": 32}),
     ("s4d", {"d_state": 8, "init": "lin"}),
     ("s4d", {"d_state": 8, "init": "inv"}),
+    *[("s4d", {"d_state": 8, "reparam": r}) for r in ("softplus", "best", "direct")],
     ("dss", {"d_state": 6, "param": "exp"}),
     ("dss", {"d_state": 6, "param": "softmax", "l_max": 32}),
     ("lru", {"d_state": 12, "r_min": 0.5, "r_max": 0.99}),
@@ -141,6 +142,27 @@ def test_s4d_lin_and_inv_initial_eigenvalues():
         torch.testing.assert_close(A.imag, s4d_imag(init, N).float().expand_as(A.imag))
         dt = mixer.log_dt.exp()
         assert ((dt >= 0.001 - 1e-9) & (dt <= 0.1 + 1e-9)).all()
+
+
+def test_s4d_reparameterizations_start_stable_and_only_direct_can_leave():
+    """StableSSM's maps Re(a) = f(W): every one starts at -1/2; exp, softplus and best are negative
+    for every W, direct (f(W) = W) is not."""
+    import torch.nn.functional as F
+
+    from modules.models.s4d import REPARAM
+
+    w = torch.linspace(-10, 10, 201)
+    torch.testing.assert_close(REPARAM["exp"](w), -torch.exp(w))
+    torch.testing.assert_close(REPARAM["softplus"](w), -F.softplus(w))
+    torch.testing.assert_close(REPARAM["best"](w), -1 / (w ** 2 + 0.1))
+    for name in ("exp", "softplus", "best"):
+        assert (REPARAM[name](w) < 0).all(), name
+    assert (REPARAM["direct"](w) > 0).any()
+    for name in REPARAM:
+        mixer = make("s4d", {"d_state": 8, "reparam": name}).blocks[0].mixer
+        torch.testing.assert_close(mixer.A().real.detach(), torch.full((16, 4), -0.5))
+    x = torch.randint(0, V, (B, T), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(make("s4d", {"d_state": 8, "reparam": "exp"})(x), make("s4d", {"d_state": 8})(x))  # S4D's own
 
 
 def test_s4d_kernel_is_the_zoh_discretization():
