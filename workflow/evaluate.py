@@ -25,7 +25,7 @@ EVAL_SEED_OFFSET = 1_000_003  # evaluation data never overlaps a training stream
 def evaluate(cfg: dict, ecfg: dict, model_path: Path, device: str = "cpu") -> list[dict]:
     import torch
 
-    from modules.models import build_model
+    from modules.models import apply_eval_axes, build_model
     from modules.tasks import build_task
 
     task_params = {k: v for k, v in cfg["task"].items() if k != "name"}
@@ -36,10 +36,22 @@ def evaluate(cfg: dict, ecfg: dict, model_path: Path, device: str = "cpu") -> li
     sweep = ecfg["sweep"]
     keys = list(sweep)
     points = []
+    perturbed = False
     for combo in itertools.product(*(sweep[k] for k in keys)):
         at = dict(zip(keys, combo))
-        task = build_task(cfg["task"]["name"], {**task_params, **{k.split(".", 1)[1]: v for k, v in at.items()}})
+        task = build_task(cfg["task"]["name"], {**task_params, **{k[5:]: v for k, v in at.items() if k.startswith("task.")}})
         gen = torch.Generator().manual_seed(EVAL_SEED_OFFSET + int(cfg["seed"]))
+        model_at = {k[6:]: v for k, v in at.items() if k.startswith("model.")}
+        if perturbed:
+            # a model axis changed the weights in place: every point starts from the trained ones
+            load_weights(model, model_path, device)
+            model.to(device).eval()
+            perturbed = False
+        if any(model_at.values()):
+            # its own generator, so that the task's evaluation data stay those of the unperturbed point,
+            # and the same direction at every beta of a seed
+            apply_eval_axes(model, model_at, torch.Generator().manual_seed(EVAL_SEED_OFFSET + 7919 * int(cfg["seed"]) + 1))
+            perturbed = True
         if not ecfg["metrics"]:          # an experiment judged on its probes only
             points.append({"at": at, "metrics": {}})
             continue

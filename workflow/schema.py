@@ -20,7 +20,7 @@ Id = Annotated[
 ]
 # An axis key is a dotted path into a job's config: task.<param>, model.<param> or train.<field>.
 AxisKey = Annotated[str, StringConstraints(pattern=r"^(task|model|train)\.[a-z0-9_]+$")]
-EvalAxisKey = Annotated[str, StringConstraints(pattern=r"^task\.[a-z0-9_]+$")]
+EvalAxisKey = Annotated[str, StringConstraints(pattern=r"^(task|model)\.[a-z0-9_]+$")]
 SafeStr = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]+$", max_length=64)]
 Scalar = Union[bool, int, float, SafeStr]
 Number = Annotated[float, Field(allow_inf_nan=False)]
@@ -112,7 +112,8 @@ class EvaluateSpec(Strict):
                                            "when the experiment's claims rest on its probes)")
     sweep: dict[EvalAxisKey, Annotated[list[Scalar], Field(min_length=1)]] = Field(
         default_factory=dict,
-        description="evaluation axes: task parameters varied at evaluation time, without retraining",
+        description="evaluation axes: task parameters varied at evaluation time, without retraining, and "
+                    "model axes applied to the trained weights (model.perturb_state)",
     )
 
 

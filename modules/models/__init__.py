@@ -60,6 +60,41 @@ def build_config_for(arch: str, params: dict, task_spec: dict):
     return build_config(cfg_cls, merged)
 
 
+# Evaluation axes every model may offer (`evaluate.sweep: {model.<axis>: [...]}`): applied to the trained
+# weights after loading, never to training.
+#   perturb_state  beta >= 0: each weight tensor the model names in `state_matrix_weights()` (the
+#                  trained W of its state matrix) gets beta * n / max|n|, n ~ N(0, 1) drawn from the
+#                  evaluation's seeded generator: an additive perturbation whose largest entry is
+#                  beta, as in Wang & Li's perturbation tests of stable approximation (authors' code,
+#                  radarFudan/Curse-of-memory, src/perturb.py). 0 leaves the model as trained.
+MODEL_EVAL_AXES = ("perturb_state",)
+
+
+def model_eval_axes(arch: str) -> tuple[str, ...]:
+    """The model evaluation axes `arch` supports."""
+    model_cls, _ = get_arch(arch)
+    return ("perturb_state",) if hasattr(model_cls, "state_matrix_weights") else ()
+
+
+def apply_eval_axes(model, at: dict, gen) -> None:
+    """Apply the model axes of an evaluation point ({axis: value}, without the 'model.' prefix) to
+    the loaded model, in place."""
+    import torch
+
+    for axis, value in at.items():
+        if axis != "perturb_state":
+            raise KeyError(f"{axis!r} is not a model evaluation axis; known: {', '.join(MODEL_EVAL_AXES)}")
+        beta = float(value)
+        if beta < 0:
+            raise ValueError(f"perturb_state: {beta} must not be negative")
+        if beta == 0:
+            continue
+        with torch.no_grad():
+            for w in model.state_matrix_weights():
+                n = torch.randn(w.shape, generator=gen, dtype=torch.float32).to(w.device, w.dtype)
+                w.add_(beta * n / n.abs().max())
+
+
 def build_model(arch: str, params: dict, task_spec: dict):
     model_cls, _ = get_arch(arch)
     return model_cls(build_config_for(arch, params, task_spec))

@@ -151,5 +151,9 @@ class S4DMixer(DiagonalSSM):
 class S4D(MixerLM):
     mixer_cls = S4DMixer
 
+    def state_matrix_weights(self) -> list[torch.Tensor]:
+        """The trained W of Re(A) = f(W) in every layer: what `perturb_state` perturbs."""
+        return [b.mixer.log_a_real for b in self.blocks]
+
     def __init__(self, cfg: S4DConfig):
         super().__init__(cfg)

@@ -95,7 +95,10 @@ def _check_experiment(exp: S.Experiment, where: str, problems: list[str], regist
         if any(find_value(values[:j], v) is not None for j, v in enumerate(values)):
             problems.append(f"{where}.sweep.{key}: lists a value twice ({values})")
     for key, values in exp.evaluate.sweep.items():
-        name = key.split(".", 1)[1]
+        section, name = key.split(".", 1)
+        if section == "model":
+            _check_model_eval_axis(exp, key, name, values, where, problems)
+            continue
         if name not in task_cls.eval_axes:
             problems.append(
                 f"{where}.evaluate.sweep.{key}: task {exp.task.name!r} cannot vary {name!r} at evaluation; "
@@ -168,6 +171,25 @@ def _check_at(at: dict, every: dict[str, list], free: set[str], where: str, prob
     for key, values in every.items():
         if key not in at and key not in free and len(values) > 1:
             problems.append(f"{where}.at: must fix axis {key!r}, which has several values: {values}")
+
+
+def _check_model_eval_axis(exp, key: str, name: str, values: list, where: str, problems: list[str]) -> None:
+    """A model evaluation axis (modules/models MODEL_EVAL_AXES): known, offered by every model of the
+    experiment, and numbers >= 0."""
+    from modules.models import MODEL_EVAL_AXES, model_eval_axes
+
+    if name not in MODEL_EVAL_AXES:
+        problems.append(f"{where}.evaluate.sweep.{key}: {name!r} is not a model evaluation axis; "
+                        f"known: {', '.join('model.' + a for a in MODEL_EVAL_AXES)}")
+        return
+    without = [m.id for m in exp.models if name not in model_eval_axes(m.arch)]
+    if without:
+        problems.append(f"{where}.evaluate.sweep.{key}: model(s) {', '.join(without)} cannot vary {name!r} "
+                        f"at evaluation (their arch names no state matrix weights); move them to another experiment")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+            problems.append(f"{where}.evaluate.sweep.{key}: {v!r} must be a number >= 0")
+            break
 
 
 def _check_references(paper: S.Paper, problems: list[str]) -> None:

@@ -204,6 +204,13 @@ BAD = [
     pytest.param(setv("experiments", 0, "train", "optimizer", "adam_w"),
                  ["experiments[0].train.optimizer", "'adam_w'", "'adamw'"], id="unknown-optimizer"),
     pytest.param(setv("paper", "year", "2022"), ["paper.year", "'2022'", "integer"], id="year-string"),
+    # ---- model evaluation axes
+    pytest.param(setv("experiments", 0, "evaluate", "sweep", {"model.perturb_state": [0.0, 0.1]}),
+                 ["experiments[0].evaluate.sweep.model.perturb_state", "cannot vary 'perturb_state'", M0],
+                 id="model-axis-not-offered-by-the-arch"),
+    pytest.param(setv("experiments", 0, "evaluate", "sweep", {"model.dropout": [0.0]}),
+                 ["experiments[0].evaluate.sweep.model.dropout", "not a model evaluation axis", "model.perturb_state"],
+                 id="model-axis-unknown"),
     # ---- tables
     pytest.param(setv("tables", 0, "rows", "task.nope"),
                  ["tables[0].rows", "'task.nope'", AXIS], id="table-rows-not-an-axis"),

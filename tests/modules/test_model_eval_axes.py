@@ -1,0 +1,59 @@
+"""Model evaluation axes (modules/models: MODEL_EVAL_AXES): perturb_state adds beta * n / max|n| to
+the trained state-matrix weights, seeded, after loading; 0 is the model as trained; every point of
+an evaluation starts from the trained weights and reads the same data."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from modules.models import apply_eval_axes, build_model, model_eval_axes
+
+SPEC = {"d_input": 1, "d_output": 1}
+
+
+def s4d(reparam="exp"):
+    torch.manual_seed(0)
+    return build_model("s4d", {"n_layer": 2, "d_model": 8, "d_state": 4, "reparam": reparam}, SPEC).eval()
+
+
+def test_which_archs_offer_it():
+    assert model_eval_axes("s4d") == ("perturb_state",)
+    assert model_eval_axes("transformer") == () and model_eval_axes("lru") == ()
+
+
+def test_perturbation_has_largest_entry_beta_is_seeded_and_zero_is_a_no_op():
+    m = s4d()
+    before = [w.detach().clone() for w in m.state_matrix_weights()]
+    apply_eval_axes(m, {"perturb_state": 0.0}, torch.Generator().manual_seed(1))
+    assert all(torch.equal(a, b) for a, b in zip(before, m.state_matrix_weights()))
+    apply_eval_axes(m, {"perturb_state": 0.05}, torch.Generator().manual_seed(1))
+    deltas = [w.detach() - b for w, b in zip(m.state_matrix_weights(), before)]
+    assert all(d.abs().max().item() == pytest.approx(0.05, rel=1e-5) for d in deltas)
+    m2 = s4d()
+    apply_eval_axes(m2, {"perturb_state": 0.05}, torch.Generator().manual_seed(1))
+    assert all(torch.equal(a, b) for a, b in zip(m.state_matrix_weights(), m2.state_matrix_weights()))
+    others = {n: p for n, p in s4d().named_parameters() if not n.endswith("log_a_real")}
+    assert all(torch.equal(p, others[n]) for n, p in m.named_parameters() if n in others)
+
+
+def test_bad_axis_or_value():
+    with pytest.raises(KeyError):
+        apply_eval_axes(s4d(), {"dropout": 0.1}, torch.Generator())
+    with pytest.raises(ValueError):
+        apply_eval_axes(s4d(), {"perturb_state": -0.1}, torch.Generator())
+
+
+def test_evaluate_restores_the_trained_weights_between_points(tmp_path):
+    """beta 0 after beta 0.5 scores as the unperturbed model; beta 0.5 scores differently."""
+    from workflow.evaluate import evaluate
+    from workflow.train import train
+
+    cfg = {"task": {"name": "linear_functional", "memory": "pol", "seq_len": 24, "eval_size": 64},
+           "model": {"arch": "s4d", "n_layer": 1, "d_model": 8, "d_state": 4, "reparam": "direct"},
+           "train": {"steps": 20, "batch_size": 16, "lr": 3e-3}, "seed": 0}
+    train(cfg, tmp_path, log=lambda s: None)
+    plain = evaluate(cfg, {"metrics": ["mse"], "sweep": {}}, tmp_path / "model.pt")[0]["metrics"]["mse"]
+    pts = evaluate(cfg, {"metrics": ["mse"], "sweep": {"model.perturb_state": [0.5, 0.0, 0.5]}}, tmp_path / "model.pt")
+    got = [p["metrics"]["mse"] for p in pts]
+    assert got[1] == plain and got[0] == got[2] and got[0] != plain
+    assert [p["at"] for p in pts] == [{"model.perturb_state": b} for b in (0.5, 0.0, 0.5)]
