@@ -39,6 +39,14 @@ def pad_time(x: torch.Tensor, dim: int, multiple: int) -> torch.Tensor:
     return torch.cat([x, x.new_zeros(shape)], dim=dim)
 
 
+def to_chunks(x: torch.Tensor, C: int) -> torch.Tensor:
+    """(B, T, H, D) -> (B, H, n, C, D): zero-padded in time to whole chunks of C, heads first,
+    contiguous (one copy). The chunked forms of linear attention and SSD share it."""
+    x = pad_time(x, 1, C)
+    B, T, H, D = x.shape
+    return x.view(B, T // C, C, H, D).permute(0, 3, 1, 2, 4).contiguous()
+
+
 # --- optional CUDA/Triton kernels ----------------------------------------------------------
 # Set CLAIMCHECK_TORCH_KERNELS=1 to force the torch paths everywhere (e.g. to compare).
 _FORCE_TORCH = os.environ.get("CLAIMCHECK_TORCH_KERNELS", "") == "1"

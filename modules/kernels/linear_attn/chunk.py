@@ -5,15 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .._common import chunk_or_default, check_qkv, on_cuda, optional_kernel, pad_time, segsum, to_work, try_kernel
+from .._common import chunk_or_default, check_qkv, on_cuda, optional_kernel, segsum, to_chunks, to_work, try_kernel
 from .naive import _log_decay
-
-
-def _to_chunks(x, C):
-    """(B, T, H, D) -> (B, H, n, C, D), zero-padded in time, contiguous (one copy)."""
-    x = pad_time(x, 1, C)
-    B, T, H, D = x.shape
-    return x.view(B, T // C, C, H, D).permute(0, 3, 1, 2, 4).contiguous()
 
 
 def _chunked_torch(q, k, v, initial_state, output_final_state, decay, chunk_size):
@@ -23,7 +16,7 @@ def _chunked_torch(q, k, v, initial_state, output_final_state, decay, chunk_size
     B, T, H, K = q.shape
     V = v.shape[-1]
     C = chunk_size
-    q, k, v = (_to_chunks(x, C) for x in (q, k, v))                    # (B, H, n, C, *)
+    q, k, v = (to_chunks(x, C) for x in (q, k, v))                    # (B, H, n, C, *)
     n = q.shape[2]
     scores = q @ k.transpose(-1, -2)                                    # (B, H, n, C, C)
     if g is None:
@@ -32,7 +25,7 @@ def _chunked_torch(q, k, v, initial_state, output_final_state, decay, chunk_size
         scores = scores.mul_(torch.ones(C, C, dtype=scores.dtype, device=scores.device).tril_())
         q_in, k_out = q, k
     else:
-        G = _to_chunks(g[..., None], C)[..., 0].cumsum(-1)              # (B, H, n, C) within-chunk
+        G = to_chunks(g[..., None], C)[..., 0].cumsum(-1)              # (B, H, n, C) within-chunk
         causal = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()
         # exp(G_t - G_s) for s <= t, 0 above the diagonal (in place: these are (B, H, n, C, C))
         scores = scores * (G[..., :, None] - G[..., None, :]).masked_fill_(~causal, float("-inf")).exp_()

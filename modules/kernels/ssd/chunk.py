@@ -4,15 +4,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .._common import chunk_or_default, on_cuda, optional_kernel, pad_time, segsum, try_kernel, work_dtype
+from .._common import chunk_or_default, on_cuda, optional_kernel, segsum, to_chunks, try_kernel, work_dtype
 from .naive import _check, _heads
-
-
-def _chunks(t, L):
-    """(b, T, h, d) -> (b, h, c, L, d): zero-padded to whole chunks, heads first, contiguous."""
-    t = pad_time(t, 1, L)
-    b, T, h, d = t.shape
-    return t.view(b, T // L, L, h, d).permute(0, 3, 1, 2, 4).contiguous()
 
 
 def _ssd_torch(x, dt, A, B, C, chunk_size, initial_state):
@@ -25,8 +18,8 @@ def _ssd_torch(x, dt, A, B, C, chunk_size, initial_state):
         x = x * dt[..., None]
     L = chunk_size
     # zero-padded steps: A = 0 keeps the state, x = 0 adds nothing; their outputs are cut off
-    x, B, C = _chunks(x, L), _chunks(B, L), _chunks(C, L)                # (b, h, c, l, *)
-    A_cumsum = _chunks(A[..., None], L)[..., 0].cumsum(dim=-1)           # (b, h, c, l), within chunk
+    x, B, C = to_chunks(x, L), to_chunks(B, L), to_chunks(C, L)                # (b, h, c, l, *)
+    A_cumsum = to_chunks(A[..., None], L)[..., 0].cumsum(dim=-1)           # (b, h, c, l), within chunk
     c = x.shape[2]
 
     # 1. intra-chunk outputs (diagonal blocks): (C_l . B_s) exp(A_s+1 + ... + A_l) x_s for s <= l.
