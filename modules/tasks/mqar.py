@@ -11,6 +11,12 @@ query region chosen with a power law p(g) ~ g^(power_a - 1) (short gaps are like
 remaining tokens are uniform random noise over the whole vocabulary (zoology's
 `random_non_queries`), or 0 when that is off. accuracy is per query, sequence_accuracy counts
 sequences whose queries are all answered.
+
+`query_gap: g` (an evaluation or training axis; None, the default, is zoology's power law) asks the
+keys in their own order instead, the first after g empty query slots: key j sits at position 2j and
+its query at 2n + 2(g + j), so every query is 2(n + g) tokens after its key. Recall against
+key-query distance then reads off one axis (Zoology section 3.2 and the SSM recency papers plot
+accuracy against that distance).
 """
 from __future__ import annotations
 
@@ -30,8 +36,9 @@ class MQARTask(SequenceTask):
     num_kv_pairs: int = 4
     power_a: float = 0.01
     random_non_queries: bool = True
+    query_gap: int | None = None   # every query 2 (num_kv_pairs + query_gap) tokens after its key
 
-    eval_axes: ClassVar[tuple[str, ...]] = ("seq_len", "num_kv_pairs")
+    eval_axes: ClassVar[tuple[str, ...]] = ("seq_len", "num_kv_pairs", "query_gap")
 
     def chance(self) -> dict[str, float]:
         """Beside the position majority, the one-query shortcut: a model that answers one query of
@@ -51,6 +58,13 @@ class MQARTask(SequenceTask):
         require(self.num_kv_pairs <= self.vocab_size // 2 - 1, "vocab_size",
                 f"{self.vocab_size} is too small for {self.num_kv_pairs} distinct keys (keys are 1 .. vocab_size/2 - 1)")
         require(0.0 < self.power_a <= 1.0, "power_a", f"{self.power_a} must be in (0, 1]")
+        if self.query_gap is not None:
+            space = (self.seq_len - 2 * self.num_kv_pairs) // 2
+            require(isinstance(self.query_gap, int) and not isinstance(self.query_gap, bool) and self.query_gap >= 0,
+                    "query_gap", f"{self.query_gap!r} must be a whole number >= 0 (or unset)")
+            require(self.query_gap + self.num_kv_pairs <= space, "query_gap",
+                    f"{self.query_gap} leaves no room for {self.num_kv_pairs} queries in seq_len {self.seq_len}: "
+                    f"at most {space - self.num_kv_pairs}")
 
     def spec(self) -> dict:
         return {"vocab_size": self.vocab_size}
@@ -62,8 +76,11 @@ class MQARTask(SequenceTask):
         values = torch.rand(B, V - half, generator=gen).argsort(-1)[:, :n] + half     # (B, n), distinct
         context = torch.stack([keys, values], dim=-1).flatten(1)                       # (B, 2n): k v k v ...
         space = (T - 2 * n) // 2                                                       # query slots
-        p = self.power_a * torch.arange(1, space + 1, dtype=torch.float64) ** (self.power_a - 1)
-        gaps = torch.multinomial((p / p.sum()).expand(B, space), n, replacement=False, generator=gen)  # (B, n)
+        if self.query_gap is None:
+            p = self.power_a * torch.arange(1, space + 1, dtype=torch.float64) ** (self.power_a - 1)
+            gaps = torch.multinomial((p / p.sum()).expand(B, space), n, replacement=False, generator=gen)  # (B, n)
+        else:                                                                          # keys asked in order
+            gaps = (self.query_gap + torch.arange(n)).expand(B, n)
         queries = torch.zeros(B, T - 2 * n + 1, dtype=torch.long)
         queries.scatter_(1, 2 * gaps, keys)
         examples = torch.cat([context, queries], dim=1)                                # (B, T+1)

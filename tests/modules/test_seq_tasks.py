@@ -16,7 +16,7 @@ from modules.tasks.sequence import IGNORE
 TASKS = {
     "copy": ({"n_symbols": 6, "min_len": 2, "max_len": 6, "eval_size": 256}, {"length": 11}),
     "mqar": ({"vocab_size": 64, "seq_len": 32, "num_kv_pairs": 4, "eval_size": 256},
-             {"seq_len": 48, "num_kv_pairs": 6}),
+             {"seq_len": 48, "num_kv_pairs": 6, "query_gap": 5}),
     "selective_copy": ({"n_symbols": 8, "num_tokens": 4, "seq_len": 24, "eval_size": 256}, {"seq_len": 40}),
     "induction": ({"n_symbols": 8, "seq_len": 24, "eval_size": 512}, {"seq_len": 64}),
     "parity": ({"min_len": 2, "max_len": 10, "eval_size": 512}, {"length": 25}),
