@@ -41,6 +41,7 @@ import torch
 from ..config import require
 from ..metrics import UNTRAINED, Metric
 from .base import Task
+from .sequence import check_pos
 
 EVAL_CHUNK = 256                   # prompts per forward pass at evaluation
 REFERENCES = ("hebbian", "delta", "ls")
@@ -63,9 +64,7 @@ class KVRegressionTask(Task):
     eval_axes: ClassVar[tuple[str, ...]] = ("rho", "n_pairs", "key_norm_spread")
 
     def __post_init__(self):
-        for key in ("d_key", "d_value", "n_pairs", "eval_size"):
-            v = getattr(self, key)
-            require(isinstance(v, int) and not isinstance(v, bool) and v >= 1, key, f"{v!r} must be a whole number >= 1")
+        check_pos(self, "d_key", "d_value", "n_pairs", "eval_size")
         require(0.0 <= self.rho < 1.0, "rho", f"{self.rho} must be in [0, 1): 1 makes every key the same")
         require(self.key_norm_spread >= 0.0, "key_norm_spread", f"{self.key_norm_spread} must not be negative")
 

@@ -25,6 +25,7 @@ import torch
 from ..config import require
 from ..metrics import Metric
 from .base import Task
+from .sequence import check_pos
 
 EVAL_CHUNK = 512                   # sequences per forward pass at evaluation
 MEMORIES = ("exp", "pol")
@@ -54,9 +55,7 @@ class LinearFunctionalTask(Task):
 
     def __post_init__(self):
         require(self.memory in MEMORIES, "memory", f"{self.memory!r}; allowed: {', '.join(MEMORIES)}")
-        for key in ("seq_len", "eval_size"):
-            v = getattr(self, key)
-            require(isinstance(v, int) and not isinstance(v, bool) and v >= 1, key, f"{v!r} must be a whole number >= 1")
+        check_pos(self, "seq_len", "eval_size")
         require(self.dt > 0.0, "dt", f"{self.dt} must be positive")
 
     def kernel(self) -> torch.Tensor:

@@ -60,8 +60,7 @@ class MQARTask(SequenceTask):
         require(0.0 < self.power_a <= 1.0, "power_a", f"{self.power_a} must be in (0, 1]")
         if self.query_gap is not None:
             space = (self.seq_len - 2 * self.num_kv_pairs) // 2
-            require(isinstance(self.query_gap, int) and not isinstance(self.query_gap, bool) and self.query_gap >= 0,
-                    "query_gap", f"{self.query_gap!r} must be a whole number >= 0 (or unset)")
+            check_pos(self, "query_gap", minimum=0)
             require(self.query_gap + self.num_kv_pairs <= space, "query_gap",
                     f"{self.query_gap} leaves no room for {self.num_kv_pairs} queries in seq_len {self.seq_len}: "
                     f"at most {space - self.num_kv_pairs}")

@@ -87,7 +87,7 @@ def upgraded(record: dict, output: str | None) -> dict | None:
     up = UPGRADES.get(record.get("rule") or "")
     if up is None or record.get("code") != up[0] or record.get("record_format_version") != 6:
         return None
-    old, new, fit_dir_left = up
+    _, new, fit_dir_left = up
     rec = dict(record, code=new)
     if fit_dir_left:
         if output is None or not isinstance(record.get("params"), list):
