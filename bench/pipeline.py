@@ -45,6 +45,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# what a run needs of the repository (the pipeline bench and the end-to-end tests copy it)
 COPY = ["Snakefile", "config.yaml", "rules", "envs", "schemas", "catalogue", "workflow", "modules", "profiles"]
 
 
@@ -52,7 +53,9 @@ def _load() -> list[float] | None:
     return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
 
 
-def _copy_repo(dst: Path, catalogue: bool = True) -> Path:
+def copy_repo(dst: Path, catalogue: bool = True) -> Path:
+    """What a run needs of the repository, copied to dst (made if missing); without `catalogue`, an
+    empty catalogue/ for the caller to fill."""
     dst.mkdir(parents=True, exist_ok=True)
     for name in COPY:
         if name == "catalogue" and not catalogue:
@@ -134,7 +137,7 @@ def bench_overhead(papers: list[str] | None, cores: int, modes=("on", "off"), lo
     rows = []
     for mode in modes:
         with tempfile.TemporaryDirectory(prefix="claimcheck-bench-") as tmp:
-            repo = _copy_repo(Path(tmp) / "repo")
+            repo = copy_repo(Path(tmp) / "repo")
             cfg = ["scale=smoke", f"forkserver={'true' if mode == 'on' else 'false'}"]
             if papers:
                 cfg.append(f"papers=[{','.join(papers)}]")
@@ -258,7 +261,7 @@ def bench_dag(sizes=(1000, 10000), repeats: int = 3, log=print) -> dict:
     for n in sizes:
         with tempfile.TemporaryDirectory(prefix="claimcheck-dag-") as tmp:
             tmp = Path(tmp)
-            repo = _copy_repo(tmp / "repo", catalogue=False)
+            repo = copy_repo(tmp / "repo", catalogue=False)
             # each train job adds an evaluate job; a paper adds track, judge and report, plus the index
             trains = max(1, (n - 5) // 2)
             seeds = 10

@@ -4,15 +4,13 @@ all read the same run."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-COPY = ["Snakefile", "config.yaml", "rules", "envs", "schemas", "catalogue", "workflow", "modules", "profiles"]
+from bench.pipeline import copy_repo   # what a run needs of the repository (test_slurm imports it from here)
 
 
 def snakemake(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -24,18 +22,6 @@ def snakemake(cwd: Path, *args: str, check: bool = True) -> subprocess.Completed
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc
-
-
-def copy_repo(dst: Path) -> Path:
-    """What a run needs of the repository, copied to dst (made if missing)."""
-    dst.mkdir(parents=True, exist_ok=True)
-    for name in COPY:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns("__pycache__"))
-        elif src.exists():
-            shutil.copy(src, dst / name)
-    return dst
 
 
 @pytest.fixture(scope="session")

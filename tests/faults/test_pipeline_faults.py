@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from bench.pipeline import copy_repo
+
 pytestmark = pytest.mark.e2e
 
 CATALOGUE = {
@@ -58,13 +58,7 @@ def snakemake(cwd, *args, check=True, **extra):
 
 @pytest.fixture
 def repo(tmp_path):
-    for name in ["Snakefile", "config.yaml", "rules", "envs", "schemas", "workflow", "modules"]:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(src, tmp_path / name)
-    (tmp_path / "catalogue").mkdir()
+    copy_repo(tmp_path, catalogue=False)
     (tmp_path / "catalogue" / "faulty.yaml").write_text(yaml.safe_dump(CATALOGUE, sort_keys=False))
     return tmp_path
 

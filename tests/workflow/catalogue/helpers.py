@@ -76,6 +76,14 @@ def assert_mentions(msg: str, path: Path, *parts: str) -> None:
         assert part in msg, f"{part!r} is not in the message:\n{msg}"
 
 
+def assert_refused(tmp_path: Path, change: Callable[[dict], None], *parts: str) -> None:
+    """The base entry with `change` applied is refused, with a message naming the file and `parts`."""
+    d = base()
+    change(d)
+    path = write(tmp_path, d)
+    assert_mentions(error_of(path), path, *parts)
+
+
 def setv(*keys_and_value) -> Callable[[dict], None]:
     """A change that sets data[k1][k2]... = value."""
     *keys, value = keys_and_value

@@ -28,12 +28,9 @@ from .helpers import (
     TABLE_ROW,
     TOY,
     append,
-    assert_mentions,
-    base,
+    assert_refused,
     delete,
-    error_of,
     setv,
-    write,
 )
 
 
@@ -235,7 +232,4 @@ BAD = [
 
 @pytest.mark.parametrize("change, expect", BAD)
 def test_bad_entry(tmp_path, change, expect):
-    d = base()
-    change(d)
-    path = write(tmp_path, d)
-    assert_mentions(error_of(path), path, *expect)
+    assert_refused(tmp_path, change, *expect)

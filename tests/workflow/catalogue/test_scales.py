@@ -17,8 +17,8 @@ from .helpers import (
     METRICS,
     PAPER,
     assert_mentions,
+    assert_refused,
     base,
-    error_of,
     setv,
     write,
 )
@@ -145,10 +145,7 @@ SCALE_ERRORS = [
 
 @pytest.mark.parametrize("change, expect", SCALE_ERRORS)
 def test_bad_scale_override(tmp_path, change, expect):
-    d = base()
-    change(d)
-    path = write(tmp_path, d)
-    assert_mentions(error_of(path), path, *expect)
+    assert_refused(tmp_path, change, *expect)
 
 
 def test_dotted_per_experiment_override_as_documented(tmp_path):
