@@ -26,6 +26,7 @@ ARCHS: dict[str, str] = {
     "linear_attention": "modules.models.linear_attention:LinearAttention:LinearAttentionConfig",
     "gla": "modules.models.linear_attention:GLA:GLAConfig",
     "deltanet": "modules.models.deltanet:DeltaNet:DeltaNetConfig",
+    "ttt": "modules.models.ttt:TTT:TTTConfig",
     "hybrid": "modules.models.hybrid:Hybrid:HybridConfig",
     "seq2seq_rnn": "modules.models.seq2seq:Seq2SeqRNN:Seq2SeqConfig",
     # pretrained, frozen: a probe target (the engine does not train it)

@@ -1,5 +1,5 @@
 """The state-space and linear-attention half of the zoo (s4d, dss, lru, mamba, mamba2,
-linear_attention, gla, deltanet, hybrid), checked against the model contract, plus the
+linear_attention, gla, deltanet, ttt, hybrid), checked against the model contract, plus the
 initializations the papers prescribe (S4D-Lin/Inv, DSS's HiPPO eigenvalues, LRU's ring,
 Mamba's mimetic init)."""
 from __future__ import annotations
@@ -37,11 +37,15 @@ CASES = [
     ("gla", {"n_head": 2, "chunk_size": 4, "decay": "data"}),
     ("gla", {"n_head": 2, "chunk_size": 4, "decay": "fixed"}),
     ("deltanet", {"n_head": 2, "chunk_size": 4}),
+    ("ttt", {"n_head": 2, "inner": "linear", "mini_batch": 4}),
+    ("ttt", {"n_head": 2, "inner": "mlp", "mini_batch": 4}),
+    ("ttt", {"n_head": 2, "inner": "linear", "mini_batch": 1, "inner_norm": False, "eta_learnable": False,
+             "prefix_mean": False, "post_norm": False}),
     ("hybrid", {"pattern": "mamba,attention", "mixers": {"mamba": {"d_state": 4}}}),
     ("hybrid", {"n_layer": 3, "pattern": ["gla", "attention", "s4d"],
                 "mixers": {"attention": {"pos": "alibi", "window": 4, "n_head": 2}, "s4d": {"d_state": 4}}}),
 ]
-IDS = [f"{a}-{'-'.join(f'{k}={v}' for k, v in p.items() if k in ('init', 'param', 'decay', 'pattern'))}" for a, p in CASES]
+IDS = [f"{a}-{'-'.join(f'{k}={v}' for k, v in p.items() if k in ('init', 'param', 'decay', 'pattern', 'inner', 'mini_batch'))}" for a, p in CASES]
 
 
 
@@ -108,11 +112,12 @@ def tiny(arch):
     """One small layer (two for the hybrid), with head counts that divide d_model = 8."""
     if arch == "hybrid":
         return {"n_layer": 2, "d_model": 8, "mixers": {"attention": {"n_head": 2}}}
-    heads = {"n_head": 2} if arch in ("mamba2", "linear_attention", "gla", "deltanet") else {}
+    heads = {"n_head": 2} if arch in ("mamba2", "linear_attention", "gla", "deltanet", "ttt") else {}
     return {"n_layer": 1, "d_model": 8, **heads}
 
 
-@pytest.mark.parametrize("arch", ["s4", "s4d", "dss", "lru", "mamba", "mamba2", "linear_attention", "gla", "deltanet", "hybrid"])
+@pytest.mark.parametrize("arch", ["s4", "s4d", "dss", "lru", "mamba", "mamba2", "linear_attention", "gla", "deltanet", "ttt",
+                                  "hybrid"])
 def test_continuous_inputs(arch):
     model = make(arch, tiny(arch), d_input=5, d_output=3)
     x = torch.randn(2, 7, 5)
@@ -338,11 +343,13 @@ OVERFIT = [
     ("linear_attention", {"n_head": 2, "chunk_size": 8}),
     ("gla", {"n_head": 2, "chunk_size": 8}),
     ("deltanet", {"n_head": 2, "chunk_size": 8}),
+    ("ttt", {"n_head": 2, "inner": "linear"}),
+    ("ttt", {"n_head": 2, "inner": "mlp", "mini_batch": 4}),
     ("hybrid", {"n_layer": 2, "mixers": {"attention": {"n_head": 2}, "mamba": {"d_state": 8}}}),
 ]
 
 
-@pytest.mark.parametrize("arch,params", OVERFIT, ids=[f"{a}-{p.get('init', '')}" for a, p in OVERFIT])
+@pytest.mark.parametrize("arch,params", OVERFIT, ids=[f"{a}-{p.get('init', p.get('inner', ''))}" for a, p in OVERFIT])
 def test_overfits_one_small_batch(arch, params):
     torch.manual_seed(0)
     model = build_model(arch, {"n_layer": 1, "d_model": 32, **params}, {"vocab_size": 8})
