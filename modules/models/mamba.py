@@ -27,6 +27,19 @@ two changes make that map start out like (linear) self-attention:
   2. W_C = W_B, so that C_t . B_s = x_t^T W_B^T W_B x_s behaves like q_t . k_s with a positive
      semi-definite query-key product (each token attends most to similar tokens).
 Both are initial values only; training moves them freely.
+
+`polarize` (Wang, Cai, Wang, Zhu, Srivastava, Wang & Li 2025, "Understanding and Mitigating
+Bottlenecks of State Space Models through the Lens of Recency and Over-smoothing", ICLR 2025,
+arXiv:2501.00658; abstract: "polarize two channels of the state transition matrices [...] setting them
+to zero and one"). Every channel of every layer gets extra state dimensions whose A is a constant, not
+trained, beside its N learned ones (the authors' code, VITA-Group/SSM-Bottleneck,
+zoology/mixers/polar_mamba.py: d_state + d_ones + d_zeros, one of each in their MQAR runs):
+  one   A = 0, so exp(Delta A) = 1: the dimension never decays (h += Delta B x), the paper's
+        (A_t)_{1,1} = 1 against recency
+  zero  A = -100 (the code's value_zeros; two second-hand write-ups say -1000), so exp(Delta A) =
+        e^{-100 Delta}, about 0 once Delta is large: the paper's (A_t)_{N,N} = 0 against over-smoothing
+  both  one of each (the paper's polarized Mamba); none (the default) adds nothing.
+B and C cover the extra dimensions as any other (x_proj is that much wider); Delta still applies.
 """
 from __future__ import annotations
 
@@ -44,6 +57,11 @@ from .common import check_int
 from .mixer_lm import CausalConv, MixerLM, MixerLMConfig, check_dt_range, inverse_softplus, log_uniform
 
 
+# polarize -> (state dims with A = 0, state dims with A = ZERO_A), appended to the N learned ones
+POLARIZE = {"none": (0, 0), "one": (1, 0), "zero": (0, 1), "both": (1, 1)}
+ZERO_A = -100.0
+
+
 @dataclass
 class MambaConfig(MixerLMConfig):
     d_state: int = 16              # N
@@ -57,6 +75,7 @@ class MambaConfig(MixerLMConfig):
     bias: bool = False             # in_proj and out_proj
     init: Literal["default", "mimetic"] = "default"
     mimetic_a_max: float = 0.01    # mimetic only: the largest |A| at initialization
+    polarize: Literal["none", "one", "zero", "both"] = "none"   # constant A = 0 / A = -100 state dims
 
     def __post_init__(self):
         super().__post_init__()
@@ -64,6 +83,8 @@ class MambaConfig(MixerLMConfig):
             check_int(self, key)
         require(self.dt_rank is None or self.dt_rank >= 1, "dt_rank", f"{self.dt_rank} must be at least 1")
         check_dt_range(self)
+        require(self.polarize in POLARIZE, "polarize",
+                f"{self.polarize!r} is not one of {', '.join(POLARIZE)}")
         require(self.mimetic_a_max > 0, "mimetic_a_max", f"{self.mimetic_a_max} must be above 0")
         if self.dt_rank is None:
             self.dt_rank = math.ceil(self.d_model / 16)
@@ -72,7 +93,9 @@ class MambaConfig(MixerLMConfig):
 class MambaMixer(nn.Module):
     def __init__(self, cfg: MambaConfig, layer_idx: int = 0):
         super().__init__()
-        D, E, N, R = cfg.d_model, cfg.expand * cfg.d_model, cfg.d_state, cfg.dt_rank
+        D, E, R = cfg.d_model, cfg.expand * cfg.d_model, cfg.dt_rank
+        self.n_one, self.n_zero = POLARIZE[cfg.polarize]
+        N = cfg.d_state + self.n_one + self.n_zero                                         # states per channel
         self.N, self.R = N, R
         self.in_proj = nn.Linear(D, 2 * E, bias=cfg.bias)
         self.conv = CausalConv(E, cfg.d_conv, cfg.conv_bias)
@@ -82,16 +105,20 @@ class MambaMixer(nn.Module):
         with torch.no_grad():
             nn.init.uniform_(self.dt_proj.weight, -R ** -0.5, R ** -0.5)
             self.dt_proj.bias.copy_(inverse_softplus(log_uniform(E, cfg.dt_min, cfg.dt_max, cfg.dt_init_floor)))
-        A = torch.arange(1, N + 1, dtype=torch.float32).repeat(E, 1)                      # (E, N) S4D-Real
+        A = torch.arange(1, cfg.d_state + 1, dtype=torch.float32).repeat(E, 1)            # (E, d_state) S4D-Real
         if cfg.init == "mimetic":
-            A = A * (cfg.mimetic_a_max / N)                                               # |A| <= mimetic_a_max
+            A = A * (cfg.mimetic_a_max / cfg.d_state)                                     # |A| <= mimetic_a_max
             with torch.no_grad():
                 self.x_proj.weight[R + N:] = self.x_proj.weight[R:R + N]                  # W_C = W_B
         self.A_log = nn.Parameter(torch.log(A))
         self.D = nn.Parameter(torch.ones(E))
 
     def A(self) -> torch.Tensor:
-        return -torch.exp(self.A_log)                                                     # (E, N)
+        A = -torch.exp(self.A_log)                                                        # (E, d_state) learned
+        if not (self.n_one or self.n_zero):
+            return A
+        E = A.shape[0]
+        return torch.cat([A.new_zeros(E, self.n_one), A, A.new_full((E, self.n_zero), ZERO_A)], dim=1)  # (E, N)
 
     def _split(self, x: torch.Tensor):
         """Delta before softplus and its bias, B and C from the conv output x (..., E)."""

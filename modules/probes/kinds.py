@@ -33,6 +33,12 @@ Kinds:
                 per-position means are zero), pos_ctx_cos = mean |cos(pos_t, ctx_c)| over positions
                 and sequences (Song & Zhong's incoherence), pos_ctx_cos_random = sqrt(2 / (pi D)),
                 the same for random directions
+  smoothing     Wang et al. 2025 (over-smoothing in SSMs, Figure 5: "the average pairwise differences
+                among tokens" per layer): within each held-out sequence, the mean distance
+                ||h_s - h_t|| over pairs of positions s < t (token_distance); the same divided by the
+                mean norm ||h_t|| of the sequence's states (token_spread: scale-free, since a residual
+                stream's norm grows with depth; ours); and the mean cosine of the pairs (token_cos).
+                Averaged over sequences. No fit, no labels.
 """
 from __future__ import annotations
 
@@ -132,6 +138,30 @@ def _geometry(hiddens, data, layers, target, kind, p, seed):
     return pts, raw
 
 
+def token_smoothness(H) -> dict[str, float]:
+    """Mean pairwise distance, spread and cosine of the positions of each sequence of H (N, T, D)."""
+    import torch
+
+    H = H.double()
+    N, T, _ = H.shape
+    iu = torch.triu_indices(T, T, offset=1)
+    dist = torch.cdist(H, H)[:, iu[0], iu[1]].mean(1)                                 # (N,)
+    norm = H.norm(dim=-1)                                                             # (N, T)
+    U = H / norm.clamp(min=1e-12)[..., None]
+    cos = (U @ U.transpose(1, 2))[:, iu[0], iu[1]].mean(1)                            # (N,)
+    spread = dist / norm.mean(1).clamp(min=1e-12)
+    return {"token_distance": float(dist.mean()), "token_spread": float(spread.mean()),
+            "token_cos": float(cos.mean())}
+
+
+def _smoothing(hiddens, data, layers, target, kind, p, seed):
+    if hiddens and hiddens[0].shape[1] < 2:
+        raise ValueError("the smoothing probe needs sequences of at least 2 positions")
+    per_layer = [token_smoothness(h) for h in hiddens]
+    pts = [{"at": {"probe.layer": l}, "metrics": r} for l, r in zip(layers, per_layer)]
+    return pts, {"layers": layers, "per_layer": per_layer}
+
+
 def _fit(p: dict) -> dict:
     return {k: p[k] for k in _FIT}
 
@@ -177,6 +207,13 @@ KINDS: dict[str, ProbeKind] = {
         facts={**{k: Metric("none") for k in _GEOMETRY}, "position_raw": FRACTION,
                "position_chance": UNTRAINED, "pos_ctx_cos_random": UNTRAINED, "smoothness_shuffled": UNTRAINED},
         chance={"position_raw": "position_chance"}),
+    "smoothing": ProbeKind(
+        params={},
+        metrics={"token_distance": ("layer",), "token_spread": ("layer",), "token_cos": ("layer",)},
+        needs_target=False, run=_smoothing,
+        # how alike a sequence's states are: training moves it, toward no side a priori
+        facts={"token_distance": Metric("none", 0.0, None), "token_spread": Metric("none", 0.0, None),
+               "token_cos": Metric("none", -1.0, 1.0)}),
 }
 
 

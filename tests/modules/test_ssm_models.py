@@ -32,6 +32,7 @@ CASES = [
     ("lru", {"d_state": 12, "r_min": 0.5, "r_max": 0.99}),
     ("mamba", {"d_state": 4, "d_ff": 0}),
     ("mamba", {"d_state": 4, "init": "mimetic"}),
+    ("mamba", {"d_state": 4, "polarize": "both"}),
     ("mamba2", {"d_state": 8, "n_head": 2, "chunk_size": 4}),
     ("linear_attention", {"n_head": 2, "chunk_size": 4}),
     ("gla", {"n_head": 2, "chunk_size": 4, "decay": "data"}),
@@ -45,7 +46,7 @@ CASES = [
     ("hybrid", {"n_layer": 3, "pattern": ["gla", "attention", "s4d"],
                 "mixers": {"attention": {"pos": "alibi", "window": 4, "n_head": 2}, "s4d": {"d_state": 4}}}),
 ]
-IDS = [f"{a}-{'-'.join(f'{k}={v}' for k, v in p.items() if k in ('init', 'param', 'decay', 'pattern', 'inner', 'mini_batch'))}" for a, p in CASES]
+IDS = [f"{a}-{'-'.join(f'{k}={v}' for k, v in p.items() if k in ('init', 'param', 'decay', 'pattern', 'inner', 'mini_batch', 'polarize'))}" for a, p in CASES]
 
 
 
