@@ -74,6 +74,8 @@ class HybridConfig(MixerLMConfig):
 
     def _mixer_cfg(self, name: str, opts: dict, block_keys: set) -> Any:
         for k in opts:
+            if k in ("train_state", "train_state_scale", "tbptt"):
+                require(False, f"mixers.{name}.{k}", "is not offered by hybrid stacks (lru and mamba2 alone offer it)")
             require(k not in block_keys, f"mixers.{name}.{k}", "is a setting of the whole stack; set it at the top level")
         try:
             if name == "attention":

@@ -16,19 +16,22 @@ up to 1 / (1 - |lambda|^2) times the input's variance.
 Real and imaginary parts of B ~ N(0, 1/(2H)) and of C ~ N(0, 1/N); D ~ N(0, 1) (the paper's code).
 
 `forward` runs the recurrence for all positions at once with the complex log-depth parallel
-scan (modules.kernels.scan); `step` is one update.
+scan (modules.kernels.scan); `step` is one update. `train_state` (mixer_lm.py; LongSSM): the
+initial state x_{-1} while training, zero, random (complex N(0, scale^2): each part std
+scale / sqrt(2)) or carried over windows of `tbptt` tokens.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
 
 from ..config import require
 from ..kernels import scan
-from .mixer_lm import MixerLM, MixerLMConfig
+from .mixer_lm import TRAIN_STATES, MixerLM, MixerLMConfig
 
 
 @dataclass
@@ -39,6 +42,7 @@ class LRUConfig(MixerLMConfig):
     max_phase: float = 2 * math.pi
     gamma_norm: bool = True        # false: no sqrt(1 - |lambda|^2) input normalization (gamma fixed at 1,
                                    # not trained): the paper's ablation (Section 3.4, Table 3)
+    train_states: ClassVar[tuple[str, ...]] = TRAIN_STATES
 
     def __post_init__(self):
         super().__post_init__()
@@ -77,13 +81,21 @@ class LRUMixer(nn.Module):
     def _output(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         return (x @ torch.view_as_complex(self.C).transpose(0, 1)).real + u * self.D      # (..., H)
 
-    def forward(self, u: torch.Tensor) -> torch.Tensor:
+    def forward(self, u: torch.Tensor, state: torch.Tensor | None = None, return_state: bool = False):
+        """(B, T, H) -> (B, T, H), from the initial state x_{-1} = `state` (B, N) complex (None: 0);
+        with `return_state`, also the final state x_{T-1}."""
         b = self._input(u)                                                                 # (B, T, N)
-        x, _ = scan(self.lam().expand_as(b), b)                                            # (B, T, N)
-        return self._output(x, u)
+        x, last = scan(self.lam().expand_as(b), b, state)                                  # (B, T, N)
+        y = self._output(x, u)
+        return (y, last) if return_state else y
 
     def init_state(self, batch_size: int, device) -> torch.Tensor:
         return torch.zeros(batch_size, self.nu_log.shape[0], dtype=torch.complex64, device=device)
+
+    def random_state(self, batch_size: int, device, std: float) -> torch.Tensor:
+        """x_{-1} ~ complex N(0, std^2): real and imaginary parts each N(0, std^2 / 2). Drawn from
+        torch's global CPU generator, so every machine draws the same and a checkpoint's RNG covers it."""
+        return (std * torch.randn(batch_size, self.nu_log.shape[0], dtype=torch.complex64)).to(device)
 
     def step(self, u_t: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.lam() * x + self._input(u_t)                                              # (B, N)

@@ -11,11 +11,14 @@ Because A is a scalar times the identity, the sequence map is one semiseparable 
 and `forward` runs the chunked SSD algorithm (modules.kernels.ssd_chunked, `chunk_size`):
 quadratic attention-like blocks inside chunks, a recurrence over chunk states between them.
 `step` is the recurrence. Init as mamba-ssm: A_h ~ U(1, 16), dt_bias = softplus^-1 of
-log-uniform [dt_min, dt_max], D = 1.
+log-uniform [dt_min, dt_max], D = 1. `train_state` (mixer_lm.py; LongSSM): the initial state
+while training, zero, random (h ~ N(0, scale^2), conv buffer zero) or carried (h and the conv
+buffer) over windows of `tbptt` tokens.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
@@ -24,7 +27,8 @@ import torch.nn.functional as F
 from ..config import require
 from ..kernels import ssd_chunked
 from .common import check_int
-from .mixer_lm import CausalConv, MixerLM, MixerLMConfig, RMSNorm, check_dt_range, inverse_softplus, log_uniform
+from .mixer_lm import (TRAIN_STATES, CausalConv, MixerLM, MixerLMConfig, RMSNorm, check_dt_range, inverse_softplus,
+                       log_uniform)
 
 
 @dataclass
@@ -40,6 +44,7 @@ class Mamba2Config(MixerLMConfig):
     a_init_min: float = 1.0        # A_h ~ U(a_init_min, a_init_max) (negated)
     a_init_max: float = 16.0
     bias: bool = False
+    train_states: ClassVar[tuple[str, ...]] = TRAIN_STATES
 
     def __post_init__(self):
         super().__post_init__()
@@ -72,19 +77,34 @@ class Mamba2Mixer(nn.Module):
     def _out(self, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         return self.out_proj(self.norm(y * F.silu(z)))                                    # gate, then norm
 
-    def forward(self, u: torch.Tensor) -> torch.Tensor:
+    def forward(self, u: torch.Tensor, state: tuple | None = None, return_state: bool = False):
+        """(B, T, D) -> (B, T, D), from the initial `state` (conv buffer, h) as `init_state` lays it
+        out (None: zero); with `return_state`, also the final one."""
         Bsz, T, _ = u.shape
+        conv_state, h0 = (None, None) if state is None else state
         z, xBC, dt = self._in(u)
-        x, B, C = F.silu(self.conv(xBC)).split([self.E, self.N, self.N], dim=-1)
+        if return_state:
+            xBC, conv_state = self.conv(xBC, conv_state, return_state=True)
+        else:
+            xBC = self.conv(xBC, conv_state)
+        x, B, C = F.silu(xBC).split([self.E, self.N, self.N], dim=-1)
         x = x.view(Bsz, T, self.H, self.P)                                                # (B, T, H, P)
         A = -torch.exp(self.A_log)                                                        # (H,)
-        y, _ = ssd_chunked(x, dt, dt * A, B[:, :, None], C[:, :, None], chunk_size=self.chunk)  # (B, T, H, P)
+        y, h = ssd_chunked(x, dt, dt * A, B[:, :, None], C[:, :, None], chunk_size=self.chunk,
+                           initial_state=h0)                                              # (B, T, H, P)
         y = y + x * self.D[:, None]
-        return self._out(y.reshape(Bsz, T, self.E), z)                                    # (B, T, D)
+        y = self._out(y.reshape(Bsz, T, self.E), z)                                       # (B, T, D)
+        return (y, (conv_state, h)) if return_state else y
 
     def init_state(self, batch_size: int, device) -> tuple[torch.Tensor, torch.Tensor]:
         return (self.conv.init_state(batch_size, device),
                 torch.zeros(batch_size, self.H, self.P, self.N, device=device))          # conv buffer, h
+
+    def random_state(self, batch_size: int, device, std: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """h ~ N(0, std^2) in every entry, from torch's global CPU generator (as lru's); the conv
+        buffer stays zero."""
+        return (self.conv.init_state(batch_size, device),
+                (std * torch.randn(batch_size, self.H, self.P, self.N)).to(device))
 
     def step(self, u_t: torch.Tensor, state: tuple) -> tuple[torch.Tensor, tuple]:
         conv_state, h = state

@@ -12,18 +12,45 @@ A mixer is an nn.Module built as `Mixer(cfg, layer_idx)` with three methods:
 and `step` run over a sequence must equal `forward` (the tests check it for every arch).
 An arch file subclasses `MixerLM` with its mixer in `mixer_cls` and its config, which extends
 `MixerLMConfig`; `hybrid.py` builds a stack from several mixers.
+
+Training-time initial states (`train_state`; LongSSM, Wang 2024, "On the Length Extension of
+State-space Models in Language Modelling"). LongSSM shows that SSMs trained from a zero hidden
+state extend poorly beyond the training length, and that training from the previous hidden
+state instead (as truncated backpropagation through time does) fixes it, even with short
+training windows. The option acts only while `model.training`; in eval mode every model starts
+from zero and runs the whole sequence.
+    zero     the usual zero state (the default, bit for bit today's forward)
+    random   each layer's recurrent state starts from a fresh N(0, train_state_scale^2) draw per
+             sequence and forward (torch's global RNG, on the CPU: the same draws on every
+             machine); the short causal-conv buffer stays zero. Ours, with its scale (Buitrago
+             Ruiz & Gu 2025 try Gaussian-noise states too).
+    carried  the sequence is run in consecutive windows of `tbptt` tokens (the last may be
+             shorter); each window starts every layer from the previous window's final state
+             (and conv buffer), detached: LongSSM's previous-state training, with no gradient
+             across windows. The first window starts from zero and the logits of all windows
+             are concatenated. LongSSM carries the state across batches of a contiguous text;
+             here it is carried across windows of one training sequence (and the window length
+             is ours), so any task can use it.
+An arch offers the non-zero modes by listing them in its config's `train_states`; its mixer
+then also has
+    forward(x, state, return_state=True)  -> ((B, T, D), final state), from the initial `state`
+                                             (None: zero), in the layout of init_state / step
+    random_state(batch, device, std)       a Gaussian recurrent state (conv buffers zero)
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar, Literal
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ..config import require
 from .common import MLP, SeqInput, SeqIOConfig, check_int
+
+TRAIN_STATES = ("zero", "random", "carried")
 
 
 @dataclass
@@ -32,6 +59,11 @@ class MixerLMConfig(SeqIOConfig):
     d_model: int = 128
     d_ff: int | None = None        # MLP width; default 4 * d_model; 0: no MLP (the Mamba paper's block)
     dropout: float = 0.0
+    train_state: Literal["zero", "random", "carried"] = "zero"   # the initial state while training (module doc)
+    train_state_scale: float = 1.0   # random: std of the Gaussian initial state
+    tbptt: int | None = None         # carried: the window length W (gradients are cut between windows)
+
+    train_states: ClassVar[tuple[str, ...]] = ("zero",)   # the modes an arch supports (lru, mamba2: all)
 
     def __post_init__(self):
         self.check_io()
@@ -41,6 +73,20 @@ class MixerLMConfig(SeqIOConfig):
         require(0.0 <= self.dropout < 1.0, "dropout", f"{self.dropout} must be in [0, 1)")
         if self.d_ff is None:
             self.d_ff = 4 * self.d_model
+        self.check_train_state()
+
+    def check_train_state(self) -> None:
+        require(self.train_state in self.train_states, "train_state",
+                f"{self.train_state!r} is not supported by this arch (it offers {', '.join(self.train_states)}; "
+                "lru and mamba2 offer zero, random, carried)")
+        if self.train_state == "carried":
+            require(self.tbptt is not None, "tbptt", "is required with train_state: carried (the window length)")
+        require(self.tbptt is None or self.tbptt >= 1, "tbptt", f"{self.tbptt} must be at least 1")
+        require(self.tbptt is None or self.train_state == "carried", "tbptt",
+                f"applies to train_state: carried only (train_state is {self.train_state!r})")
+        require(self.train_state_scale > 0, "train_state_scale", f"{self.train_state_scale} must be above 0")
+        require(self.train_state_scale == 1.0 or self.train_state == "random", "train_state_scale",
+                f"applies to train_state: random only (train_state is {self.train_state!r})")
 
 
 class RMSNorm(nn.Module):
@@ -86,9 +132,17 @@ class CausalConv(nn.Module):
         self.width = width
         self.conv = nn.Conv1d(channels, channels, width, groups=channels, padding=width - 1, bias=bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, state: torch.Tensor | None = None, return_state: bool = False):
+        """(B, T, C) -> (B, T, C); with `state` (B, C, width-1), the inputs before x (None: zeros);
+        with `return_state`, also the buffer after x, as `step` keeps it."""
         T = x.shape[1]
-        return self.conv(x.transpose(1, 2))[..., :T].transpose(1, 2)                  # (B, T, C)
+        if state is None and not return_state:
+            return self.conv(x.transpose(1, 2))[..., :T].transpose(1, 2)              # (B, T, C)
+        if state is None:
+            state = self.init_state(x.shape[0], x.device)
+        window = torch.cat([state.to(x.dtype), x.transpose(1, 2)], dim=-1)            # (B, C, width-1+T)
+        y = F.conv1d(window, self.conv.weight, self.conv.bias, groups=self.conv.groups).transpose(1, 2)
+        return (y, window[..., window.shape[-1] - (self.width - 1):]) if return_state else y
 
     def init_state(self, batch_size: int, device) -> torch.Tensor:
         return torch.zeros(batch_size, self.conv.in_channels, self.width - 1, device=device)
@@ -116,6 +170,11 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._mlp(x + self.drop(self.mixer(self.ln1(x))))                      # (B, T, D)
 
+    def forward_state(self, x: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        """forward from the mixer's initial `state` (None: zero); also returns its final state."""
+        y, state = self.mixer(self.ln1(x), state, return_state=True)
+        return self._mlp(x + self.drop(y)), state                                     # (B, T, D)
+
     def step(self, x_t: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
         y, state = self.mixer.step(self.ln1(x_t), state)                               # (B, D)
         return self._mlp(x_t + y), state
@@ -138,13 +197,34 @@ class MixerLM(nn.Module):
             nn.init.normal_(self.inp.proj.weight, std=0.02)
 
     def forward(self, x: torch.Tensor, return_hidden: bool = False):
+        mode = self.cfg.train_state if self.training else "zero"
         h = self.inp(x)                                                                # (B, T, D)
-        hiddens = []
-        for block in self.blocks:
-            h = block(h)
-            hiddens.append(h)                                                          # (B, T, D)
-        logits = self.head(self.ln_f(h))                                               # (B, T, V)
+        if mode == "zero":
+            hiddens = []
+            for block in self.blocks:
+                h = block(h)
+                hiddens.append(h)                                                      # (B, T, D)
+        elif mode == "random":
+            states = [b.mixer.random_state(h.shape[0], h.device, self.cfg.train_state_scale) for b in self.blocks]
+            hiddens, _ = self._run(h, states)
+        else:                                                                          # carried
+            states, windows = [None] * len(self.blocks), []
+            for start in range(0, h.shape[1], self.cfg.tbptt):
+                hid, states = self._run(h[:, start:start + self.cfg.tbptt], states)
+                states = [_detach(s) for s in states]                                  # truncated BPTT
+                windows.append(hid)
+            hiddens = [torch.cat(layer, dim=1) for layer in zip(*windows)]
+        logits = self.head(self.ln_f(hiddens[-1]))                                     # (B, T, V)
         return (logits, hiddens) if return_hidden else logits
+
+    def _run(self, h: torch.Tensor, states: list) -> tuple[list, list]:
+        """The blocks from each layer's initial state: (every layer's output, final states)."""
+        hiddens, finals = [], []
+        for block, s in zip(self.blocks, states):
+            h, s = block.forward_state(h, s)
+            hiddens.append(h)
+            finals.append(s)
+        return hiddens, finals
 
     def init_state(self, batch_size: int) -> list:
         device = self.head.weight.device
@@ -158,6 +238,12 @@ class MixerLM(nn.Module):
             h, s = block.step(h, s)
             new_state.append(s)
         return self.head(self.ln_f(h)), new_state
+
+
+def _detach(state: Any) -> Any:
+    if isinstance(state, torch.Tensor):
+        return state.detach()
+    return type(state)(_detach(s) for s in state)                                      # tuple / list of tensors
 
 
 def split_heads(x: torch.Tensor, n_head: int) -> torch.Tensor:

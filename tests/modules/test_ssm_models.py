@@ -30,10 +30,12 @@ CASES = [
     ("dss", {"d_state": 6, "param": "exp"}),
     ("dss", {"d_state": 6, "param": "softmax", "l_max": 32}),
     ("lru", {"d_state": 12, "r_min": 0.5, "r_max": 0.99}),
+    ("lru", {"d_state": 12, "r_min": 0.5, "r_max": 0.99, "train_state": "carried", "tbptt": 4}),  # eval: from zero
     ("mamba", {"d_state": 4, "d_ff": 0}),
     ("mamba", {"d_state": 4, "init": "mimetic"}),
     ("mamba", {"d_state": 4, "polarize": "both"}),
     ("mamba2", {"d_state": 8, "n_head": 2, "chunk_size": 4}),
+    ("mamba2", {"d_state": 8, "n_head": 2, "chunk_size": 4, "train_state": "random", "train_state_scale": 0.5}),
     ("linear_attention", {"n_head": 2, "chunk_size": 4}),
     ("gla", {"n_head": 2, "chunk_size": 4, "decay": "data"}),
     ("gla", {"n_head": 2, "chunk_size": 4, "decay": "fixed"}),
@@ -46,7 +48,7 @@ CASES = [
     ("hybrid", {"n_layer": 3, "pattern": ["gla", "attention", "s4d"],
                 "mixers": {"attention": {"pos": "alibi", "window": 4, "n_head": 2}, "s4d": {"d_state": 4}}}),
 ]
-IDS = [f"{a}-{'-'.join(f'{k}={v}' for k, v in p.items() if k in ('init', 'param', 'decay', 'pattern', 'inner', 'mini_batch', 'polarize'))}" for a, p in CASES]
+IDS = [f"{a}-{'-'.join(f'{k}={v}' for k, v in p.items() if k in ('init', 'param', 'decay', 'pattern', 'inner', 'mini_batch', 'polarize', 'train_state'))}" for a, p in CASES]
 
 
 
