@@ -26,6 +26,11 @@ Metrics over every position of `eval_size` windows:
                        `ngram_order`, counted on the training text (the baseline of Karpathy et
                        al. 2015, section 4.3), reading only the window, as the model does
   ratio_to_ngram       bits_per_char / ngram_bits_per_char (below 1: the model beats the n-gram)
+Loss by position: `score_from: s` and `score_width: w` (evaluation axes; defaults 0 and None, every
+position) score only the predictions at positions s .. s + w - 1 of each window (the model still
+reads the whole window from its start). Sweeping `task.score_from` with a fixed width gives the
+loss as a function of the position in the context, the curve of LongSSM's length extension and of
+TTT's "keeps improving late in the context"; training always scores every position.
 """
 from __future__ import annotations
 
@@ -174,12 +179,14 @@ class PythonSourceTask(SequenceTask):
     files: int = 1000              # at most this many stdlib modules (sorted by name)
     test_every: int = 10           # every test_every-th file is held out
     ngram_order: int = 5           # the n of the n-gram baseline (context of n - 1 characters)
+    score_from: int = 0            # evaluation scores positions score_from .. score_from + score_width - 1
+    score_width: int | None = None  # None: to the end of the window
 
     metrics: ClassVar[tuple[str, ...]] = ("loss", "bits_per_char", "accuracy", "ngram_bits_per_char", "ratio_to_ngram")
     metric_facts: ClassVar = {"loss": LOSS, "accuracy": FRACTION, "bits_per_char": LOSS,
                               "ngram_bits_per_char": Metric("none", 0.0, None, trained=False),
                               "ratio_to_ngram": Metric("lower", 0.0, None)}
-    eval_axes: ClassVar[tuple[str, ...]] = ("seq_len",)
+    eval_axes: ClassVar[tuple[str, ...]] = ("seq_len", "score_from", "score_width")
     probe_labels: ClassVar[dict[str, str]] = {"in_string": "classification", "in_comment": "classification",
                                               "indent": "classification", "column": "regression",
                                               "position": "classification"}
@@ -194,6 +201,11 @@ class PythonSourceTask(SequenceTask):
         require(self.files >= 2, "files", f"{self.files} must be at least 2 (one is held out)")
         require(self.test_every >= 2, "test_every", f"{self.test_every} must be at least 2")
         require(1 <= self.ngram_order <= 8, "ngram_order", f"{self.ngram_order} must be in 1 .. 8")
+        require(0 <= self.score_from < self.seq_len, "score_from",
+                f"{self.score_from} must be a position of the window, 0 .. seq_len - 1 = {self.seq_len - 1}")
+        require(self.score_width is None or self.score_width >= 1, "score_width", f"{self.score_width} must be at least 1")
+        require(self.score_width is None or self.score_from + self.score_width <= self.seq_len, "score_width",
+                f"score_from + score_width = {self.score_from + (self.score_width or 0)} runs past seq_len {self.seq_len}")
 
     def spec(self) -> dict:
         return {"vocab_size": len(CHARS) + 1}
@@ -237,12 +249,15 @@ class PythonSourceTask(SequenceTask):
             n = min(EVAL_CHUNK, left)
             left -= n
             b = self.eval_batch(gen, n)
-            logits = model(b["x"].to(device)).float()                                  # (B, T, V)
-            y = b["y"].to(device)
+            lo = self.score_from
+            hi = self.seq_len if self.score_width is None else lo + self.score_width
+            logits = model(b["x"].to(device)).float()[:, lo:hi]                       # (B, hi - lo, V)
+            y = b["y"].to(device)[:, lo:hi]
             nll += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").item()
             right += (logits.argmax(-1) == y).sum().item()
             tokens += y.numel()
-            ng += -ngram_model(self.files, self.test_every, self.ngram_order).logprob(b["x"], b["y"]).sum().item()
+            ng_lp = ngram_model(self.files, self.test_every, self.ngram_order).logprob(b["x"], b["y"])  # (B, T)
+            ng += -ng_lp[:, lo:hi].sum().item()
         bpc = nll / tokens / math.log(2)
         ng_bpc = ng / tokens / math.log(2)
         return {"loss": nll / tokens, "bits_per_char": bpc, "accuracy": right / tokens,

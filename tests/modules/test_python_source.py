@@ -62,8 +62,42 @@ def test_metrics_of_a_unigram_model():
     assert 0.1 < m["accuracy"] < 0.5                            # the space (indentation) is the likeliest char
 
 
+class PositionModel(torch.nn.Module):
+    """Sure of the right character at positions >= 40 of its window, uniform before: its loss by
+    position steps from log V to ~0 at 40, whatever the text."""
+
+    def __init__(self, V):
+        super().__init__()
+        self.V = V
+
+    def forward(self, x):
+        B, T = x.shape
+        logits = torch.zeros(B, T, self.V)
+        nxt = torch.cat([x[:, 1:], x[:, -1:]], 1)                       # the true next character (but the last)
+        logits[:, 40:] = 30.0 * torch.nn.functional.one_hot(nxt[:, 40:], self.V)
+        return logits
+
+
+def test_loss_by_position_scores_only_its_window():
+    V = len(CHARS) + 1
+    base = {"seq_len": 64, "files": 40, "eval_size": 32}
+    whole = build_task("python_source", base).evaluate(PositionModel(V), torch.Generator().manual_seed(0))
+    same = build_task("python_source", {**base, "score_from": 0}).evaluate(PositionModel(V), torch.Generator().manual_seed(0))
+    assert same == whole                                                # the defaults score every position
+    early = build_task("python_source", {**base, "score_from": 8, "score_width": 16}).evaluate(
+        PositionModel(V), torch.Generator().manual_seed(0))
+    late = build_task("python_source", {**base, "score_from": 40, "score_width": 16}).evaluate(
+        PositionModel(V), torch.Generator().manual_seed(0))
+    assert early["loss"] == pytest.approx(math.log(V)) and early["accuracy"] < 0.2
+    assert late["loss"] < 1e-6 and late["accuracy"] == 1.0
+    assert whole["loss"] == pytest.approx(math.log(V) * 40 / 64 + late["loss"] * 23 / 64 + 30 / 64, rel=0.2)
+    assert early["ngram_bits_per_char"] != late["ngram_bits_per_char"]  # the baseline is scored on the same window
+
+
 @pytest.mark.parametrize("params,key", [({"seq_len": 0}, "seq_len"), ({"files": 1}, "files"),
-                                        ({"test_every": 1}, "test_every")])
+                                        ({"test_every": 1}, "test_every"), ({"seq_len": 64, "score_from": 64}, "score_from"),
+                                        ({"score_from": -1}, "score_from"), ({"score_width": 0}, "score_width"),
+                                        ({"seq_len": 64, "score_from": 60, "score_width": 8}, "score_width")])
 def test_bad_config_names_the_key(params, key):
     with pytest.raises(ConfigError) as e:
         build_task("python_source", params)
