@@ -25,7 +25,7 @@ EVAL_SEED_OFFSET = 1_000_003  # evaluation data never overlaps a training stream
 def evaluate(cfg: dict, ecfg: dict, model_path: Path, device: str = "cpu") -> list[dict]:
     import torch
 
-    from modules.models import apply_eval_axes, build_model
+    from modules.models import MODEL_METRICS, RECURRENCE_SEQUENCES, apply_eval_axes, build_model, measure_model_metric
     from modules.tasks import build_task
 
     task_params = {k: v for k, v in cfg["task"].items() if k != "name"}
@@ -56,6 +56,10 @@ def evaluate(cfg: dict, ecfg: dict, model_path: Path, device: str = "cpu") -> li
             points.append({"at": at, "metrics": {}})
             continue
         values = task.evaluate(model, gen, device)
+        own = [m for m in ecfg["metrics"] if m in MODEL_METRICS and m not in values]
+        if own:
+            x = task.eval_batch(torch.Generator().manual_seed(EVAL_SEED_OFFSET + int(cfg["seed"])), RECURRENCE_SEQUENCES)["x"]
+            values = {**values, **{m: measure_model_metric(m, model, x.to(device)) for m in own}}
         missing = [m for m in ecfg["metrics"] if m not in values]
         if missing:
             raise RuntimeError(f"task {cfg['task']['name']!r} returned no {missing}")
@@ -70,10 +74,12 @@ def evaluate(cfg: dict, ecfg: dict, model_path: Path, device: str = "cpu") -> li
 
 
 def metric_facts(cfg: dict) -> dict:
-    """The task's facts about its metrics (better side, range, trained, band): the judge reads them here."""
+    """The facts of the task's metrics and of the model metrics (better side, range, trained, band):
+    the judge reads them here."""
+    from modules.models import model_metric_facts
     from modules.tasks import get_task_class
 
-    return get_task_class(cfg["task"]["name"]).facts()
+    return {**model_metric_facts(), **get_task_class(cfg["task"]["name"]).facts()}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -96,6 +96,47 @@ def apply_eval_axes(model, at: dict, gen) -> None:
                 w.add_(beta * n / n.abs().max())
 
 
+# Evaluation metrics a model offers itself (`evaluate.metrics`), measured on the task's evaluation
+# inputs rather than by the task:
+#   recurrence_gap  max |forward(x) - step(x)| / max |forward(x)| over the outputs of RECURRENCE_SEQUENCES
+#                   evaluation sequences, step(x) being the model's recurrent form run one position at a
+#                   time from its initial state: how far the parallel form it trains with (a chunked
+#                   algorithm, a scan, an FFT convolution) is from the recurrence it stands for. Exact
+#                   arithmetic gives 0; float32 round-off some 1e-7 .. 1e-5. Training does not aim at it.
+MODEL_METRICS = ("recurrence_gap",)
+RECURRENCE_SEQUENCES = 16
+
+
+def model_metrics(arch: str) -> tuple[str, ...]:
+    """The model metrics `arch` offers (those of MODEL_METRICS its class supports)."""
+    model_cls, _ = get_arch(arch)
+    recurrent = callable(getattr(model_cls, "step", None)) and getattr(model_cls, "step_is_forward", True)
+    return ("recurrence_gap",) if recurrent else ()
+
+
+def model_metric_facts() -> dict[str, dict]:
+    from ..metrics import Metric
+
+    return {"recurrence_gap": Metric("lower", 0.0, None, trained=False, band=0.0).as_dict()}
+
+
+def measure_model_metric(name: str, model, x):
+    """One model metric on the evaluation inputs x (B, T[, d]); the model is in eval mode."""
+    import torch
+
+    if name != "recurrence_gap":
+        raise KeyError(f"{name!r} is not a model metric; known: {', '.join(MODEL_METRICS)}")
+    with torch.no_grad():
+        full = model(x).float()                                                        # (B, T, V)
+        state = model.init_state(x.shape[0])
+        steps = []
+        for t in range(x.shape[1]):
+            out, state = model.step(x[:, t], state)
+            steps.append(out.float())
+        gap = (torch.stack(steps, 1) - full).abs().max()
+        return float(gap / full.abs().max().clamp(min=1e-30))
+
+
 def build_model(arch: str, params: dict, task_spec: dict):
     model_cls, _ = get_arch(arch)
     return model_cls(build_config_for(arch, params, task_spec))

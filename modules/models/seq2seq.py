@@ -74,6 +74,8 @@ class Seq2SeqConfig(SeqIOConfig):
 
 
 class Seq2SeqRNN(nn.Module):
+    step_is_forward = False   # step outputs zeros while it reads the command: no recurrence_gap
+
     def __init__(self, cfg: Seq2SeqConfig):
         super().__init__()
         self.cfg = cfg

@@ -57,3 +57,43 @@ def test_evaluate_restores_the_trained_weights_between_points(tmp_path):
     got = [p["metrics"]["mse"] for p in pts]
     assert got[1] == plain and got[0] == got[2] and got[0] != plain
     assert [p["at"] for p in pts] == [{"model.perturb_state": b} for b in (0.5, 0.0, 0.5)]
+
+
+# ---- model metrics: recurrence_gap
+def test_recurrence_gap_is_round_off_for_the_zoo_and_large_for_a_broken_step():
+    from modules.models import measure_model_metric, model_metrics
+
+    x = torch.randint(0, 11, (4, 37), generator=torch.Generator().manual_seed(0))
+    for arch, params in [("mamba2", {"d_state": 8, "n_head": 2, "chunk_size": 8}), ("lru", {"d_state": 8}),
+                         ("transformer", {"n_head": 2})]:
+        torch.manual_seed(0)
+        model = build_model(arch, {"n_layer": 2, "d_model": 16, **params}, {"vocab_size": 11}).eval()
+        assert model_metrics(arch) == ("recurrence_gap",)
+        gap = measure_model_metric("recurrence_gap", model, x)
+        assert 0 <= gap < 1e-5, (arch, gap)
+    torch.manual_seed(0)
+    model = build_model("mamba2", {"n_layer": 2, "d_model": 16, "d_state": 8, "n_head": 2, "chunk_size": 8},
+                        {"vocab_size": 11}).eval()
+    mixer = model.blocks[1].mixer
+    real = mixer.step
+    mixer.step = lambda u, s: (real(u, s)[0] * 1.01, real(u, s)[1])      # a recurrence 1% off the chunked form
+    assert measure_model_metric("recurrence_gap", model, x) > 1e-3
+    assert model_metrics("mlp_encoder") == () and model_metrics("seq2seq_rnn") == ()
+    with pytest.raises(KeyError, match="not a model metric"):
+        measure_model_metric("speed", model, x)
+
+
+def test_evaluate_measures_recurrence_gap_beside_the_task_metrics(tmp_path):
+    from workflow.evaluate import evaluate, metric_facts
+    from workflow.train import train
+
+    cfg = {"task": {"name": "mqar", "vocab_size": 16, "seq_len": 24, "num_kv_pairs": 2, "eval_size": 32},
+           "model": {"arch": "mamba2", "n_layer": 1, "d_model": 16, "d_state": 8, "n_head": 2, "chunk_size": 8},
+           "train": {"steps": 5, "batch_size": 8, "lr": 3e-3}, "seed": 0}
+    train(cfg, tmp_path, log=lambda s: None)
+    pt = evaluate(cfg, {"metrics": ["accuracy", "recurrence_gap"], "sweep": {"task.seq_len": [16, 24]}},
+                  tmp_path / "model.pt")
+    gaps = [p["metrics"]["recurrence_gap"] for p in pt]
+    assert all(0 <= g < 1e-5 for g in gaps) and all("accuracy" in p["metrics"] for p in pt)
+    assert "recurrence_gap" not in pt[0]["chance"]
+    assert metric_facts(cfg)["recurrence_gap"]["trained"] is False

@@ -34,7 +34,8 @@ def _check_experiment(exp: S.Experiment, where: str, problems: list[str], regist
     if not registry:
         return
     from modules.config import ConfigError
-    from modules.models import arch_names, build_config_for
+    from modules.models import MODEL_METRICS, arch_names, build_config_for
+    from modules.models import model_metrics as _model_metrics
     from modules.tasks import build_task, get_task_class, task_names
 
     try:
@@ -48,10 +49,18 @@ def _check_experiment(exp: S.Experiment, where: str, problems: list[str], regist
         problems.append(f"{where}.task.{e.key}: {e.message}" if e.key else f"{where}.task: {e.message}")
         return
     for i, m in enumerate(exp.evaluate.metrics):
-        if m not in task_cls.metrics:
-            problems.append(
-                f"{where}.evaluate.metrics[{i}]: {m!r} is not a metric of task {exp.task.name!r}; known: {', '.join(task_cls.metrics)}"
-            )
+        if m in task_cls.metrics:
+            continue
+        if m in MODEL_METRICS:
+            without = [md.id for md in exp.models if m not in _model_metrics(md.arch)]
+            if without:
+                problems.append(f"{where}.evaluate.metrics[{i}]: {m!r} needs a model with a recurrent form (step); "
+                                f"{', '.join(without)} has none")
+            continue
+        problems.append(
+            f"{where}.evaluate.metrics[{i}]: {m!r} is not a metric of task {exp.task.name!r} nor a model metric; "
+            f"known: {', '.join(task_cls.metrics + MODEL_METRICS)}"
+        )
     if not exp.evaluate.metrics and not exp.probes:
         problems.append(f"{where}.evaluate.metrics: is empty; list metrics of task {exp.task.name!r} "
                         f"({', '.join(task_cls.metrics)}); only an experiment with probes may leave it empty")
@@ -279,10 +288,11 @@ def metric_fact(exp: S.Experiment, metric: str) -> dict | None:
         if probe is None or probe.kind not in KINDS:
             return None
         return facts_of(probe.kind).get(stat)
+    from modules.models import model_metric_facts
     from modules.tasks import get_task_class
 
     try:
-        return get_task_class(exp.task.name).facts().get(metric)
+        return {**model_metric_facts(), **get_task_class(exp.task.name).facts()}.get(metric)
     except KeyError:
         return None
 
