@@ -31,6 +31,10 @@ from zero and runs the whole sequence.
              are concatenated. LongSSM carries the state across batches of a contiguous text;
              here it is carried across windows of one training sequence (and the window length
              is ours), so any task can use it.
+`tbptt: W` (the training window) also works with zero and random, for every MixerLM arch: the
+training sequence is cut into windows of W tokens, each started from zero (or a fresh draw), as if
+the model were trained on sequences of length W. So one experiment can compare the three initial
+states on the same data and the same gradient window, LongSSM's comparison.
 An arch offers the non-zero modes by listing them in its config's `train_states`; its mixer
 then also has
     forward(x, state, return_state=True)  -> ((B, T, D), final state), from the initial `state`
@@ -61,7 +65,8 @@ class MixerLMConfig(SeqIOConfig):
     dropout: float = 0.0
     train_state: Literal["zero", "random", "carried"] = "zero"   # the initial state while training (module doc)
     train_state_scale: float = 1.0   # random: std of the Gaussian initial state
-    tbptt: int | None = None         # carried: the window length W (gradients are cut between windows)
+    tbptt: int | None = None         # the training window W: windows of W tokens, each from train_state
+                                     # (carried: the previous window's state, gradients cut between windows)
 
     train_states: ClassVar[tuple[str, ...]] = ("zero",)   # the modes an arch supports (lru, mamba2: all)
 
@@ -82,8 +87,6 @@ class MixerLMConfig(SeqIOConfig):
         if self.train_state == "carried":
             require(self.tbptt is not None, "tbptt", "is required with train_state: carried (the window length)")
         require(self.tbptt is None or self.tbptt >= 1, "tbptt", f"{self.tbptt} must be at least 1")
-        require(self.tbptt is None or self.train_state == "carried", "tbptt",
-                f"applies to train_state: carried only (train_state is {self.train_state!r})")
         require(self.train_state_scale > 0, "train_state_scale", f"{self.train_state_scale} must be above 0")
         require(self.train_state_scale == 1.0 or self.train_state == "random", "train_state_scale",
                 f"applies to train_state: random only (train_state is {self.train_state!r})")
@@ -197,25 +200,33 @@ class MixerLM(nn.Module):
             nn.init.normal_(self.inp.proj.weight, std=0.02)
 
     def forward(self, x: torch.Tensor, return_hidden: bool = False):
-        mode = self.cfg.train_state if self.training else "zero"
+        mode, W = (self.cfg.train_state, self.cfg.tbptt) if self.training else ("zero", None)
         h = self.inp(x)                                                                # (B, T, D)
-        if mode == "zero":
-            hiddens = []
-            for block in self.blocks:
-                h = block(h)
-                hiddens.append(h)                                                      # (B, T, D)
-        elif mode == "random":
-            states = [b.mixer.random_state(h.shape[0], h.device, self.cfg.train_state_scale) for b in self.blocks]
-            hiddens, _ = self._run(h, states)
-        else:                                                                          # carried
+        if W is None:
+            hiddens = self._whole(h, mode)
+        else:                                                                          # windows of W tokens
             states, windows = [None] * len(self.blocks), []
-            for start in range(0, h.shape[1], self.cfg.tbptt):
-                hid, states = self._run(h[:, start:start + self.cfg.tbptt], states)
-                states = [_detach(s) for s in states]                                  # truncated BPTT
+            for start in range(0, h.shape[1], W):
+                if mode == "carried":
+                    hid, states = self._run(h[:, start:start + W], states)
+                    states = [_detach(s) for s in states]                              # truncated BPTT
+                else:
+                    hid = self._whole(h[:, start:start + W], mode)                     # each from zero / a draw
                 windows.append(hid)
             hiddens = [torch.cat(layer, dim=1) for layer in zip(*windows)]
         logits = self.head(self.ln_f(hiddens[-1]))                                     # (B, T, V)
         return (logits, hiddens) if return_hidden else logits
+
+    def _whole(self, h: torch.Tensor, mode: str) -> list:
+        """Every layer's output over h, from zero states or (random) a fresh Gaussian draw."""
+        if mode == "random":
+            states = [b.mixer.random_state(h.shape[0], h.device, self.cfg.train_state_scale) for b in self.blocks]
+            return self._run(h, states)[0]
+        hiddens = []
+        for block in self.blocks:
+            h = block(h)
+            hiddens.append(h)                                                          # (B, T, D)
+        return hiddens
 
     def _run(self, h: torch.Tensor, states: list) -> tuple[list, list]:
         """The blocks from each layer's initial state: (every layer's output, final states)."""

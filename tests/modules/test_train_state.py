@@ -166,7 +166,6 @@ def test_trains_with_a_non_zero_state(arch, opts):
 @pytest.mark.parametrize("arch,params,key", [
     ("lru", {"train_state": "carried"}, "tbptt"),
     ("mamba2", {"train_state": "carried", "tbptt": 0}, "tbptt"),
-    ("lru", {"tbptt": 8}, "tbptt"),                                                  # carried only
     ("lru", {"train_state": "previous"}, "train_state"),
     ("mamba2", {"train_state": "random", "train_state_scale": 0.0}, "train_state_scale"),
     ("mamba2", {"train_state_scale": 2.0}, "train_state_scale"),                     # random only
@@ -185,3 +184,28 @@ def test_bad_config_names_the_key(arch, params, key):
 
 def test_other_archs_accept_the_default():
     build_model("s4d", {"d_model": 16, "train_state": "zero"}, {"vocab_size": V})
+
+
+@pytest.mark.parametrize("arch,params", [("s4d", {"d_state": 4}), ("mamba", {"d_state": 4}), ("lru", {"d_state": 6})])
+def test_zero_with_a_window_is_training_on_windows_from_zero(arch, params):
+    """tbptt with zero: each window of W tokens runs as its own sequence from a zero state (any MixerLM
+    arch), so the outputs equal the model run on each window alone; evaluation reads the whole sequence."""
+    torch.manual_seed(0)
+    model = build_model(arch, {"n_layer": 2, "d_model": 8, "tbptt": 5, **params}, {"vocab_size": 8})
+    x = torch.randint(0, 8, (2, 13), generator=torch.Generator().manual_seed(1))
+    model.train()
+    out = model(x)
+    model.eval()
+    alone = torch.cat([model(x[:, s:s + 5]) for s in range(0, 13, 5)], dim=1)
+    torch.testing.assert_close(out, alone, rtol=1e-5, atol=1e-6)
+    whole = model(x)
+    assert not torch.allclose(whole[:, 5:], out[:, 5:], atol=1e-4)   # evaluation: one sequence from zero
+
+
+def test_random_with_a_window_draws_a_state_per_window():
+    torch.manual_seed(0)
+    model = build_model("lru", {"n_layer": 1, "d_model": 8, "d_state": 6, "train_state": "random", "tbptt": 4,
+                                "train_state_scale": 5.0}, {"vocab_size": 8}).train()
+    x = torch.zeros(1, 8, dtype=torch.long)                          # the same input in both windows
+    out = model(x)
+    assert not torch.allclose(out[:, :4], out[:, 4:])                # different draws, different outputs
