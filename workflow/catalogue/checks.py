@@ -116,13 +116,30 @@ def _check_experiment(exp: S.Experiment, where: str, problems: list[str], regist
             continue
         if key in exp.sweep:
             problems.append(f"{where}.evaluate.sweep.{key}: already a training sweep axis; use one or the other")
-        for v in values:
-            try:
-                build_task(exp.task.name, {**exp.task.params, name: v})
-            except ConfigError as e:
-                problems.append(f"{where}.evaluate.sweep.{key}: {v!r}: {e.message}")
-                break
+    _check_task_eval_points(exp, task_cls, where, problems)
     _check_probes(exp, task, task_cls, where, problems)
+
+
+def _check_task_eval_points(exp: S.Experiment, task_cls, where: str, problems: list[str]) -> None:
+    """Every point of the task's evaluation axes builds a valid task: the axes together, as evaluation
+    combines them (a window of positions must fit the evaluated length)."""
+    import itertools
+
+    from modules.config import ConfigError
+    from modules.tasks import build_task
+
+    axes = {k: v for k, v in exp.evaluate.sweep.items()
+            if k.startswith("task.") and k[5:] in task_cls.eval_axes and k not in exp.sweep}
+    keys = list(axes)
+    for combo in itertools.product(*axes.values()):
+        at = dict(zip(keys, combo))
+        try:
+            build_task(exp.task.name, {**exp.task.params, **{k[5:]: v for k, v in at.items()}})
+        except ConfigError as e:
+            key = f"task.{e.key}" if f"task.{e.key}" in at else next(iter(at), "")
+            point = ", ".join(f"{k}={v!r}" for k, v in at.items())
+            problems.append(f"{where}.evaluate.sweep.{key}: {at.get(key)!r} (at {point}): {e.message}")
+            return
 
 
 def _check_probes(exp: S.Experiment, task, task_cls, where: str, problems: list[str]) -> None:

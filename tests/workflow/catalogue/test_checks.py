@@ -236,3 +236,17 @@ BAD = [
 @pytest.mark.parametrize("change, expect", BAD)
 def test_bad_entry(tmp_path, change, expect):
     assert_refused(tmp_path, change, *expect)
+
+
+def test_evaluation_axes_are_checked_together(tmp_path):
+    """Each value alone builds a task; the combination does not (a query gap that a shorter evaluated
+    sequence has no room for): the check names the key, the value and the point."""
+    import yaml
+
+    from .helpers import ROOT, assert_mentions, error_of, write
+
+    d = yaml.safe_load((ROOT / "catalogue" / "ssm_recency.yaml").read_text())
+    d["experiments"][0]["evaluate"]["sweep"] = {"task.seq_len": [32, 64], "task.query_gap": [0, 28]}
+    path = write(tmp_path, d, name="ssm_recency")
+    assert_mentions(error_of(path), path, "experiments[0].evaluate.sweep.task.query_gap", "28",
+                    "task.seq_len=32", "no room")
