@@ -16,6 +16,7 @@ ARCHS: dict[str, str] = {
     "rnn": "modules.models.rnn:ElmanRNN:ElmanConfig",
     "gru": "modules.models.rnn:GRU:GRUConfig",
     "lstm": "modules.models.lstm:LSTM:LSTMConfig",
+    "linear_ssm": "modules.models.linear_ssm:LinearSSM:LinearSSMConfig",
     # state-space and linear-attention mixers on one pre-norm backbone (mixer_lm.py)
     "s4": "modules.models.s4:S4:S4Config",
     "s4d": "modules.models.s4d:S4D:S4DConfig",
