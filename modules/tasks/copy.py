@@ -10,6 +10,14 @@ The string's symbols are uniform over `n_symbols`; its length L is uniform in
 eval axis: set `length` above max_len to measure length generalization). Scored: the L copied
 symbols and the final EOS, so a model must also know where the copy ends. sequence_accuracy is
 the paper's string-level accuracy.
+
+`unique: true` draws each string without repeated symbols (a uniformly random arrangement of L
+distinct symbols; needs n_symbols >= every length drawn): the "copy with unique tokens" task of
+Zhou et al. 2024, "What Algorithms can Transformers Learn? A Study in Length Generalization"
+(ICLR 2024, arXiv 2310.16028; Figure 1a), which a short RASP-L program (an induction
+head: find the previous occurrence of the current token, output its successor) solves at every
+length, unlike copying with repeated tokens. The default (`unique: false`) is the task above,
+batch for batch.
 """
 from __future__ import annotations
 
@@ -28,6 +36,7 @@ class CopyTask(SequenceTask):
     min_len: int = 1               # training lengths: uniform in [min_len, max_len]
     max_len: int = 20
     length: int | None = None      # evaluation length; None: the training distribution
+    unique: bool = False           # no symbol repeated within a string (Zhou et al. 2024)
 
     eval_axes: ClassVar[tuple[str, ...]] = ("length",)
 
@@ -36,6 +45,11 @@ class CopyTask(SequenceTask):
         check_pos(self, "n_symbols", "min_len", "max_len")
         require(self.min_len <= self.max_len, "min_len", f"{self.min_len} must not exceed max_len={self.max_len}")
         require(self.length is None or self.length >= 1, "length", f"{self.length} must be at least 1")
+        if self.unique:
+            require(self.n_symbols >= self.max_len, "n_symbols",
+                    f"{self.n_symbols} symbols cannot fill a string of max_len={self.max_len} without repeats (unique: true)")
+            require(self.length is None or self.length <= self.n_symbols, "length",
+                    f"{self.length} exceeds n_symbols={self.n_symbols}: no string that long without repeats (unique: true)")
 
     # token ids: the symbols are 0 .. n_symbols-1, then the specials
     @property
@@ -57,10 +71,17 @@ class CopyTask(SequenceTask):
     def spec(self) -> dict:
         return {"vocab_size": self.n_symbols + 4}
 
+    def strings(self, gen: torch.Generator, batch_size: int, length: int) -> torch.Tensor:
+        """Strings of symbols, (B, length): uniform, or (unique) a random arrangement of the
+        symbols cut to `length`, so no symbol repeats."""
+        if self.unique:
+            return torch.rand((batch_size, self.n_symbols), generator=gen).argsort(1)[:, :length]
+        return randint(gen, 0, self.n_symbols, (batch_size, length))
+
     def make(self, gen: torch.Generator, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
         """Sequences with the given string lengths, (B,)."""
         B, Lmax = lengths.shape[0], int(lengths.max())
-        s = randint(gen, 0, self.n_symbols, (B, Lmax))                                # (B, Lmax)
+        s = self.strings(gen, B, Lmax)                                                 # (B, Lmax)
         pos = torch.arange(2 * Lmax + 3)[None]                                         # (1, 2Lmax+3)
         L = lengths[:, None]                                                           # (B, 1)
         seq = torch.full((B, 2 * Lmax + 3), self.PAD, dtype=torch.long)

@@ -73,7 +73,7 @@ import torch
 
 from ..metrics import FRACTION, Metric
 from .copy import CopyTask
-from .sequence import check_pos, randint
+from .sequence import check_pos
 
 SEGMENTS = 16   # a generation's per-token times are summarized in this many consecutive segments
 
@@ -196,7 +196,7 @@ class CopyGenerationTask(CopyTask):
     def prompt(self, gen: torch.Generator, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Copy prompts BOS s_1 .. s_L SEP (B, L + 2) and their answers s_1 .. s_L EOS (B, L + 1)."""
         L = self.length if self.length is not None else self.max_len
-        s = randint(gen, 0, self.n_symbols, (batch_size, L))                          # (B, L)
+        s = self.strings(gen, batch_size, L)                                          # (B, L)
         bos = torch.full((batch_size, 1), self.BOS, dtype=torch.long)
         sep = torch.full((batch_size, 1), self.SEP, dtype=torch.long)
         eos = torch.full((batch_size, 1), self.EOS, dtype=torch.long)
