@@ -42,11 +42,11 @@ from typing import ClassVar, Literal
 import torch
 
 from ..config import require
-from .sequence import IGNORE, SequenceTask, check_pos, randint, sample_lengths
+from .sequence import IGNORE, LengthBatches, SequenceTask, check_pos, randint
 
 
 @dataclass
-class AdditionTask(SequenceTask):
+class AdditionTask(LengthBatches, SequenceTask):
     min_len: int = 1               # training digits n: uniform in [min_len, max_len]
     max_len: int = 20
     length: int | None = None      # evaluation digits; None: the training distribution
@@ -128,10 +128,3 @@ class AdditionTask(SequenceTask):
         x, target = seq[:, :-1], seq[:, 1:]                                            # (B, T-1)
         return {"x": x, "y": torch.where(scored[:, 1:], target, IGNORE)}
 
-    def batch(self, gen: torch.Generator, batch_size: int) -> dict[str, torch.Tensor]:
-        return self.make(gen, sample_lengths(gen, batch_size, self.min_len, self.max_len))
-
-    def eval_batch(self, gen: torch.Generator, batch_size: int) -> dict[str, torch.Tensor]:
-        if self.length is None:
-            return self.batch(gen, batch_size)
-        return self.make(gen, torch.full((batch_size,), self.length, dtype=torch.long))

@@ -27,11 +27,11 @@ from typing import ClassVar
 import torch
 
 from ..config import require
-from .sequence import IGNORE, SequenceTask, check_pos, randint, sample_lengths
+from .sequence import IGNORE, LengthBatches, SequenceTask, check_pos, randint
 
 
 @dataclass
-class CopyTask(SequenceTask):
+class CopyTask(LengthBatches, SequenceTask):
     n_symbols: int = 26            # alphabet of the strings
     min_len: int = 1               # training lengths: uniform in [min_len, max_len]
     max_len: int = 20
@@ -96,10 +96,3 @@ class CopyTask(SequenceTask):
         scored = (pos[:, 1:] >= L + 2) & (pos[:, 1:] <= 2 * L + 2)                     # the copy and EOS
         return {"x": x, "y": torch.where(scored, target, IGNORE)}
 
-    def batch(self, gen: torch.Generator, batch_size: int) -> dict[str, torch.Tensor]:
-        return self.make(gen, sample_lengths(gen, batch_size, self.min_len, self.max_len))
-
-    def eval_batch(self, gen: torch.Generator, batch_size: int) -> dict[str, torch.Tensor]:
-        if self.length is None:
-            return self.batch(gen, batch_size)
-        return self.make(gen, torch.full((batch_size,), self.length, dtype=torch.long))

@@ -26,11 +26,11 @@ from typing import ClassVar
 import torch
 
 from ..config import require
-from .sequence import IGNORE, SequenceTask, check_pos, sample_lengths
+from .sequence import IGNORE, LengthBatches, SequenceTask, check_pos
 
 
 @dataclass
-class CountTask(SequenceTask):
+class CountTask(LengthBatches, SequenceTask):
     n_numbers: int = 160           # number tokens 0 .. n_numbers-1
     min_len: int = 1               # training counts L = b - a + 1: uniform in [min_len, max_len]
     max_len: int = 40
@@ -80,10 +80,3 @@ class CountTask(SequenceTask):
         scored = (pos[:, 1:] >= 3) & (pos[:, 1:] <= 3 + L)                             # a .. b and EOS
         return {"x": x, "y": torch.where(scored, target, IGNORE)}
 
-    def batch(self, gen: torch.Generator, batch_size: int) -> dict[str, torch.Tensor]:
-        return self.make(gen, sample_lengths(gen, batch_size, self.min_len, self.max_len))
-
-    def eval_batch(self, gen: torch.Generator, batch_size: int) -> dict[str, torch.Tensor]:
-        if self.length is None:
-            return self.batch(gen, batch_size)
-        return self.make(gen, torch.full((batch_size,), self.length, dtype=torch.long))

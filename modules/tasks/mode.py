@@ -26,13 +26,13 @@ import torch
 import torch.nn.functional as F
 
 from ..config import require
-from .sequence import IGNORE, SequenceTask, check_pos, randint, sample_lengths
+from .sequence import IGNORE, LengthBatches, SequenceTask, check_pos, randint
 
 MAX_REDRAWS = 100_000      # rounds of redrawing tied strings before giving up (L = 2 needs ~n_symbols)
 
 
 @dataclass
-class ModeTask(SequenceTask):
+class ModeTask(LengthBatches, SequenceTask):
     n_symbols: int = 10            # alphabet of the strings
     min_len: int = 1               # training lengths: uniform in [min_len, max_len]
     max_len: int = 40
@@ -94,10 +94,3 @@ class ModeTask(SequenceTask):
         y = torch.where(pos == L + 1, mode[:, None], IGNORE)
         return {"x": x, "y": y}
 
-    def batch(self, gen: torch.Generator, batch_size: int) -> dict[str, torch.Tensor]:
-        return self.make(gen, sample_lengths(gen, batch_size, self.min_len, self.max_len))
-
-    def eval_batch(self, gen: torch.Generator, batch_size: int) -> dict[str, torch.Tensor]:
-        if self.length is None:
-            return self.batch(gen, batch_size)
-        return self.make(gen, torch.full((batch_size,), self.length, dtype=torch.long))

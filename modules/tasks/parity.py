@@ -17,11 +17,11 @@ from typing import ClassVar, Literal
 import torch
 
 from ..config import require
-from .sequence import IGNORE, SequenceTask, check_pos, randint, sample_lengths
+from .sequence import IGNORE, LengthBatches, SequenceTask, check_pos, randint
 
 
 @dataclass
-class ParityTask(SequenceTask):
+class ParityTask(LengthBatches, SequenceTask):
     min_len: int = 1
     max_len: int = 20
     length: int | None = None      # evaluation length; None: the training distribution
@@ -54,10 +54,3 @@ class ParityTask(SequenceTask):
         scored = (pos == L) | (inside if self.scored == "all" else torch.zeros_like(inside))
         return {"x": x, "y": torch.where(scored, running, IGNORE)}
 
-    def batch(self, gen: torch.Generator, batch_size: int) -> dict[str, torch.Tensor]:
-        return self.make(gen, sample_lengths(gen, batch_size, self.min_len, self.max_len))
-
-    def eval_batch(self, gen: torch.Generator, batch_size: int) -> dict[str, torch.Tensor]:
-        if self.length is None:
-            return self.batch(gen, batch_size)
-        return self.make(gen, torch.full((batch_size,), self.length, dtype=torch.long))

@@ -144,6 +144,27 @@ def randint(gen: torch.Generator, low: int, high: int, shape) -> torch.Tensor:
     return torch.randint(low, high, tuple(shape), generator=gen)
 
 
+class LengthBatches:
+    """The batches of a task whose sequences vary in length: training lengths uniform in
+    [min_len, max_len], evaluation at `length` when it is set (the task's length axis), else the
+    training distribution. The task gives `make(gen, lengths)` and the three fields."""
+
+    min_len: int
+    max_len: int
+    length: int | None
+
+    def make(self, gen: torch.Generator, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def batch(self, gen: torch.Generator, batch_size: int) -> dict[str, torch.Tensor]:
+        return self.make(gen, sample_lengths(gen, batch_size, self.min_len, self.max_len))
+
+    def eval_batch(self, gen: torch.Generator, batch_size: int) -> dict[str, torch.Tensor]:
+        if self.length is None:
+            return self.batch(gen, batch_size)
+        return self.make(gen, torch.full((batch_size,), self.length, dtype=torch.long))
+
+
 def sample_lengths(gen: torch.Generator, batch_size: int, lo: int, hi: int) -> torch.Tensor:
     """A length per sequence, uniform in [lo, hi]; (B,)."""
     return randint(gen, lo, hi + 1, (batch_size,))
