@@ -189,7 +189,7 @@ CASES = [
     Case("unknown_evaluate_key", expect="experiments[0].evaluate.metric: unknown key",
          set={"experiments[0].evaluate.metric": "loss"}),
     Case("unknown_metric", set={"experiments[0].evaluate.metrics[2]": "perplexity"},
-         expect="experiments[0].evaluate.metrics[2]: 'perplexity' is not a metric of task 'superposition'; known:"),
+         expect="experiments[0].evaluate.metrics[2]: 'perplexity' is not a metric of task 'superposition' nor a model metric; known:"),
     Case("evaluate_no_metrics", base="probe",
          expect="experiments[0].evaluate.metrics: is empty; list metrics of task 'python_source'",
          set={"experiments[0].evaluate.metrics": []}, delete=["experiments[0].probes"]),
@@ -197,7 +197,7 @@ CASES = [
     # probes (base_probe.yaml: a linear probe 'p' on in_string, the claim on bits_per_char)
     Case("probe_unknown_kind", base="probe", set={"experiments[0].probes[0]": {"id": "p", "kind": "logit_lens"}},
          expect="experiments[0].probes[0].kind: 'logit_lens' is not a known probe kind; "
-                "known: future_token, geometry, linear, sparse"),
+                "known: future_token, geometry, linear, smoothing, sparse"),
     Case("probe_missing_target", base="probe", delete=["experiments[0].probes[0].target"],
          expect="experiments[0].probes[0].target: a linear probe needs a target; task 'python_source' labels: in_string"),
     Case("probe_unknown_target", base="probe", set={"experiments[0].probes[0].target": "in_docstring"},
