@@ -12,6 +12,8 @@ import torch
 from modules.config import ConfigError
 from modules.tasks import build_task, task_names
 from modules.tasks.sequence import IGNORE
+from .test_seq_tasks import Constant
+from .test_seq_tasks import Oracle as SeqOracle
 
 # name -> (task, params, the evaluation length beyond the trained ones)
 VARIANTS = {
@@ -83,22 +85,8 @@ def solve(name, t, x: torch.Tensor) -> torch.Tensor:
     return out
 
 
-class Oracle(torch.nn.Module):
-    def __init__(self, name, t):
-        super().__init__()
-        self.name, self.t, self.V = name, t, t.spec()["vocab_size"]
-
-    def forward(self, x):
-        return 20.0 * torch.nn.functional.one_hot(solve(self.name, self.t, x), self.V).float()
-
-
-class Constant(torch.nn.Module):
-    def __init__(self, token, V):
-        super().__init__()
-        self.token, self.V = token, V
-
-    def forward(self, x):
-        return torch.nn.functional.one_hot(torch.full_like(x, self.token), self.V).float()
+def Oracle(name, t):
+    return SeqOracle(name, t, solve)
 
 
 def answer_lengths(b) -> list[int]:
