@@ -4,7 +4,8 @@
 
 Reads <dir>/train.json and <dir>/model.pt; writes <dir>/eval.json:
     {"status": "ok", "points": [{"at": {"task.length": 64}, "metrics": {...}, "chance": {...}}, ...],
-     "metric_facts": {metric: {"better", "lo", "hi", "trained", "band"}}}
+     "metric_facts": {metric: {"better", "lo", "hi", "trained", "band"}},
+     "device": "cpu" | "cuda", "device_name": "<the processor or GPU>"}
 When training diverged, eval.json says so ("status": "not_run", with the reason) instead
 of failing, so the judge can name the cause.
 """
@@ -17,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from .steps import failure_line, job_parser, load_weights, now, pick_device, read_json, untrained_reason, write_json
+from .steps import device_fields, failure_line, job_parser, load_weights, now, pick_device, read_json, untrained_reason, write_json
 
 EVAL_SEED_OFFSET = 1_000_003  # evaluation data never overlaps a training stream
 
@@ -25,7 +26,7 @@ EVAL_SEED_OFFSET = 1_000_003  # evaluation data never overlaps a training stream
 def evaluate(cfg: dict, ecfg: dict, model_path: Path, device: str = "cpu") -> list[dict]:
     import torch
 
-    from modules.models import MODEL_METRICS, RECURRENCE_SEQUENCES, apply_eval_axes, build_model, measure_model_metric
+    from modules.models import MODEL_METRIC_SEQUENCES, MODEL_METRICS, apply_eval_axes, build_model, measure_model_metric
     from modules.tasks import build_task
 
     task_params = {k: v for k, v in cfg["task"].items() if k != "name"}
@@ -57,9 +58,10 @@ def evaluate(cfg: dict, ecfg: dict, model_path: Path, device: str = "cpu") -> li
             continue
         values = task.evaluate(model, gen, device)
         own = [m for m in ecfg["metrics"] if m in MODEL_METRICS and m not in values]
-        if own:
-            x = task.eval_batch(torch.Generator().manual_seed(EVAL_SEED_OFFSET + int(cfg["seed"])), RECURRENCE_SEQUENCES)["x"]
-            values = {**values, **{m: measure_model_metric(m, model, x.to(device)) for m in own}}
+        for m in own:
+            x = task.eval_batch(torch.Generator().manual_seed(EVAL_SEED_OFFSET + int(cfg["seed"])),
+                                MODEL_METRIC_SEQUENCES[m])["x"]
+            values = {**values, m: measure_model_metric(m, model, x.to(device))}
         missing = [m for m in ecfg["metrics"] if m not in values]
         if missing:
             raise RuntimeError(f"task {cfg['task']['name']!r} returned no {missing}")
@@ -111,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.dir}: evaluation FAILED: {last}", file=sys.stderr)
         return 0
     write_json(args.dir / "eval.json", {**out, "status": "ok", "points": points, "metric_facts": metric_facts(cfg),
+                                        **device_fields(device),
                                         "compute_s": time.perf_counter() - t0, "end": now()})
     for pt in points:
         at = ", ".join(f"{k}={v}" for k, v in pt["at"].items()) or "default"

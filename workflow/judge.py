@@ -7,7 +7,8 @@ values, their mean and a 95% t interval) tested against the claim's boundary.
   reproduced      every comparison's whole interval satisfies the claim
   not_reproduced  the whole interval contradicts it
   inconclusive    an interval straddles the boundary, or the evidence cannot decide (below)
-  not_run         a job it needs failed, diverged or is missing (the reason is recorded)
+  not_run         a job it needs failed, diverged or is missing, or the claim can only be tested at
+                  another scale or on another device (`only_at`); the reason is recorded
 What makes a verdict evidence; a verdict that fails one of these is inconclusive, with the reason:
   budget    training shorter than the catalogue's budget (its experiment's min_steps, else its
             train.steps before any scale override), or whose loss was still falling, is under
@@ -97,6 +98,13 @@ def judge_claim(c, ms: Measurements, decided: dict[str, dict] | None = None) -> 
            "paper_value": paper_value(c), "experiment": m.experiment, "metric": m.metric,
            "at": {k: v for k, v in m.at.items()}, "origin": "ours" if c.ours else "paper", "ours": c.ours,
            "our_bound": c.our_bound, "requires": list(c.requires)}
+    lim = c.only_at
+    if lim is not None and ms.scale not in lim.scales:
+        where = " and ".join(lim.scales) + (f" on {lim.device}" if lim.device else "")
+        why = f"not run at the {ms.scale} scale: judged only at {where}: {lim.reason}"
+        out.update(verdict="not_run", reason=why, under_budget=False, n_seeds=0, jobs=[], flags=["only_at"],
+                   reasons=[why])
+        return out
     fact = ms.fact(m.experiment, m.metric)
     try:
         ev = kind_of(c).evidence(c, ms, fact)
@@ -104,6 +112,15 @@ def judge_claim(c, ms: Measurements, decided: dict[str, dict] | None = None) -> 
         out.update(verdict="not_run", reason=str(e), under_budget=False, n_seeds=0, jobs=[],
                    flags=[], reasons=[str(e)])
         return out
+    records = {id(r): r for comp in ev.comparisons + ev.required for r in comp.records}.values()
+    jobs = sorted({r.job_dir for r in records})
+    if lim is not None and lim.device:
+        off = sorted({r.device or "a device the results do not record" for r in records if r.device != lim.device})
+        if off:
+            why = f"measured on {', '.join(off)}, not {lim.device}: {lim.reason}"
+            out.update(verdict="not_run", reason=why, under_budget=False, n_seeds=ev.n, jobs=jobs,
+                       flags=["only_at"], reasons=[why], measured=ev.measured, measured_text=ev.measured_text)
+            return out
     trained = bool(fact.get("trained", True))
     reasons: list[str] = []
     flags: list[str] = []
@@ -172,8 +189,6 @@ def judge_claim(c, ms: Measurements, decided: dict[str, dict] | None = None) -> 
             "text": f"each seed of each model read at its best {', '.join(sel.over)} by {sel.by}, selected on the "
                     f"evaluation metric as the paper reports",
             "chosen": [{"model": mod, "seed": seed, **json.loads(at)} for mod, seed, at in chosen]}
-    records = {id(r): r for comp in ev.comparisons + ev.required for r in comp.records}.values()
-    jobs = sorted({r.job_dir for r in records})
     out.update(measured=ev.measured, measured_text=ev.measured_text, plot=ev.plot, paper=c_paper(c),
                difference=difference(c, ev.measured), verdict=verdict, reason="; ".join(reasons),
                reasons=reasons, flags=sorted(set(flags)), under_budget=bool(under_all), n_seeds=ev.n,

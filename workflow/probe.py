@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from .steps import failure_line, job_parser, load_weights, now, pick_device, read_json, untrained_reason, write_json
+from .steps import device_fields, failure_line, job_parser, load_weights, now, pick_device, read_json, untrained_reason, write_json
 
 PROBE_SEED_OFFSET = 2_000_003   # probe data never overlaps training or evaluation streams
 
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for pid, res in probes.items():     # one file per probe too (undeclared; probe.json is the job's output)
         write_json(args.dir / f"probe-{pid}.json", {"config_hash": tr["config_hash"], "id": pid, **res})
-    write_json(args.dir / "probe.json", {**out, "status": "ok", "probes": probes,
+    write_json(args.dir / "probe.json", {**out, "status": "ok", "probes": probes, **device_fields(device),
                                          "compute_s": time.perf_counter() - t0, "end": now()})
     return 0
 

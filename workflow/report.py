@@ -32,7 +32,7 @@ from .steps import read_json, write_json
 COLORS = {"reproduced": "#1a7f37", "not_reproduced": "#cf222e", "inconclusive": "#9a6700", "not_run": "#6e7781"}
 LABELS = {"reproduced": "reproduced", "not_reproduced": "not reproduced", "inconclusive": "inconclusive", "not_run": "not run"}
 FLAG_LABELS = {"under_budget": "under budget", "one_seed": "one seed", "control": "control not reproduced",
-               "chance": "at chance", "our_bound": "bound ours"}
+               "chance": "at chance", "our_bound": "bound ours", "only_at": "other scale or device"}
 DEFAULT_UI = "http://127.0.0.1:5000"       # where `mlflow ui` listens unless told otherwise
 # MLflow 3's UI picks its GenAI or model-training view from this URL parameter (else a choice kept in
 # the browser, GenAI by default), whatever the experiment's mlflow.experimentKind tag says

@@ -47,6 +47,7 @@ class Record:
     converged: bool                      # within budget: trained its budget's steps, and converged
     chance: dict[str, float] = field(default_factory=dict)   # the input-blind predictor's score per metric
     budget_note: str = ""                # why not within budget ("" when it is)
+    device: str | None = None            # the device kind it was evaluated on (cpu, cuda); None: not recorded
 
 
 @dataclass
@@ -228,7 +229,7 @@ def collect(paper: LoadedPaper, scale: str, root: Path = Path(".")) -> Measureme
             ms.facts.setdefault((job.experiment, metric), fact)
         for pt in ev["points"]:
             ms.records.append(Record(job.experiment, job.model, job.seed, {**job.point, **pt["at"]},
-                                     pt["metrics"], job.dir, not why, pt.get("chance") or {}, why))
+                                     pt["metrics"], job.dir, not why, pt.get("chance") or {}, why, ev.get("device")))
         if job.probe_config:
             try:
                 pr = json.loads((d / "probe.json").read_text())
@@ -247,6 +248,7 @@ def collect(paper: LoadedPaper, scale: str, root: Path = Path(".")) -> Measureme
                     ms.facts.setdefault((job.experiment, metric), fact)
                 for pt in res["points"]:
                     ms.records.append(Record(job.experiment, job.model, job.seed, {**job.point, **pt["at"]},
-                                             pt["metrics"], job.dir, not why, pt.get("chance") or {}, why))
+                                             pt["metrics"], job.dir, not why, pt.get("chance") or {}, why,
+                                             pr.get("device")))
     ms.index()
     return ms

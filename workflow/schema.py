@@ -166,6 +166,28 @@ Note = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
 Reason = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
 
 
+class OnlyAt(Strict):
+    """Where a claim can be tested at all: a GPU kernel's speed, a paper-sized model. Elsewhere the claim
+    stays in the report as not run, with the reason; it is never dropped."""
+
+    scales: list[Literal["smoke", "small", "full"]] = Field(
+        default_factory=lambda: list(SCALES), min_length=1,
+        description="the scales at which the claim is judged (e.g. [full]); at the others it is not run, and "
+        "an experiment that only such claims measure is not trained there")
+    device: Literal["cpu", "cuda"] | None = Field(
+        None, description="the device its measurements must come from (a speed of one kind of hardware): a "
+        "result evaluated on another device leaves the claim not run")
+    reason: Reason = Field(description="why the claim cannot be tested elsewhere; shown with its not-run verdict")
+
+    @model_validator(mode="after")
+    def _limits_something(self):
+        if set(self.scales) == set(SCALES) and self.device is None:
+            raise ValueError("limits nothing: give scales (e.g. [full]) or a device (cuda)")
+        if len(set(self.scales)) != len(self.scales):
+            raise ValueError("scales: lists a scale twice")
+        return self
+
+
 class ClaimBase(Strict):
     id: Id
     text: str = Field(min_length=1, max_length=2000, description="the claim, in the paper's words where possible")
@@ -191,6 +213,9 @@ class ClaimBase(Strict):
     our_bound: Reason | None = Field(
         None, description="the statement is the paper's, but its bound, margin or tolerance is ours (the paper "
         "gives no number): why this number. Flagged in the report; the claim still counts")
+    only_at: OnlyAt | None = Field(
+        None, description="the scales and the device at which the claim can be tested, and why: elsewhere it is "
+        "not run, with that reason (e.g. {scales: [full], device: cuda, reason: a GPU kernel speed})")
 
     def note_for(self, scale: str) -> str | None:
         """The note shown beside this claim's verdict at `scale`."""

@@ -142,5 +142,17 @@ def pick_device(requested: str) -> str:
     return requested
 
 
+def device_fields(device: str) -> dict:
+    """What a result file records of the device it was computed on: the kind a claim's
+    `only_at.device` names (cpu, cuda) and the hardware's own name."""
+    import platform
+
+    import torch
+
+    kind = device.split(":", 1)[0]
+    name = torch.cuda.get_device_name(torch.device(device)) if kind == "cuda" else (platform.processor() or platform.machine())
+    return {"device": kind, "device_name": name}
+
+
 def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")

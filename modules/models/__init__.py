@@ -99,35 +99,68 @@ def apply_eval_axes(model, at: dict, gen) -> None:
 
 # Evaluation metrics a model offers itself (`evaluate.metrics`), measured on the task's evaluation
 # inputs rather than by the task:
-#   recurrence_gap  max |forward(x) - step(x)| / max |forward(x)| over the outputs of RECURRENCE_SEQUENCES
-#                   evaluation sequences, step(x) being the model's recurrent form run one position at a
-#                   time from its initial state: how far the parallel form it trains with (a chunked
-#                   algorithm, a scan, an FFT convolution) is from the recurrence it stands for. Exact
-#                   arithmetic gives 0; float32 round-off some 1e-7 .. 1e-5. Training does not aim at it.
-MODEL_METRICS = ("recurrence_gap",)
-RECURRENCE_SEQUENCES = 16
+#   recurrence_gap        max |forward(x) - step(x)| / max |forward(x)| over the outputs of
+#                         MODEL_METRIC_SEQUENCES evaluation sequences, step(x) being the model's
+#                         recurrent form run one position at a time from its initial state: how far the
+#                         parallel form it trains with (a chunked algorithm, a scan, an FFT convolution) is
+#                         from the recurrence it stands for. Exact arithmetic gives 0; float32 round-off
+#                         some 1e-7 .. 1e-5. Only for a model with a recurrent form. Training does not aim
+#                         at it.
+#   forward_tokens_per_s  positions per second of the parallel forward (no gradient) on a batch of
+#                         MODEL_METRIC_SEQUENCES evaluation sequences (a model that reads sequences:
+#                         not one with `reads_sequences = False`): the median of SPEED_REPEATS timed
+#                         passes after SPEED_WARMUP untimed ones, the device synchronized around each.
+#                         A speed of this machine: the evaluation records the device it ran on, and a
+#                         claim about one device (`only_at.device`) is judged only on it.
+MODEL_METRICS = ("recurrence_gap", "forward_tokens_per_s")
+MODEL_METRIC_SEQUENCES = {"recurrence_gap": 16, "forward_tokens_per_s": 8}
+RECURRENCE_SEQUENCES = MODEL_METRIC_SEQUENCES["recurrence_gap"]
+SPEED_WARMUP, SPEED_REPEATS = 2, 5
 
 
 def model_metrics(arch: str) -> tuple[str, ...]:
     """The model metrics `arch` offers (those of MODEL_METRICS its class supports)."""
     model_cls, _ = get_arch(arch)
     recurrent = callable(getattr(model_cls, "step", None)) and getattr(model_cls, "step_is_forward", True)
-    return ("recurrence_gap",) if recurrent else ()
+    sequences = getattr(model_cls, "reads_sequences", True)
+    return (("recurrence_gap",) if recurrent else ()) + (("forward_tokens_per_s",) if sequences else ())
 
 
 def model_metric_facts() -> dict[str, dict]:
     from ..metrics import Metric
 
-    return {"recurrence_gap": Metric("lower", 0.0, None, trained=False, band=0.0).as_dict()}
+    return {"recurrence_gap": Metric("lower", 0.0, None, trained=False, band=0.0).as_dict(),
+            "forward_tokens_per_s": Metric("higher", 0.0, None, trained=False, band=0.0).as_dict()}
+
+
+def _sync(x) -> None:
+    import torch
+
+    if x.is_cuda:
+        torch.cuda.synchronize(x.device)
 
 
 def measure_model_metric(name: str, model, x):
     """One model metric on the evaluation inputs x (B, T[, d]); the model is in eval mode."""
+    import statistics
+    import time
+
     import torch
 
-    if name != "recurrence_gap":
+    if name not in MODEL_METRICS:
         raise KeyError(f"{name!r} is not a model metric; known: {', '.join(MODEL_METRICS)}")
     with torch.no_grad():
+        if name == "forward_tokens_per_s":
+            for _ in range(SPEED_WARMUP):
+                model(x)
+            times = []
+            for _ in range(SPEED_REPEATS):
+                _sync(x)
+                t0 = time.perf_counter()
+                model(x)
+                _sync(x)
+                times.append(time.perf_counter() - t0)
+            return x.shape[0] * x.shape[1] / max(statistics.median(times), 1e-12)
         full = model(x).float()                                                        # (B, T, V)
         state = model.init_state(x.shape[0])
         steps = []

@@ -71,6 +71,8 @@ class MLPEncoderConfig:
 
 
 class MLPEncoder(nn.Module):
+    reads_sequences = False   # one vector per example: no forward_tokens_per_s
+
     def __init__(self, cfg: MLPEncoderConfig):
         super().__init__()
         self.cfg = cfg

@@ -29,6 +29,8 @@ class ToyAutoencoderConfig:
 
 
 class ToyAutoencoder(nn.Module):
+    reads_sequences = False   # one vector per example: no forward_tokens_per_s
+
     def __init__(self, cfg: ToyAutoencoderConfig):
         super().__init__()
         self.cfg = cfg

@@ -10,7 +10,7 @@ held-out sequences drawn from the task (`Task.probe_data`). A kind declares
   facts    stat -> its Metric (modules/metrics.py: better side, range, whether training moves it)
   chance   stat -> its chance level: a number, or the name of the stat that holds it (a probe's
            own baseline: the majority class, the bigram predictor), read at the same point or,
-           failing that, at the point without the layer axis
+           failing that, at the point without the layer axis, or at the point without any axis
 and `run` returns the points [{"at": {"probe.<axis>": v, ...}, "metrics": {stat: value}}] plus
 the raw result (kept in the probe file for the report). A claim addresses a stat as the metric
 "<probe id>.<stat>" and its axes as "probe.layer", "probe.offset", "probe.k".
@@ -22,7 +22,10 @@ Kinds:
                 of the last `window` input tokens); selectivity = score - control,
                 input_gain = score - input_score
   sparse        Gurnee et al. 2023: the best k neurons of one layer (F ranking), score as k grows;
-                gain = score - majority baseline
+                gain = score - majority baseline; k_at_90 = the smallest k of `ks` whose gain reaches
+                90% of the gain of the largest k (all neurons with the default ks): how few neurons
+                carry the label (the 90% is ours: the paper's sparsity plots rise with k)
+  sparse_layers the same at every probed layer: score and gain per (layer, k), k_at_90 per layer
   future_token  Pal et al. 2023 (Future Lens, direct vocabulary prediction): the token t+1+n from
                 the state at t, per layer and offset n, against unigram and bigram baselines
   geometry      Song & Zhong 2023: mean / positional / context decomposition per layer (shares of
@@ -74,6 +77,19 @@ def _linear(hiddens, data, layers, target, kind, p, seed):
     return pts, {**r, "layers": layers}
 
 
+def _sparse_points(r: dict, ks: list, D: int, at: dict) -> list[dict]:
+    """One layer's sparse-probe points at the catalogue's own k labels ("all" is D), and its k_at_90."""
+    from .sparse import k_at
+
+    by_k = dict(zip(r["k"], r["score"]))                   # resolved counts
+    pts = []
+    for k in ks:
+        s = by_k[D if k == "all" else min(int(k), D)]
+        pts.append({"at": {**at, "probe.k": k}, "metrics": {"score": s, "gain": s - r["baseline"]}})
+    pts.append({"at": at, "metrics": {"k_at_90": k_at(r, 0.9)}})
+    return pts
+
+
 def _sparse(hiddens, data, layers, target, kind, p, seed):
     from .sparse import sparse_probe
 
@@ -81,14 +97,21 @@ def _sparse(hiddens, data, layers, target, kind, p, seed):
     if layer not in layers:
         raise ValueError(f"params.layer: {layer} is not a probed layer ({layers})")
     r = sparse_probe(hiddens[layers.index(layer)], data["labels"][target], ks=p["ks"], seed=seed, **_fit(p))
-    D = hiddens[0].shape[-1]
-    by_k = dict(zip(r["k"], r["score"]))                   # resolved counts ("all" is D)
-    pts = []
-    for k in p["ks"]:                                      # points at the catalogue's own labels
-        s = by_k[D if k == "all" else min(int(k), D)]
-        pts.append({"at": {"probe.k": k}, "metrics": {"score": s, "gain": s - r["baseline"]}})
-    pts.append({"at": {}, "metrics": {"baseline": r["baseline"]}})
+    pts = _sparse_points(r, p["ks"], hiddens[0].shape[-1], {})
+    pts[-1]["metrics"]["baseline"] = r["baseline"]
     return pts, {**r, "layer": layer}
+
+
+def _sparse_layers(hiddens, data, layers, target, kind, p, seed):
+    from .sparse import sparse_probe
+
+    pts, raw = [], []
+    for layer, H in zip(layers, hiddens):
+        r = sparse_probe(H, data["labels"][target], ks=p["ks"], seed=seed, **_fit(p))
+        pts += _sparse_points(r, p["ks"], H.shape[-1], {"probe.layer": layer})
+        raw.append({**r, "layer": layer})
+    pts.append({"at": {}, "metrics": {"baseline": raw[0]["baseline"]}})     # the same split at every layer
+    return pts, {"layers": layers, "per_layer": raw}
 
 
 def _future(hiddens, data, layers, target, kind, p, seed):
@@ -169,6 +192,7 @@ def _fit(p: dict) -> dict:
 SCORE = Metric("higher", None, 1.0)           # accuracy, or R^2 for a regression target (unbounded below)
 GAIN = Metric("higher", -1.0, 1.0)             # a score minus its baseline
 WHERE = Metric("none", 1.0, None)              # a layer index: no side is better
+NEURONS = Metric("none", 1.0, None)            # a neuron count: how sparse a code is, not a skill
 _GEOMETRY = ("mean_share", "pos_share", "ctx_share", "pos_var_share", "pos_rank", "pos_effective_rank", "smoothness",
              "smoothness_shuffled", "position_raw", "position_context", "position_chance", "smoothness_gain",
              "position_gap", "pos_ctx_cos", "pos_ctx_cos_random")
@@ -185,9 +209,15 @@ KINDS: dict[str, ProbeKind] = {
         chance={"score": "baseline", "best_score": "baseline", "gain": 0.0, "selectivity": 0.0, "input_gain": 0.0}),
     "sparse": ProbeKind(
         params={"ks": [1, 2, 4, 8, 16, "all"], "layer": None, **_FIT},
-        metrics={"score": ("k",), "gain": ("k",), "baseline": ()},
+        metrics={"score": ("k",), "gain": ("k",), "k_at_90": (), "baseline": ()},
         needs_target=True, run=_sparse,
-        facts={"score": SCORE, "gain": GAIN, "baseline": UNTRAINED},
+        facts={"score": SCORE, "gain": GAIN, "k_at_90": NEURONS, "baseline": UNTRAINED},
+        chance={"score": "baseline", "gain": 0.0}),
+    "sparse_layers": ProbeKind(
+        params={"ks": [1, 2, 4, 8, 16, "all"], **_FIT},
+        metrics={"score": ("layer", "k"), "gain": ("layer", "k"), "k_at_90": ("layer",), "baseline": ()},
+        needs_target=True, run=_sparse_layers,
+        facts={"score": SCORE, "gain": GAIN, "k_at_90": NEURONS, "baseline": UNTRAINED},
         chance={"score": "baseline", "gain": 0.0}),
     "future_token": ProbeKind(
         params={"offsets": [0, 1, 2, 3], **_FIT},
@@ -225,15 +255,18 @@ def facts_of(kind: str) -> dict[str, dict]:
 
 def add_chance(kind: str, points: list[dict]) -> None:
     """Give each point a "chance" mapping for its stats, from the kind's chance table: a constant, or
-    the value of another stat at the same point or at the point without the layer axis."""
+    the value of another stat at the same point, at the point without the layer axis, or at the
+    point without any axis (a baseline shared by every layer and k)."""
     table = KINDS[kind].chance
 
     def general(at: dict) -> dict:
         key = {k: v for k, v in at.items() if k != "probe.layer"}
-        for pt in points:
-            if pt["at"] == key:
-                return pt["metrics"]
-        return {}
+        out: dict = {}
+        for want in ({}, key):                      # the point without the layer axis wins over the one without any
+            for pt in points:
+                if pt["at"] == want:
+                    out.update(pt["metrics"])
+        return out
 
     for pt in points:
         ch = {}
@@ -267,7 +300,7 @@ def axis_values(kind: str, params: dict, layers: list[int]) -> dict[str, list]:
     axes = {"layer": list(layers)}
     if kind == "future_token":
         axes["offset"] = list(p["offsets"])
-    if kind == "sparse":
+    if kind in ("sparse", "sparse_layers"):
         axes["k"] = list(p["ks"])
     used = {a for dims in KINDS[kind].metrics.values() for a in dims}
     return {f"probe.{a}": v for a, v in axes.items() if a in used}

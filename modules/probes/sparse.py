@@ -100,3 +100,16 @@ def sparse_probe(H: torch.Tensor, labels: torch.Tensor, ks: list | None = None, 
     return {"k": kk, "score": scores, "neurons": [int(i) for i in top],
             "f_stat": [float(F_tr[i]) for i in top], "baseline": baseline,
             "n_train": int(tr.shape[0]), "n_test": int(te.shape[0])}
+
+
+def k_at(r: dict, share: float = 0.9) -> float:
+    """The smallest probed k whose gain over the majority baseline reaches `share` of the gain of the
+    largest probed k (every neuron, with the default ks); NaN when that largest probe gains nothing
+    (no label to carry). r is a sparse_probe result."""
+    full = r["score"][-1] - r["baseline"]
+    if not full > 0:
+        return float("nan")
+    for k, s in zip(r["k"], r["score"]):
+        if s - r["baseline"] >= share * full:
+            return float(k)
+    return float(r["k"][-1])

@@ -27,7 +27,7 @@ def test_reparameterizations_invert_and_start_from_the_same_lambdas(reparam):
     torch.testing.assert_close(lambda_of(w_of(lam, reparam), reparam), lam)
     a, b = ssm(reparam), ssm("direct")
     torch.testing.assert_close(a.lam(), b.lam())                      # same draw of lambda, whatever f
-    assert model_eval_axes("linear_ssm") == ("perturb_state",) and model_metrics("linear_ssm") == ("recurrence_gap",)
+    assert model_eval_axes("linear_ssm") == ("perturb_state",) and model_metrics("linear_ssm") == ("recurrence_gap", "forward_tokens_per_s")
 
 
 @pytest.mark.parametrize("reparam", REPARAMS)

@@ -68,7 +68,7 @@ def test_recurrence_gap_is_round_off_for_the_zoo_and_large_for_a_broken_step():
                          ("transformer", {"n_head": 2})]:
         torch.manual_seed(0)
         model = build_model(arch, {"n_layer": 2, "d_model": 16, **params}, {"vocab_size": 11}).eval()
-        assert model_metrics(arch) == ("recurrence_gap",)
+        assert model_metrics(arch) == ("recurrence_gap", "forward_tokens_per_s")
         gap = measure_model_metric("recurrence_gap", model, x)
         assert 0 <= gap < 1e-5, (arch, gap)
     torch.manual_seed(0)
@@ -78,7 +78,7 @@ def test_recurrence_gap_is_round_off_for_the_zoo_and_large_for_a_broken_step():
     real = mixer.step
     mixer.step = lambda u, s: (real(u, s)[0] * 1.01, real(u, s)[1])      # a recurrence 1% off the chunked form
     assert measure_model_metric("recurrence_gap", model, x) > 1e-3
-    assert model_metrics("mlp_encoder") == () and model_metrics("seq2seq_rnn") == ()
+    assert model_metrics("mlp_encoder") == () and model_metrics("seq2seq_rnn") == ("forward_tokens_per_s",)
     with pytest.raises(KeyError, match="not a model metric"):
         measure_model_metric("speed", model, x)
 
@@ -97,3 +97,49 @@ def test_evaluate_measures_recurrence_gap_beside_the_task_metrics(tmp_path):
     assert all(0 <= g < 1e-5 for g in gaps) and all("accuracy" in p["metrics"] for p in pt)
     assert "recurrence_gap" not in pt[0]["chance"]
     assert metric_facts(cfg)["recurrence_gap"]["trained"] is False
+
+
+def test_the_evaluate_step_records_its_device_beside_a_speed(tmp_path):
+    import json
+
+    from workflow.evaluate import main
+    from workflow.steps import write_json
+    from workflow.train import train
+
+    cfg = {"task": {"name": "mqar", "vocab_size": 16, "seq_len": 24, "num_kv_pairs": 2, "eval_size": 32},
+           "model": {"arch": "mamba", "n_layer": 1, "d_model": 16, "d_state": 8},
+           "train": {"steps": 3, "batch_size": 8, "lr": 3e-3}, "seed": 0}
+    write_json(tmp_path / "train.json", {**train(cfg, tmp_path, log=lambda s: None), "config": cfg, "config_hash": "h"})
+    assert main(["--dir", str(tmp_path), "--device", "cpu", "--config",
+                 json.dumps({"metrics": ["accuracy", "forward_tokens_per_s"], "sweep": {}})]) == 0
+    ev = json.loads((tmp_path / "eval.json").read_text())
+    assert ev["status"] == "ok" and ev["device"] == "cpu" and ev["device_name"]
+    assert ev["points"][0]["metrics"]["forward_tokens_per_s"] > 0
+    assert ev["metric_facts"]["forward_tokens_per_s"]["better"] == "higher"
+
+
+# ---- model metrics: forward_tokens_per_s
+def test_forward_speed_counts_positions_per_second_and_tracks_the_work(monkeypatch):
+    import modules.models as M
+
+    x = torch.randint(0, 11, (4, 64), generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    model = build_model("transformer", {"n_layer": 1, "d_model": 16, "n_head": 2}, {"vocab_size": 11}).eval()
+    calls = []
+    real = model.forward
+    model.forward = lambda *a, **k: (calls.append(1), real(*a, **k))[1]
+    ticks = iter(range(100))
+    monkeypatch.setattr("time.perf_counter", lambda: 0.5 * next(ticks))   # every timed pass takes 0.5 s
+    speed = M.measure_model_metric("forward_tokens_per_s", model, x)
+    assert len(calls) == M.SPEED_WARMUP + M.SPEED_REPEATS
+    assert speed == pytest.approx(4 * 64 / 0.5)
+    monkeypatch.undo()
+    # a model that does four times the work per position is measurably slower (not a constant)
+    big = build_model("transformer", {"n_layer": 4, "d_model": 128, "n_head": 2}, {"vocab_size": 11}).eval()
+    small = build_model("transformer", {"n_layer": 1, "d_model": 16, "n_head": 2}, {"vocab_size": 11}).eval()
+    xs = torch.randint(0, 11, (8, 256), generator=torch.Generator().manual_seed(1))
+    assert M.measure_model_metric("forward_tokens_per_s", small, xs) > 2 * M.measure_model_metric(
+        "forward_tokens_per_s", big, xs)
+    assert "forward_tokens_per_s" not in M.model_metrics("toy_autoencoder")
+    facts = M.model_metric_facts()["forward_tokens_per_s"]
+    assert facts["better"] == "higher" and facts["trained"] is False

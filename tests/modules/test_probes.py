@@ -215,6 +215,43 @@ def test_sparse_probe_finds_two_planted_neurons():
     assert r3["score"][0] > 0.9
 
 
+def test_k_at_90_is_the_fewest_neurons_with_nine_tenths_of_the_full_gain():
+    from modules.probes.sparse import k_at
+
+    r = {"k": [1, 2, 4, 64], "score": [0.6, 0.96, 0.97, 0.98], "baseline": 0.5}   # gains .1 .46 .47 .48
+    assert k_at(r, 0.9) == 2 and k_at(r, 0.2) == 1 and k_at(r, 1.0) == 64
+    assert math.isnan(k_at({**r, "score": [0.5, 0.5, 0.5, 0.49]}, 0.9))           # nothing to carry
+
+
+def test_sparse_layers_finds_the_layer_whose_label_sits_in_one_neuron():
+    from modules.probes.kinds import KINDS, add_chance, resolve_params
+
+    g = gen(11)
+    B, T, D = 100, 30, 32
+    y = torch.randint(0, 2, (B, T), generator=g)
+    sign = (2 * y - 1).float()
+    spread = torch.randn(B, T, D, generator=g)
+    spread[..., :8] += 0.5 * sign[..., None]                        # layer 1: eight weak neurons
+    single = torch.randn(B, T, D, generator=g)
+    single[..., 3] += 3.0 * sign                                    # layer 2: one strong neuron
+    p = resolve_params("sparse_layers", {"ks": [1, 2, 4, 8, "all"]})
+    pts, raw = KINDS["sparse_layers"].run([spread, single], {"labels": {"y": y}}, [1, 2], "y", "sparse_layers", p, 0)
+    add_chance("sparse_layers", pts)
+    k90 = {pt["at"]["probe.layer"]: pt["metrics"]["k_at_90"] for pt in pts if "k_at_90" in pt["metrics"]}
+    assert k90[2] == 1 and k90[1] >= 4
+    base = next(pt["metrics"]["baseline"] for pt in pts if pt["at"] == {})
+    scored = [pt for pt in pts if "score" in pt["metrics"]]
+    assert len(scored) == 2 * 5 and all(pt["chance"]["score"] == base for pt in scored)
+    assert raw["per_layer"][1]["neurons"][0] == 3
+    # the one-layer kind carries k_at_90 too, and its score now has its baseline as chance
+    pts1, _ = KINDS["sparse"].run([spread, single], {"labels": {"y": y}}, [1, 2], "y", "sparse",
+                                  resolve_params("sparse", {"ks": [1, 2, 4, 8, "all"]}), 0)
+    add_chance("sparse", pts1)
+    top = next(pt for pt in pts1 if pt["at"] == {})
+    assert top["metrics"]["k_at_90"] == 1 and top["metrics"]["baseline"] == base
+    assert all(pt["chance"]["score"] == base for pt in pts1 if "score" in pt["metrics"])
+
+
 def test_f_statistic_of_two_classes_is_the_squared_t_statistic():
     g = gen(9)
     y = torch.randint(0, 2, (500,), generator=g)

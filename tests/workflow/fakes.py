@@ -39,10 +39,12 @@ def make_paper(tmp: Path, **changes):
     return load_paper(path)
 
 
-def plant(tmp: Path, lp, scale: str, values, converged=True, skip=(), diverged=(), facts=None, chance=None):
+def plant(tmp: Path, lp, scale: str, values, converged=True, skip=(), diverged=(), facts=None, chance=None,
+          device=None):
     """Write train.json/eval.json for every job; values(model, point, seed) -> {metric: v}.
     converged: a bool or job -> bool; facts: {metric: facts} over the task's own (metric_facts of
-    eval.json); chance: {metric: level} at every point."""
+    eval.json); chance: {metric: level} at every point; device: the device eval.json records (a str, or
+    job -> str; None records none, as result files from before devices were recorded)."""
     from modules.tasks import get_task_class
 
     task_facts = {}
@@ -62,6 +64,9 @@ def plant(tmp: Path, lp, scale: str, values, converged=True, skip=(), diverged=(
         if status == "ok":
             ev = {"status": "ok", "metric_facts": task_facts[job.experiment],
                   "points": [{"at": {}, "metrics": values(job.model, job.point, job.seed), "chance": chance or {}}]}
+            dev = device(job) if callable(device) else device
+            if dev is not None:
+                ev["device"] = dev
         else:
             ev = {"status": "not_run", "reason": "training diverged at step 7", "points": []}
         (d / "eval.json").write_text(json.dumps(ev))

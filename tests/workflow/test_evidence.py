@@ -291,6 +291,57 @@ def test_claims_that_are_ours_are_counted_apart(tmp_path):
     assert lp.spec.claims[2].note_for("smoke") is None
 
 
+# ---------------------------------------------------------- claims testable only at one scale or device
+
+FULL_GPU = {"scales": ["full"], "device": "cuda", "reason": "a speed of GPU kernels"}
+
+
+def test_a_claim_only_at_full_is_not_run_elsewhere_and_its_experiment_is_not_trained(tmp_path):
+    only = {**BASE["claims"][0], "id": "speed", "only_at": {"scales": ["full"], "reason": "a paper-sized model"}}
+    lp = make_paper(tmp_path, claims=[only], tables=[])
+    assert lp.jobs("small") == [] and lp.n_jobs("smoke") == 0 and lp.n_jobs("full") == len(lp.jobs("full")) == 18
+    out = judge_paper(lp.path, "small", tmp_path)
+    (got,) = out["claims"]
+    assert got["verdict"] == "not_run" and got["flags"] == ["only_at"]
+    assert got["reason"] == "not run at the small scale: judged only at full: a paper-sized model"
+    assert out["counts"]["not_run"] == 1
+    # a claim that runs here, or a table, keeps the experiment trained
+    lp = make_paper(tmp_path, claims=[only, {**BASE["claims"][0], "id": "other"}], tables=[])
+    assert lp.n_jobs("small") == 18
+    assert make_paper(tmp_path, claims=[only]).n_jobs("small") == 18
+    # at full it is judged as any claim
+    lp = make_paper(tmp_path, claims=[only], tables=[])
+    plant(tmp_path, lp, "full", values_of({"a": [1.0, 1.01, 0.99], "b": GOOD}), facts={"loss": LOWER})
+    assert judge_paper(lp.path, "full", tmp_path)["claims"][0]["verdict"] == "reproduced"
+
+
+@pytest.mark.parametrize("device,expected,why", [
+    ("cuda", "reproduced", None),
+    ("cpu", "not_run", "measured on cpu, not cuda: a speed of GPU kernels"),
+    (None, "not_run", "measured on a device the results do not record, not cuda: a speed of GPU kernels"),
+    (lambda job: "cpu" if job.seed == 2 else "cuda", "not_run", "measured on cpu, not cuda"),
+])
+def test_a_claim_about_one_device_is_judged_only_on_its_results(tmp_path, device, expected, why):
+    c = claim("ratio", measure=BOTH, numerator="a", denominator="b", op=">=", value=2.0, only_at=FULL_GPU)
+    lp = make_paper(tmp_path)
+    plant(tmp_path, lp, "full", values_of({"a": [3.0, 3.1, 2.9], "b": [1.0, 1.02, 0.98]}),
+          facts={"loss": SPEED}, device=device)
+    out = judge_claim(c, collect(lp, "full", tmp_path))
+    assert out["verdict"] == expected
+    if why:
+        assert out["reason"].startswith(why) and out["flags"] == ["only_at"] and out["jobs"]
+        assert out["measured_text"]           # what was measured stays visible beside the verdict
+
+
+def test_only_at_must_limit_something():
+    with pytest.raises(ValueError, match="limits nothing"):
+        claim("threshold", measure=ONE, op=">=", value=1.0, only_at={"reason": "x"})
+    with pytest.raises(ValueError, match="lists a scale twice"):
+        claim("threshold", measure=ONE, op=">=", value=1.0, only_at={"scales": ["full", "full"], "reason": "x"})
+    with pytest.raises(ValueError, match="reason"):
+        claim("threshold", measure=ONE, op=">=", value=1.0, only_at={"scales": ["full"]})
+
+
 # ----------------------------------------------------------------------- catalogue checks
 
 def _load(tmp_path, claims):

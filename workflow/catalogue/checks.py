@@ -54,8 +54,9 @@ def _check_experiment(exp: S.Experiment, where: str, problems: list[str], regist
         if m in MODEL_METRICS:
             without = [md.id for md in exp.models if m not in _model_metrics(md.arch)]
             if without:
-                problems.append(f"{where}.evaluate.metrics[{i}]: {m!r} needs a model with a recurrent form (step); "
-                                f"{', '.join(without)} has none")
+                need = ("a model with a recurrent form (step)" if m == "recurrence_gap"
+                        else "a model that reads sequences")
+                problems.append(f"{where}.evaluate.metrics[{i}]: {m!r} needs {need}; {', '.join(without)} is not one")
             continue
         problems.append(
             f"{where}.evaluate.metrics[{i}]: {m!r} is not a metric of task {exp.task.name!r} nor a model metric; "

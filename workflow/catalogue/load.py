@@ -43,9 +43,19 @@ class LoadedPaper:
             self._resolved[scale] = resolve_scale(self.path, self.spec, scale, self.registry)
         return self._resolved[scale]
 
+    def runs_at(self, exp_id: str, scale: str) -> bool:
+        """Whether the experiment is trained at `scale`: not when every claim that measures it is
+        tested only at other scales (`only_at.scales`) and no table shows it."""
+        claims = [c for c in self.spec.claims if c.measure.experiment == exp_id]
+        if not claims or any(t.experiment == exp_id for t in self.spec.tables):
+            return True
+        return any(c.only_at is None or scale in c.only_at.scales for c in claims)
+
     def jobs(self, scale: str = "small") -> list[Job]:
         jobs = []
         for exp in self.experiments(scale).values():
+            if not self.runs_at(exp.id, scale):
+                continue
             keys = list(exp.sweep)
             for model in exp.models:
                 for combo in itertools.product(*(exp.sweep[k] for k in keys)):
@@ -59,6 +69,8 @@ class LoadedPaper:
     def n_jobs(self, scale: str = "small") -> int:
         n = 0
         for exp in self.experiments(scale).values():
+            if not self.runs_at(exp.id, scale):
+                continue
             n += len(exp.models) * exp.seeds * math.prod(len(v) for v in exp.sweep.values())
         return n
 
