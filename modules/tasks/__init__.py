@@ -30,6 +30,7 @@ TASKS: dict[str, str] = {
     "sort_set": "modules.tasks.sort_set:SortSetTask",
     "kv_regression": "modules.tasks.kv_regression:KVRegressionTask",
     "linear_functional": "modules.tasks.linear_functional:LinearFunctionalTask",
+    "ps_categorical": "modules.tasks.ps_categorical:PSCategoricalTask",
 }
 
 
