@@ -28,6 +28,7 @@ ARCHS: dict[str, str] = {
     "gla": "modules.models.linear_attention:GLA:GLAConfig",
     "deltanet": "modules.models.deltanet:DeltaNet:DeltaNetConfig",
     "ttt": "modules.models.ttt:TTT:TTTConfig",
+    "siamese": "modules.models.siamese:Siamese:SiameseConfig",
     "hybrid": "modules.models.hybrid:Hybrid:HybridConfig",
     "seq2seq_rnn": "modules.models.seq2seq:Seq2SeqRNN:Seq2SeqConfig",
     # pretrained, frozen: a probe target (the engine does not train it)

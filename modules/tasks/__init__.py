@@ -31,6 +31,8 @@ TASKS: dict[str, str] = {
     "kv_regression": "modules.tasks.kv_regression:KVRegressionTask",
     "linear_functional": "modules.tasks.linear_functional:LinearFunctionalTask",
     "ps_categorical": "modules.tasks.ps_categorical:PSCategoricalTask",
+    "siamese_views": "modules.tasks.siamese_views:SiameseViewsTask",
+    "icl_dfa": "modules.tasks.icl_dfa:ICLDFATask",
 }
 
 
