@@ -29,6 +29,7 @@ ARCHS: dict[str, str] = {
     "deltanet": "modules.models.deltanet:DeltaNet:DeltaNetConfig",
     "ttt": "modules.models.ttt:TTT:TTTConfig",
     "siamese": "modules.models.siamese:Siamese:SiameseConfig",
+    "cpc": "modules.models.cpc:CPC:CPCConfig",
     "hybrid": "modules.models.hybrid:Hybrid:HybridConfig",
     "seq2seq_rnn": "modules.models.seq2seq:Seq2SeqRNN:Seq2SeqConfig",
     # pretrained, frozen: a probe target (the engine does not train it)

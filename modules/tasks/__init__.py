@@ -33,6 +33,7 @@ TASKS: dict[str, str] = {
     "ps_categorical": "modules.tasks.ps_categorical:PSCategoricalTask",
     "siamese_views": "modules.tasks.siamese_views:SiameseViewsTask",
     "icl_dfa": "modules.tasks.icl_dfa:ICLDFATask",
+    "cpc_sequences": "modules.tasks.cpc_sequences:CPCSequencesTask",
 }
 
 

@@ -54,7 +54,26 @@ def test_hidden_states_and_tokens(minilm):
     again = model(b["x"])
     torch.testing.assert_close(out, again)
     d = task.probe_data(torch.Generator().manual_seed(1), 100)
-    assert d["x"].shape[1] == 16 and d["x"].shape[0] * 16 >= 100 and set(d["labels"]) == {"position", "target"}
+    assert d["x"].shape[1] == 16 and d["x"].shape[0] * 16 >= 100 and set(d["labels"]) == {"position", "target", "in_quote"}
+
+
+def test_in_quote_labels_mark_quoted_spans_of_the_same_windows(minilm):
+    from modules.tasks.sequence import IGNORE, SequenceTask
+    from modules.tasks.wordpiece_text import labelled_streams, quoted
+
+    assert quoted('a "b c" d') == [False, False, False, True, True, True, True, False, False]
+    task, _ = minilm
+    d = task.probe_data(torch.Generator().manual_seed(4), 2000)
+    plain = SequenceTask.probe_data(task, torch.Generator().manual_seed(4), 2000)
+    assert torch.equal(d["x"], plain["x"])                         # the windows other probes read, unchanged
+    q = d["labels"]["in_quote"]
+    assert (q[:, 0] == IGNORE).all() and set(q[:, 1:].unique().tolist()) == {0, 1}
+    _, test, _, quote = labelled_streams(task.test_every)
+    # the quote token opens a span: the token after an opening quote is inside, up to the closing one
+    ids = test.tolist()
+    opening = [i for i in range(len(ids) - 1) if ids[i] == 1000 and quote[i] == 0][:50]   # '"' is id 1000
+    assert opening and all(quote[i + 1] == 1 or ids[i + 1] == 1000 for i in opening)
+    assert 0.05 < float((q == 1).sum()) / float((q >= 0).sum()) < 0.4
 
 
 def test_config_is_fixed():
