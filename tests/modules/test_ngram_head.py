@@ -141,38 +141,8 @@ def test_bad_config_names_the_key(params, key):
     assert e.value.key == key
 
 
-@pytest.mark.parametrize("pattern,params", STACKS, ids=IDS)
-def test_shapes_and_every_weight_used(pattern, params):
-    model = make(pattern, **params)
-    logits, hiddens = model(tokens(), return_hidden=True)
-    assert logits.shape == (B, T, V) and len(hiddens) == len(pattern)
-    logits.square().mean().backward()
-    dead = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
-    assert not dead, dead
-
-
-@pytest.mark.parametrize("pattern,params", STACKS, ids=IDS)
-def test_causal(pattern, params):
-    """Changing tokens from position s on never changes the outputs before s."""
-    model = make(pattern, **params)
-    x = tokens()
-    base, hid = model(x, return_hidden=True)
-    for s in (1, 8, T - 1):
-        x2 = x.clone()
-        x2[:, s:] = (x2[:, s:] + 1 + torch.arange(T - s)) % V
-        out, hid2 = model(x2, return_hidden=True)
-        torch.testing.assert_close(out[:, :s], base[:, :s], rtol=0, atol=1e-6)
-        for a, b in zip(hid, hid2):
-            torch.testing.assert_close(a[:, :s], b[:, :s], rtol=0, atol=1e-6)
-        assert not torch.allclose(out[:, s:], base[:, s:], atol=1e-4)
-
-
-@pytest.mark.parametrize("pattern,params", STACKS, ids=IDS)
-def test_deterministic_under_a_seed(pattern, params):
-    a, b, c = make(pattern, 1, **params), make(pattern, 1, **params), make(pattern, 2, **params)
-    x = tokens()
-    assert torch.equal(a(x), b(x))
-    assert not torch.equal(a(x), c(x))
+# The zoo's contract (shapes, every weight used, causality, determinism, step == forward) runs on
+# these stacks in test_ssm_models.py; here, step == forward where several earlier matches average.
 
 
 @pytest.mark.parametrize("pattern,params", STACKS, ids=IDS)

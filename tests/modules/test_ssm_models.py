@@ -1,5 +1,5 @@
 """The state-space and linear-attention half of the zoo (s4d, dss, lru, mamba, mamba2,
-linear_attention, gla, deltanet, ttt, hybrid), checked against the model contract, plus the
+linear_attention, gla, deltanet, ttt, hybrid), checked against the model contract (hybrids with n-gram heads too), plus the
 initializations the papers prescribe (S4D-Lin/Inv, DSS's HiPPO eigenvalues, LRU's ring,
 Mamba's mimetic init)."""
 from __future__ import annotations
@@ -47,6 +47,10 @@ CASES = [
     ("hybrid", {"pattern": "mamba,attention", "mixers": {"mamba": {"d_state": 4}}}),
     ("hybrid", {"n_layer": 3, "pattern": ["gla", "attention", "s4d"],
                 "mixers": {"attention": {"pos": "alibi", "window": 4, "n_head": 2}, "s4d": {"d_state": 4}}}),
+    # hard-wired n-gram heads (their own tests: test_ngram_head.py)
+    ("hybrid", {"n_layer": 3, "pattern": ["lru", "ngram2", "ngram3"], "mixers": {"lru": {"d_state": 8}}}),
+    ("hybrid", {"pattern": ["ngram", "gla"], "mixers": {"ngram": {"n": 4, "direct": False}, "gla": {"n_head": 2, "chunk_size": 4}}}),
+    ("hybrid", {"pattern": ["attention", "ngram2"], "mixers": {"attention": {"n_head": 2}}}),
 ]
 IDS = [f"{a}-{'-'.join(f'{k}={v}' for k, v in p.items() if k in ('init', 'param', 'decay', 'pattern', 'inner', 'mini_batch', 'polarize', 'train_state'))}" for a, p in CASES]
 
