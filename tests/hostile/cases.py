@@ -197,7 +197,7 @@ CASES = [
     # probes (base_probe.yaml: a linear probe 'p' on in_string, the claim on bits_per_char)
     Case("probe_unknown_kind", base="probe", set={"experiments[0].probes[0]": {"id": "p", "kind": "logit_lens"}},
          expect="experiments[0].probes[0].kind: 'logit_lens' is not a known probe kind; "
-                "known: future_token, geometry, linear, smoothing, sparse"),
+                "known: future_token, geometry, linear, smoothing, sparse, sparse_layers"),
     Case("probe_missing_target", base="probe", delete=["experiments[0].probes[0].target"],
          expect="experiments[0].probes[0].target: a linear probe needs a target; task 'python_source' labels: in_string"),
     Case("probe_unknown_target", base="probe", set={"experiments[0].probes[0].target": "in_docstring"},
@@ -241,7 +241,7 @@ CASES = [
          expect="claims[0].kind: 'correlation' is not a known claim kind; known: value, threshold, ordering, trend, ratio"),
     Case("unknown_claim_key", set={"claims[2].directon": "up"},
          expect="claims[2].directon: unknown key; allowed here: id, text, source, measure, note, requires, "
-                "no_control, ours, our_bound, kind, along, direction"),
+                "no_control, ours, our_bound, only_at, kind, along, direction"),
     Case("unknown_measure_key", expect="claims[0].measure.point: unknown key", set={"claims[0].measure.point": 1}),
     Case("claim_missing_experiment", set={"claims[0].measure.experiment": "exp2"},
          expect="claims[0].measure.experiment: 'exp2' is not an experiment of this paper; known: exp"),
