@@ -40,6 +40,7 @@ TRAINING_VIEW = "?workflowType=machine_learning"
 CSV_FIELDS = ("scale", "paper", "claim", "origin", "kind", "verdict", "flags", "paper_value", "paper_number",
               "measured", "mean", "lo", "hi", "n_seeds", "difference", "reason", "source")
 TEMPLATES = Path(__file__).parent / "templates"
+MAX_SERIES_FIGURES = 48      # series figures drawn per report; the rest are listed (their data: verdicts.json)
 
 
 def signed(x) -> str:
@@ -96,10 +97,20 @@ def make_figures(p: dict, out_dir: Path) -> dict[str, list[dict]]:
         if svg:
             save("claims", f"claim-{_slug(c['id'])}.svg", F.title_words(c["id"]), svg, f"fig-{c['id']}",
                  claim=c["id"], verdict=c["verdict"])
-    for i, s in enumerate(p.get("series") or []):
-        svg = F.series_figure(s, _paper_points(p, s))
+    series = list(enumerate(p.get("series") or []))
+    # the series of a metric a claim or a table reads first, then the rest, in order; at most
+    # MAX_SERIES_FIGURES drawn (probe axes multiply: a sweep of widths, layers and k gives hundreds)
+    asked = {(c["experiment"], c["metric"]) for c in p["claims"]} | {
+        (t["experiment"], t["metric"]) for t in p.get("tables") or [] if "experiment" in t and "metric" in t}
+    series.sort(key=lambda e: (e[1]["experiment"], e[1]["metric"]) not in asked)
+    out["series_left"] = []
+    for n, (i, s) in enumerate(series):
         fixed = ", ".join(f"{F.words(k)} = {fmt(v)}" for k, v in s["fixed"].items())
         title = f"{F.words(s['metric'])} by {F.words(s['axis'])} in {s['experiment']}" + (f" ({fixed})" if fixed else "")
+        if n >= MAX_SERIES_FIGURES:
+            out["series_left"].append(title)
+            continue
+        svg = F.series_figure(s, _paper_points(p, s))
         save("series", f"series-{i:02d}-{_slug(s['experiment'], s['metric'], s['axis'])}.svg", title, svg, f"series-{i}")
     groups: dict[tuple, list] = {}
     for cv in p.get("curves") or []:
@@ -249,6 +260,9 @@ def render_markdown(p: dict, figures: dict, tracking: dict | None, base: str | N
         L += ["", "## Training curves", ""] + [f"![{f['title']}]({f['file']})" for f in figures["curves"]]
     if figures["series"]:
         L += ["", "## Every measured series", ""] + [f"![{f['title']}]({f['file']})" for f in figures["series"]]
+    if figures.get("series_left"):
+        L += ["", f"{len(figures['series_left'])} more series are not drawn (their values are in verdicts.json, "
+                  f"`series`): " + "; ".join(_md_escape(t) for t in figures["series_left"]) + "."]
     L += ["", "## Settings at this scale", ""]
     for eid, e in p["experiments"].items():
         L += [f"### {eid}", "", "```yaml", settings_text(e), "```", ""]

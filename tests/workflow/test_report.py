@@ -102,6 +102,26 @@ def test_paper_report_escapes_and_shows_everything(tmp_path, monkeypatch):
     assert "Ours: the paper never tries this sparsity" in html and 'href="#claim-c1">c1</a>' in html
 
 
+def test_series_figures_are_capped_with_the_asked_ones_first_and_the_rest_listed(tmp_path, monkeypatch):
+    import workflow.report as R
+
+    v = build(tmp_path, monkeypatch)
+    extra = [{**v["series"][0], "metric": f"other_{i}", "fixed": {}} for i in range(5)]   # no claim reads these
+    v["series"] = extra + v["series"]
+    write_json(tmp_path / "verdicts.json", v)
+    monkeypatch.setattr(R, "MAX_SERIES_FIGURES", len(v["series"]) - 3)
+    out = render_paper(tmp_path / "verdicts.json", tmp_path / "rep", tmp_path / "runs.json")
+    figs = sorted(p.name for p in (tmp_path / "rep/figures").iterdir() if p.name.startswith("series-"))
+    assert len(figs) == len(v["series"]) - 3
+    n_loss = sum(x["metric"] == "loss" for x in v["series"])
+    assert n_loss and sum("-loss-" in f for f in figs) == n_loss              # every series a claim reads, drawn
+    html = out.read_text()
+    listed = html.split("3 more series are not drawn")[1].split("</p>")[0]
+    assert "other 4 by" in listed and "features represented by" in listed and "loss" not in listed.lower()
+    md = (tmp_path / "rep/report.md").read_text()
+    assert "3 more series are not drawn" in md
+
+
 def test_markdown_has_the_html_sections(tmp_path, monkeypatch):
     build(tmp_path, monkeypatch)
     render_paper(tmp_path / "verdicts.json", tmp_path / "rep", tmp_path / "runs.json")
