@@ -21,7 +21,9 @@ What makes a verdict evidence; a verdict that fails one of these is inconclusive
   chance    a verdict resting on a model at chance ("learned nothing": the better end of its
             interval within the metric's band of the input-blind predictor's score) is decided only
             through reproduced controls.
-  controls  a claim that names controls (`requires`) is decided only when every one is reproduced.
+  controls  a claim that names controls (`requires`) is decided only when every one is reproduced;
+            its metric recorded as NaN (a quantity a model that learned nothing does not give) is
+            inconclusive, not "not run", where a control failed.
 A claim that is ours (`ours`) is judged the same way and counted apart from the paper's claims.
 """
 from __future__ import annotations
@@ -37,7 +39,7 @@ from . import schema as S
 from .catalogue import find_value, fmt_value, load_paper, metrics_of
 from .claims import CONTRADICTED, SATISFIED, UNCERTAIN, at_chance, fmt_interval, kind_of, spearman  # noqa: F401 (spearman: re-exported)
 from .steps import git_info, now, write_json
-from .results import Measurements, NotRun, collect, interval
+from .results import Measurements, NotRun, Undefined, collect, interval
 
 VERDICTS = ("reproduced", "not_reproduced", "inconclusive", "not_run")
 BLOCKED = "under_budget"           # a comparison that under-budget training may not decide
@@ -109,6 +111,17 @@ def judge_claim(c, ms: Measurements, decided: dict[str, dict] | None = None) -> 
     try:
         ev = kind_of(c).evidence(c, ms, fact)
     except NotRun as e:
+        # a metric the job recorded as NaN, where a control failed, is explained by that control (a
+        # probe of a model that holds no label has no "fewest neurons that carry it"): inconclusive,
+        # as any claim whose controls failed; without a failed control nothing explains it: not run
+        missing = [rid for rid in c.requires if decided.get(rid, {}).get("verdict") != "reproduced"]
+        if isinstance(e, Undefined) and missing:
+            reasons = [str(e)] + [f"control {rid} not reproduced "
+                                  f"({decided.get(rid, {}).get('verdict', 'not judged').replace('_', ' ')})"
+                                  for rid in missing]
+            out.update(verdict="inconclusive", reason="; ".join(reasons), under_budget=False, n_seeds=0,
+                       jobs=[], flags=["control"], reasons=reasons)
+            return out
         out.update(verdict="not_run", reason=str(e), under_budget=False, n_seeds=0, jobs=[],
                    flags=[], reasons=[str(e)])
         return out

@@ -21,6 +21,12 @@ class NotRun(Exception):
     """A measurement that cannot be made; str() says why."""
 
 
+class Undefined(NotRun):
+    """The job ran and recorded its metrics, but this one is not a finite number: a quantity the
+    trained model does not give (a sparse probe's k_at_90 when no neuron tells anything about the
+    label), or a run that went wrong. The judge decides which through the claim's controls."""
+
+
 def interval(values: list[float]) -> dict:
     """Mean and two-sided 95% t interval of the mean. One value gives a zero-width interval."""
     n = len(values)
@@ -127,7 +133,7 @@ class Measurements:
                 raise NotRun(f"no result for {model} at {pname} seed {seed}")
             v = rec.metrics.get(metric)
             if v is None or not math.isfinite(v):
-                raise NotRun(f"{metric} is not a finite number for {model} at {pname} seed {seed}")
+                raise Undefined(f"{metric} is not a finite number for {model} at {pname} seed {seed}")
             out.append((seed, v, rec))
         return out
 

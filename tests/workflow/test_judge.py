@@ -253,3 +253,28 @@ def test_min_steps_marks_a_short_budget_under_budget(tmp_path):
     lp = make_paper(tmp_path, experiments=doc["experiments"])
     out = judge_claim(claim("value", measure=MEASURE, paper=1.0, tolerance=0.1), collect(lp, "small", tmp_path))
     assert out["verdict"] == "not_reproduced" and not out["under_budget"]
+
+
+@pytest.mark.parametrize("control,expected", [("not_reproduced", "inconclusive"), ("inconclusive", "inconclusive"),
+                                              ("reproduced", "not_run")])
+def test_nan_metric_with_a_failed_control_is_inconclusive(tmp_path, control, expected):
+    """A NaN the job recorded (a sparse probe's k_at_90 of a layer that tells nothing about the label)
+    is explained by a failed control: inconclusive, naming both; with the control reproduced nothing
+    explains it, and it stays not run."""
+    c = claim("value", measure=MEASURE, paper=1.0, tolerance=0.1, requires=["ctl"])
+    lp = make_paper(tmp_path)
+    plant(tmp_path, lp, "small", lambda m, p, s: {"loss": None, "features_represented": 1.0})
+    out = judge_claim(c, collect(lp, "small", tmp_path), {"ctl": {"verdict": control}})
+    assert out["verdict"] == expected
+    assert "not a finite number" in out["reason"]
+    assert ("control ctl not reproduced" in out["reason"]) == (expected == "inconclusive")
+    assert ("control" in out["flags"]) == (expected == "inconclusive")
+
+
+def test_missing_job_with_a_failed_control_stays_not_run(tmp_path):
+    """A job that is missing is not explained by a control: it is not run, whatever the controls say."""
+    c = claim("value", measure=MEASURE, paper=1.0, tolerance=0.1, requires=["ctl"])
+    lp = make_paper(tmp_path)
+    plant(tmp_path, lp, "small", by_seed({"a": [1, 1, 1], "b": [1, 1, 1]}), skip={("a", 1)})
+    out = judge_claim(c, collect(lp, "small", tmp_path), {"ctl": {"verdict": "not_reproduced"}})
+    assert out["verdict"] == "not_run" and "missing result file" in out["reason"]
