@@ -3,10 +3,16 @@
     kernels   each kernel's loop reference against its fast path (bench/kernels.py)
     archs     training throughput of every registered sequence model (bench/kernels.py)
     pipeline  the engine around the math: overheads, the DAG, the loop, MLflow's share (bench/pipeline.py)
+    catalogue where a finished run's time goes: per paper, architecture and step kind, with each
+              architecture's matmul FLOP/s against one thread's peak (bench/catalogue.py)
+    compare   a scale's wall time at this commit against another, side by side, and the verdict diff
+              (bench/compare.py)
+    verdicts  the verdicts of two runs diffed; exit 1 when one moved (bench/verdicts.py)
 """
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
@@ -53,7 +59,72 @@ def main(argv: list[str] | None = None) -> int:
         sp.add_argument("--malloc", choices=["tuned", "default"], default="tuned",
                         help="tuned (default): the malloc settings of the engine's jobs (modules/runtime.py); "
                              "default: glibc's own")
+    c = sub.add_parser("catalogue", help="where a finished run's time goes: per paper, architecture and step kind, "
+                                         "and each architecture's FLOP/s against this machine's peak (bench/catalogue.py)")
+    c.add_argument("--scale", default="small", choices=["smoke", "small", "full"], help="the run's scale (default small)")
+    c.add_argument("--root", type=Path, default=Path("."),
+                   help="the checkout that ran it: its results/<scale> and benchmarks/<scale> (default: here)")
+    c.add_argument("--no-flops", dest="flops", action="store_false",
+                   help="skip counting FLOPs and measuring the peak (the time shares only; seconds, not minutes)")
+    c.add_argument("--out", type=Path, default=None, help="JSON file to write (default results/bench/catalogue-<scale>.json)")
+    cm = sub.add_parser("compare", help="a scale's wall time at HEAD against another commit, runs taking turns, "
+                                        "and the verdicts of both diffed (bench/compare.py)")
+    cm.add_argument("--against", required=True, help="the base commit (any git revision)")
+    cm.add_argument("--head", default="HEAD", help="the commit measured against it (default HEAD)")
+    cm.add_argument("--scale", default="small", choices=["smoke", "small", "full"], help="default small")
+    cm.add_argument("--papers", nargs="*", default=None, help="only these papers (default: every paper both catalogues hold)")
+    cm.add_argument("--cores", type=int, default=2, help="snakemake --cores for each run (default 2)")
+    cm.add_argument("--rounds", type=int, default=1, help="runs of each side, taking turns; the median counts (default 1)")
+    cm.add_argument("--workdir", type=Path, default=None, help="where the two worktrees go (default a new temporary folder)")
+    cm.add_argument("--keep", action="store_true", help="keep the worktrees, their results and logs")
+    cm.add_argument("--out", type=Path, default=None, help="JSON file (default results/bench/compare-<scale>.json)")
+    vd = sub.add_parser("verdicts", help="diff the verdicts of two runs: a checkout, a results/<scale> folder or a "
+                                         "summaries/<scale> folder each; exit 1 when a verdict moved (bench/verdicts.py)")
+    vd.add_argument("a", type=Path, help="side A")
+    vd.add_argument("b", type=Path, help="side B")
+    vd.add_argument("--scale", default="small", choices=["smoke", "small", "full"],
+                    help="the scale to read in a checkout (default small)")
+    vd.add_argument("--values", action="store_true", help="also list measured values that changed with the verdict held")
     args = parser.parse_args(argv)
+    if args.what == "verdicts":
+        from . import verdicts as V
+
+        try:
+            d = V.diff(V.load_side(args.a, args.scale), V.load_side(args.b, args.scale), values=args.values)
+        except V.Unreadable as e:
+            print(f"python -m bench verdicts: {e}", file=sys.stderr)
+            return 2
+        print(V.text(d, (str(args.a), str(args.b))))
+        return 1 if d["moved"] else 0
+    if args.what == "compare":
+        from . import compare as C
+
+        if args.rounds < 1 or args.cores < 1:
+            parser.error("--rounds and --cores must be at least 1")
+        try:
+            out = C.compare(Path("."), args.against, args.head, args.scale, args.papers, args.cores, args.rounds,
+                            args.workdir, args.keep, log=lambda s: print(s, flush=True))
+        except C.CompareError as e:
+            print(f"python -m bench compare: {e}", file=sys.stderr)
+            return 2
+        print(C.text(out), flush=True)
+        dest = args.out or Path(f"results/bench/compare-{args.scale}.json")
+        _write_json(dest, out)
+        print(f"wrote {dest}")
+        return 0
+    if args.what == "catalogue":
+        from . import catalogue
+
+        torch.set_num_threads(1)
+        try:
+            result = catalogue.summarize(args.root, args.scale, flops=args.flops, log=lambda s: print(s, flush=True))
+        except FileNotFoundError as e:
+            parser.error(str(e))
+        print(catalogue.table(result), flush=True)
+        out = args.out or Path(f"results/bench/catalogue-{args.scale}.json")
+        _write_json(out, result)
+        print(f"wrote {out}")
+        return 0
     if args.what == "pipeline":
         from . import pipeline
         pipeline.run(args.what_parts, args.papers, args.cores, args.dag_jobs, args.out,

@@ -1,0 +1,186 @@
+"""`python -m bench catalogue | verdicts | compare`: where a run's time goes, what moved between two
+runs, and the side-by-side wall time of two commits (these read and run; they time nothing
+against a limit)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from bench import catalogue as BC
+from bench import cli as bench
+from bench import compare as CMP
+from bench import verdicts as V
+
+TOY = {"model": {"activation": "relu", "arch": "toy_autoencoder", "hidden": 5}, "seed": 0,
+       "task": {"importance_decay": 0.7, "n_features": 20, "name": "superposition", "sparsity": 0.9},
+       "train": {"batch_size": 64, "lr": 0.001, "steps": 100}}
+HEAD = "s\th:m:s\tmax_rss\n"
+
+
+def _job(root, scale, rel, cfg, steps, compute_s, walls):
+    d = root / "results" / scale / rel
+    d.mkdir(parents=True)
+    (d / "train.json").write_text(json.dumps({"status": "ok", "steps_done": steps, "compute_s": compute_s,
+                                              "config": cfg}))
+    b = root / "benchmarks" / scale / rel
+    b.mkdir(parents=True)
+    for kind, wall in walls.items():
+        (b / f"{kind}.tsv").write_text(HEAD + f"{wall}\t0:00:01\t100\n")
+
+
+def _fake_run(root):
+    _job(root, "smoke", "p1/e/toy/default/seed0", TOY, 100, 0.5, {"train": 1.0, "evaluate": 0.5})
+    _job(root, "smoke", "p1/e/toy/default/seed1", {**TOY, "seed": 1}, 100, 1.5, {"train": 2.0, "evaluate": 0.5})
+    _job(root, "smoke", "p2/e/mlp/default/seed0",
+         {**TOY, "model": {"arch": "mlp_encoder"}, "task": {"name": "no_such_task"}}, 50, 1.0, {"train": 3.0})
+    for p, wall in (("p1", 1.0), ("p2", 0.5)):
+        (root / "benchmarks/smoke" / p / "report.tsv").write_text(HEAD + f"{wall}\t0:00:01\t100\n")
+
+
+def test_catalogue_splits_time_by_kind_paper_and_arch(tmp_path):
+    _fake_run(tmp_path)
+    r = BC.summarize(tmp_path, "smoke", flops=False)
+    assert r["job_s"] == pytest.approx(8.5)
+    assert {k: v["job_s"] for k, v in r["kinds"].items()} == {"train": 6.0, "evaluate": 1.0, "report": 1.5}
+    assert sum(v["share"] for v in r["kinds"].values()) == pytest.approx(1.0)
+    toy = next(a for a in r["archs"] if a["arch"] == "toy_autoencoder")
+    assert toy["train_jobs"] == 2 and toy["steps"] == 200
+    assert toy["steps_per_s"] == pytest.approx(200 / 2.0)          # steps over the loops' own seconds
+    assert toy["share"] == pytest.approx((3.0 + 1.0) / 8.5)        # its train and evaluate jobs
+    assert [p["paper"] for p in r["papers"]] == ["p1", "p2"]        # the most time first
+    assert r["papers"][0]["job_s"] == pytest.approx(5.0)
+    assert "matmul_flop_per_s" not in toy and r["peak"] is None
+    md = BC.table(r)
+    assert "| toy_autoencoder | 1 | 2 | 100 |" in md and "| train | 3 | 6.0 s | 70.6% |" in md
+
+
+def test_flops_are_counted_per_config_and_held_against_the_peak(tmp_path):
+    _fake_run(tmp_path)
+    logs = []
+    r = BC.summarize(tmp_path, "smoke", flops=True, log=logs.append)
+    toy = next(a for a in r["archs"] if a["arch"] == "toy_autoencoder")
+    per_step = BC.step_flops(TOY)
+    assert per_step > 0
+    assert toy["matmul_flop_per_s"] == pytest.approx(per_step * 200 / 2.0)
+    assert toy["fraction_of_peak"] == pytest.approx(toy["matmul_flop_per_s"] / r["peak"]["flop_per_s"])
+    assert r["peak"]["threads"] == 1 and r["peak"]["flop_per_s"] > 1e8
+    # a config this checkout cannot build is named, and its arch has no FLOP figure rather than a wrong one
+    assert any("p2/e/mlp/default/seed0" in m and "FLOPs not counted" in m for m in logs)
+    assert "matmul_flop_per_s" not in next(a for a in r["archs"] if a["arch"] == "mlp_encoder")
+
+
+def test_step_flops_grow_with_the_batch():
+    one = BC.step_flops(TOY)
+    two = BC.step_flops({**TOY, "train": {**TOY["train"], "batch_size": 128}})
+    assert two == pytest.approx(2 * one)
+
+
+def test_catalogue_without_a_run_says_what_to_run(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["catalogue", "--scale", "small", "--root", str(tmp_path), "--no-flops"])
+    assert "snakemake --cores all --config scale=small" in capsys.readouterr().err
+
+
+def _verdicts(folder, paper, claims):
+    d = folder / paper
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "verdicts.json").write_text(json.dumps({"claims": [
+        {"id": cid, "verdict": v, "measured_text": m, "reason": ""} for cid, v, m in claims]}))
+
+
+def test_verdict_diff_names_what_moved_and_what_one_side_lacks(tmp_path, capsys):
+    a, b = tmp_path / "a/results/small", tmp_path / "b"
+    _verdicts(a, "p1", [("c1", "reproduced", "1.0"), ("c2", "inconclusive", "0.5"), ("c3", "reproduced", "2")])
+    _verdicts(a, "p2", [("x", "reproduced", "1")])
+    _verdicts(b, "p1", [("c1", "not_reproduced", "0.1"), ("c2", "inconclusive", "0.6"), ("c4", "reproduced", "3")])
+    d = V.diff(V.load_side(tmp_path / "a", "small"), V.load_side(b, "small"), values=True)
+    assert d["compared"] == 2
+    assert [(r["claim"], r["A"], r["B"]) for r in d["moved"]] == [("c1", "reproduced", "not_reproduced")]
+    assert [(r["claim"], r["A_measured"], r["B_measured"]) for r in d["values"]] == [("c2", "0.5", "0.6")]
+    assert {(r["paper"], r["claim"], r["side"]) for r in d["only"]} == {("p1", "c3", "A"), ("p1", "c4", "B"),
+                                                                       ("p2", None, "A")}
+    assert bench.main(["verdicts", str(tmp_path / "a"), str(b)]) == 1
+    assert "p1.c1: reproduced -> not_reproduced" in capsys.readouterr().out
+    assert bench.main(["verdicts", str(b), str(b)]) == 0
+
+
+def test_verdict_diff_reads_committed_summaries_and_refuses_an_empty_folder(tmp_path, capsys):
+    s = tmp_path / "summaries"
+    s.mkdir()
+    (s / "p1.json").write_text(json.dumps({"paper": "p1", "claims": [{"id": "c1", "verdict": "reproduced"}]}))
+    assert V.load_side(s, "small") == {"p1": {"c1": {"id": "c1", "verdict": "reproduced"}}}
+    (tmp_path / "empty").mkdir()
+    assert bench.main(["verdicts", str(s), str(tmp_path / "empty")]) == 2
+    assert "no verdicts found" in capsys.readouterr().err
+
+
+SNAKEFILE = """
+SCALE = config.get("scale", "small")
+rule p1:
+    output: f"results/{SCALE}/p1/verdicts.json"
+    shell: "python -c 'import json, sys; v = open(\\"verdict.txt\\").read().strip(); "
+           "json.dump({{\\"claims\\": [{{\\"id\\": \\"c\\", \\"verdict\\": v}}]}}, open(sys.argv[1], \\"w\\"))' {output}"
+"""
+
+
+def _commit(repo, verdict, extra_paper=None):
+    (repo / "verdict.txt").write_text(verdict + "\n")
+    if extra_paper:
+        (repo / "catalogue" / f"{extra_paper}.yaml").write_text(f"paper:\n  id: {extra_paper}\n")
+    subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", verdict],
+                   check=True)
+    return subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_compare_runs_two_commits_in_turn_and_diffs_their_verdicts(tmp_path):
+    """Two commits of a tiny project with a real Snakefile: each side runs in its own worktree from
+    empty outputs, the rounds alternate which side goes first, and the moved verdict is found."""
+    repo = tmp_path / "repo"
+    (repo / "catalogue").mkdir(parents=True)
+    (repo / "catalogue/p1.yaml").write_text("paper:\n  id: p1\n")
+    (repo / "Snakefile").write_text(SNAKEFILE)
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    base = _commit(repo, "reproduced")
+    head = _commit(repo, "inconclusive", extra_paper="p9")
+    logs = []
+    order = []
+
+    def runner(tree, scale, papers, cores, log):
+        order.append(tree.name)
+        return CMP.run_side(tree, scale, papers, cores, log)
+
+    out = CMP.compare(repo, base, head, scale="smoke", rounds=2, cores=1, log=logs.append, runner=runner)
+    assert order == ["base", "head", "head", "base"]
+    assert out["papers"] == ["p1"] and any("only the head commit has p9" in m for m in logs)
+    assert out["base"] == base and out["head"] == head
+    assert out["ratio_head_over_base"] == pytest.approx(out["median_wall_s"]["head"] / out["median_wall_s"]["base"])
+    assert [(r["A"], r["B"]) for r in out["verdicts"]["moved"]] == [("reproduced", "inconclusive")]
+    assert "head / base wall time" in CMP.text(out)
+    listed = subprocess.run(["git", "-C", str(repo), "worktree", "list"], capture_output=True, text=True).stdout
+    assert len(listed.strip().splitlines()) == 1                   # the worktrees are gone
+
+
+def test_compare_names_a_paper_a_commit_lacks_and_a_failed_run_keeps_its_log(tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "catalogue").mkdir(parents=True)
+    (repo / "catalogue/p1.yaml").write_text("paper:\n  id: p1\n")
+    (repo / "Snakefile").write_text("rule p1:\n    output: 'x'\n    shell: 'exit 3'\n")
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    sha = _commit(repo, "reproduced")
+    with pytest.raises(CMP.CompareError, match="p7 not in the base commit's catalogue"):
+        CMP.compare(repo, sha, sha, scale="smoke", papers=["p7"], workdir=tmp_path / "w1", log=lambda s: None)
+    logs = []
+    with pytest.raises(CMP.CompareError, match="failed .exit 1.; its log: .*base-round1.log"):
+        CMP.compare(repo, sha, sha, scale="smoke", workdir=tmp_path / "w2", log=logs.append)
+    assert (tmp_path / "w2/base-round1.log").exists() and any("kept" in m for m in logs)
+
+
+def test_cli_lists_the_new_parts():
+    out = subprocess.run([sys.executable, "-m", "bench", "--help"], capture_output=True, text=True).stdout
+    for part in ("catalogue", "compare", "verdicts"):
+        assert part in out
