@@ -12,6 +12,12 @@ allocation) takes a slot of a pool of that SLURM job's own, over the GPUs the al
 
 The device list is, in order: CLAIMCHECK_GPUS (comma-separated ids; tests fake GPUs on a
 CPU machine with it), the CUDA_VISIBLE_DEVICES the job started with, or `nvidia-smi -L`.
+
+A model of 100k parameters uses a few percent of a modern GPU, so a GPU may hold several jobs at
+once: the run-time setting `gpu_jobs_per_device` (default 1; the Snakefile hands it to every job
+as CLAIMCHECK_GPU_JOBS_PER_DEVICE) gives each GPU that many slots. Jobs fill the first slot of
+every GPU before a second slot of any, so they spread evenly; bound the run's concurrency with
+`--resources gpu=<GPUs x gpu_jobs_per_device>`.
 """
 from __future__ import annotations
 
@@ -45,9 +51,32 @@ def has_gpu() -> bool:
     return bool(visible_gpus())
 
 
-def claim_gpu(slot_dir: Path = SLOT_DIR, wait_s: float = 24 * 3600, log=print) -> str | None:
+PER_DEVICE_ENV = "CLAIMCHECK_GPU_JOBS_PER_DEVICE"
+
+
+def jobs_per_device() -> int:
+    """How many jobs one GPU holds at once: CLAIMCHECK_GPU_JOBS_PER_DEVICE (the run-time setting
+    gpu_jobs_per_device), default 1."""
+    raw = os.environ.get(PER_DEVICE_ENV, "").strip() or "1"
+    try:
+        k = int(raw)
+    except ValueError:
+        k = 0
+    if k < 1:
+        raise ValueError(f"{PER_DEVICE_ENV}={raw!r}: give a whole number of at least 1 "
+                         f"(`--config gpu_jobs_per_device=N`)")
+    return k
+
+
+def _slot_name(gpu: str, j: int) -> str:
+    return f"gpu-{gpu}.lock" if j == 0 else f"gpu-{gpu}.{j}.lock"
+
+
+def claim_gpu(slot_dir: Path = SLOT_DIR, wait_s: float = 24 * 3600, log=print,
+              per_device: int | None = None) -> str | None:
     """Hold a free GPU slot for the rest of this process and point CUDA_VISIBLE_DEVICES at it.
-    Returns the GPU id, or None when there is nothing to claim (no GPU, or an srun step of SLURM)."""
+    Each GPU has `per_device` slots (default: jobs_per_device()). Returns the GPU id, or None when
+    there is nothing to claim (no GPU, or an srun step of SLURM)."""
     job = os.environ.get("SLURM_JOB_ID")
     if job and not os.environ.get("CLAIMCHECK_GPUS"):
         if os.environ.get("SLURM_STEP_ID"):
@@ -56,12 +85,14 @@ def claim_gpu(slot_dir: Path = SLOT_DIR, wait_s: float = 24 * 3600, log=print) -
     gpus = visible_gpus()
     if not gpus:
         return None
+    k = per_device if per_device is not None else jobs_per_device()
     slot_dir.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + wait_s
     said = False
+    slots = [(gpu, j) for j in range(k) for gpu in gpus]      # one job on every GPU before a second on any
     while True:
-        for gpu in gpus:
-            f = open(slot_dir / f"gpu-{gpu}.lock", "a+")
+        for gpu, j in slots:
+            f = open(slot_dir / _slot_name(gpu, j), "a+")
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -75,9 +106,11 @@ def claim_gpu(slot_dir: Path = SLOT_DIR, wait_s: float = 24 * 3600, log=print) -
             os.environ["CUDA_VISIBLE_DEVICES"] = gpu
             return gpu
         if time.monotonic() > deadline:
-            raise TimeoutError(f"no free GPU among {gpus} after {wait_s:.0f} s")
+            per = f" ({k} jobs per GPU)" if k > 1 else ""
+            raise TimeoutError(f"no free GPU among {gpus}{per} after {wait_s:.0f} s")
         if not said:
-            log(f"all {len(gpus)} GPU slots are busy; waiting (run snakemake with --resources gpu={len(gpus)})")
+            each = f" ({len(gpus)} GPUs x {k} jobs each)" if k > 1 else ""
+            log(f"all {len(slots)} GPU slots{each} are busy; waiting (run snakemake with --resources gpu={len(slots)})")
             said = True
         time.sleep(0.5)
 

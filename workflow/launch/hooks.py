@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from . import forkserver, records
+from . import forkserver, gpu, records
 from .gpu import has_gpu
 from .slurm import local_group_steps
 
@@ -28,6 +28,9 @@ def at_parse(workflow, config) -> None:
     the Snakemake that runs a group of jobs (profiles/slurm groups a fit's train, evaluate and probe)
     starts one server for the group's steps, which wait for it rather than import torch each. It exits
     with this process: a Snakemake that a cluster job spawns runs no onstart/onsuccess hooks."""
+    # every job's GPU slots (gpu.py): an environment variable, not the command line, so that a change
+    # never reruns a finished job; the jobs (and the fork server's children) inherit it
+    os.environ[gpu.PER_DEVICE_ENV] = str(config["gpu_jobs_per_device"])
     if not workflow.remote_exec:
         records.upgrade(".snakemake")     # Snakemake's state folder, in the working directory
     if config["forkserver"] and forkserver.slurm_group_step(workflow.remote_exec):

@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from workflow.launch.gpu import claim_gpu, release_gpu, visible_gpus
 
 CHILD = """
@@ -104,3 +106,74 @@ def test_jobs_in_one_allocations_batch_step_share_its_gpus_one_each(tmp_path, ro
         for p in procs:
             p.kill()
             p.wait()
+
+
+SHARE_CHILD = """
+import sys, time
+from pathlib import Path
+from workflow.launch.gpu import claim_gpu
+gpu = claim_gpu(Path(sys.argv[1]), log=lambda s: print(s, flush=True))
+print("GOT", gpu, flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def test_jobs_per_device_gives_each_gpu_that_many_slots_filled_evenly(tmp_path, root):
+    """gpu_jobs_per_device=2 on two faked GPUs: four jobs run at once, two on each GPU (the first
+    slot of every GPU before a second of any), and a fifth waits, naming the four slots."""
+    env = {**os.environ, "CLAIMCHECK_GPUS": "0,1", "PYTHONPATH": str(root), "CLAIMCHECK_GPU_JOBS_PER_DEVICE": "2"}
+    env.pop("SLURM_JOB_ID", None)
+
+    def start(hold):
+        return subprocess.Popen([sys.executable, "-c", SHARE_CHILD, str(tmp_path), str(hold)], env=env,
+                                stdout=subprocess.PIPE, text=True)
+
+    procs = []
+    got = []
+    for _ in range(2):                      # one at a time: the order of slots is observable
+        procs.append(start(60))
+        got.append(first_got(procs[-1]))
+    assert sorted(got) == ["0", "1"]        # spread: the second job went to the other GPU
+    for _ in range(2):
+        procs.append(start(60))
+        got.append(first_got(procs[-1]))
+    assert sorted(got) == ["0", "0", "1", "1"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gpu-0.1.lock", "gpu-0.lock", "gpu-1.1.lock", "gpu-1.lock"]
+    fifth = start(1)
+    line = fifth.stdout.readline()
+    assert "all 4 GPU slots (2 GPUs x 2 jobs each) are busy" in line and "--resources gpu=4" in line
+    procs[0].kill()
+    procs[0].wait()
+    assert first_got(fifth) == got[0]       # the dead job's GPU, through its freed slot
+    fifth.wait(timeout=30)
+    for p in procs[1:]:
+        p.kill()
+        p.wait()
+
+
+def test_jobs_per_device_must_be_a_whole_number(monkeypatch):
+    from workflow.launch.gpu import jobs_per_device
+
+    monkeypatch.setenv("CLAIMCHECK_GPU_JOBS_PER_DEVICE", "3")
+    assert jobs_per_device() == 3
+    monkeypatch.delenv("CLAIMCHECK_GPU_JOBS_PER_DEVICE")
+    assert jobs_per_device() == 1
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv("CLAIMCHECK_GPU_JOBS_PER_DEVICE", bad)
+        with pytest.raises(ValueError, match="gpu_jobs_per_device"):
+            jobs_per_device()
+
+
+def test_the_setting_reaches_every_job_and_a_bad_one_is_refused(monkeypatch, root):
+    """The run's Snakemake puts gpu_jobs_per_device in the environment its jobs inherit; the
+    config check refuses 0 with the key and how to set it."""
+    from types import SimpleNamespace
+
+    from workflow.launch import hooks
+    from workflow.runconfig import config_problems
+
+    monkeypatch.setenv("CLAIMCHECK_GPU_JOBS_PER_DEVICE", "1")     # so that the test's end restores it
+    hooks.at_parse(SimpleNamespace(remote_exec=True), {"gpu_jobs_per_device": 3, "forkserver": False})
+    assert os.environ["CLAIMCHECK_GPU_JOBS_PER_DEVICE"] == "3"
+    problems = config_problems({"gpu_jobs_per_device": 0}, root / "schemas/config.schema.yaml")
+    assert any("gpu_jobs_per_device: 0 is not valid" in p and "--config gpu_jobs_per_device=" in p for p in problems)
