@@ -23,7 +23,6 @@ from __future__ import annotations
 import ast
 import collections
 import json
-import statistics
 import time
 from pathlib import Path
 
@@ -79,24 +78,17 @@ def read_training(root: Path, scale: str) -> list[dict]:
 
 
 def matmul_peak(n: int = 1024, repeats: int = 7) -> dict:
-    """One thread's fp32 matmul FLOP/s: the median of `repeats` timed n x n x n products after a warm-up."""
+    """One thread's fp32 matmul FLOP/s (bench/kernels.py's measure, on one thread: a job's)."""
     import torch
+
+    from .kernels import matmul_peak as peak
 
     old = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        g = torch.Generator().manual_seed(0)
-        a, b = torch.randn(n, n, generator=g), torch.randn(n, n, generator=g)
-        a @ b
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            a @ b
-            times.append(time.perf_counter() - t)
+        return peak("cpu", n, repeats)
     finally:
         torch.set_num_threads(old)
-    t = statistics.median(times)
-    return {"n": n, "threads": 1, "seconds": t, "flop_per_s": 2 * n ** 3 / t}
 
 
 def step_flops(cfg: dict) -> float | None:

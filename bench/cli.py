@@ -138,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"archs at B={args.B} T={args.T} d_model={args.d_model} n_layer={args.n_layer} vocab={args.vocab} "
               f"on {args.device}, forward+backward, {torch.get_num_threads()} threads, torch {torch.__version__}",
               flush=True)
-        print(f"{'arch':<18} {'tokens/s':>12} {'step ms':>10} {'params':>10}", flush=True)
+        print(f"{'arch':<18} {'tokens/s':>12} {'step ms':>10} {'params':>10} {'GFLOP/s':>9} {'of peak':>8}"
+              "   (matmul FLOPs; a scan model's share is a floor)", flush=True)
         try:
             result = bench_archs(args.archs, args.B, args.T, args.d_model, args.n_layer, args.vocab, args.device,
                                  args.steps, log=lambda s: print(s, flush=True))

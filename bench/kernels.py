@@ -196,6 +196,27 @@ def _write_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
+def matmul_peak(device: str = "cpu", n: int | None = None, repeats: int = 7) -> dict:
+    """This machine's own matmul peak at the current thread count: the median FLOP/s of timed n x n
+    fp32 products (n = 1024 on a CPU, 8192 on a GPU) after a warm-up."""
+    n = n or (8192 if device == "cuda" else 1024)
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=g).to(device)
+    b = torch.randn(n, n, generator=g).to(device)
+    t = _time(lambda: a @ b, device, repeats, budget_s=10.0)
+    return {"n": n, "device": device, "threads": torch.get_num_threads(), "seconds": t, "flop_per_s": 2 * n ** 3 / t}
+
+
+def _flops(run) -> float:
+    """Counted FLOPs of one call of `run` (torch's FlopCounterMode: matmuls, convolutions, attention)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        run()
+    return float(counter.get_total_flops())
+
+
 def bench_archs(archs=None, B=8, T=256, d_model=128, n_layer=2, vocab=64, device="cpu", steps=5,
                 budget_s=30.0, log=print) -> dict:
     """tokens/s of forward+backward per arch; median of up to `steps` timed steps after one warm-up
@@ -209,6 +230,9 @@ def bench_archs(archs=None, B=8, T=256, d_model=128, n_layer=2, vocab=64, device
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, vocab, (B, T), generator=g).to(device)
     y = torch.randint(0, vocab, (B, T), generator=g).to(device)
+    peak = matmul_peak(device)
+    log(f"peak: a {peak['n']} x {peak['n']} fp32 matmul on {device}, {torch.get_num_threads()} threads: "
+        f"{peak['flop_per_s'] / 1e9:,.1f} GFLOP/s")
     rows = []
     for arch in archs or models.arch_names():
         try:
@@ -226,15 +250,22 @@ def bench_archs(archs=None, B=8, T=256, d_model=128, n_layer=2, vocab=64, device
             loss.backward()
 
         t = _time(run, device, steps, budget_s)
+        flops = _flops(run)
         row = {"arch": arch, "tokens_per_s": B * T / t, "step_ms": 1e3 * t,
-               "params": sum(p.numel() for p in model.parameters())}
+               "params": sum(p.numel() for p in model.parameters()),
+               "matmul_flop_per_step": flops, "matmul_flop_per_s": flops / t,
+               "fraction_of_peak": flops / t / peak["flop_per_s"]}
         rows.append(row)
-        log(f"{arch:<18} {row['tokens_per_s']:>12,.0f} {row['step_ms']:>10.1f} {row['params']:>10,}")
+        log(f"{arch:<18} {row['tokens_per_s']:>12,.0f} {row['step_ms']:>10.1f} {row['params']:>10,} "
+            f"{row['matmul_flop_per_s'] / 1e9:>9.2f} {100 * row['fraction_of_peak']:>7.1f}%")
     return {
         "config": {"B": B, "T": T, "d_model": d_model, "n_layer": n_layer, "vocab": vocab, "device": device,
                    "threads": torch.get_num_threads(), "torch": torch.__version__,
                    "machine": platform.processor() or platform.machine(), "steps": steps,
-                   "statistic": "median after one warm-up", "mode": "forward+backward",
+                   "statistic": "median after one warm-up", "mode": "forward+backward", "peak": peak,
+                   "flops": "matmuls, convolutions and attention as torch's FlopCounterMode counts them; "
+                            "element-wise work and the scan kernels are not counted, so a scan model's "
+                            "fraction of peak is a floor",
                    "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None},
         "archs": rows,
     }

@@ -387,4 +387,9 @@ def test_bench_archs_runs_and_writes_json(tmp_path, capsys):
     rows = {r["arch"]: r for r in json.loads(out.read_text())["archs"]}
     assert rows["s4d"]["tokens_per_s"] > 0 and rows["gla"]["tokens_per_s"] > 0
     assert "skipped" in rows["toy_autoencoder"]
+    peak = json.loads(out.read_text())["config"]["peak"]
+    assert peak["flop_per_s"] > 0 and peak["threads"] == 1
+    gla = rows["gla"]                                   # its projections are matmuls: counted, and held to the peak
+    assert gla["matmul_flop_per_step"] > 0
+    assert gla["fraction_of_peak"] == gla["matmul_flop_per_s"] / peak["flop_per_s"]
     assert "tokens/s" in capsys.readouterr().out
