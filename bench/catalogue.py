@@ -91,7 +91,7 @@ def matmul_peak(n: int = 1024, repeats: int = 7) -> dict:
         torch.set_num_threads(old)
 
 
-def step_flops(cfg: dict) -> float | None:
+def step_flops(cfg: dict, device: str = "cpu") -> float | None:
     """Counted FLOPs of one training step (forward + backward) of a job config; None when it cannot
     be built here (a pretrained model is never trained)."""
     import torch
@@ -107,8 +107,8 @@ def step_flops(cfg: dict) -> float | None:
     model = build_model(cfg["model"]["arch"], {k: v for k, v in cfg["model"].items() if k != "arch"}, task.spec())
     if getattr(model, "pretrained", False):
         return None
-    model.train()
-    batch = task.batch(torch.Generator().manual_seed(0), t_cfg["batch_size"])
+    model.to(device).train()
+    batch = {k: v.to(device) for k, v in task.batch(torch.Generator().manual_seed(0), t_cfg["batch_size"]).items()}
     counter = FlopCounterMode(display=False)
     with counter:
         loss = task.loss(model, batch)

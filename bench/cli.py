@@ -8,6 +8,8 @@
     compare   a scale's wall time at this commit against another, side by side, and the verdict diff
               (bench/compare.py)
     verdicts  the verdicts of two runs diffed; exit 1 when one moved (bench/verdicts.py)
+    gpu       the prepared GPU check: full-scale fits, busy share, TFLOP/s, GPU sharing, kernels
+              against mamba-ssm and flash-linear-attention (bench/gpu.py, bench/gpu_check.sh)
 """
 from __future__ import annotations
 
@@ -85,7 +87,29 @@ def main(argv: list[str] | None = None) -> int:
     vd.add_argument("--scale", default="small", choices=["smoke", "small", "full"],
                     help="the scale to read in a checkout (default small)")
     vd.add_argument("--values", action="store_true", help="also list measured values that changed with the verdict held")
+    gp = sub.add_parser("gpu", help="the prepared GPU check, about 8 minutes (bench/gpu.py)")
+    gp.add_argument("--papers", nargs="*", default=None, help="papers whose fits to train (default mamba2_ssd akyurek_icl)")
+    gp.add_argument("--steps", type=int, default=200, help="training steps of each fit (default 200)")
+    gp.add_argument("--fits-per-paper", type=int, default=2, help="fits of each paper, distinct archs first (default 2)")
+    gp.add_argument("--scale", default="full", choices=["smoke", "small", "full"], help="whose configs (default full)")
+    gp.add_argument("--budget-s", type=float, default=420.0, help="seconds for all parts together (default 420)")
+    gp.add_argument("--device", default="cuda", choices=["cuda", "cpu"],
+                    help="cuda (default); cpu runs the same parts without a GPU, for a check of the script itself")
+    gp.add_argument("--out", type=Path, default=Path("results/bench/gpu.json"), help="JSON file to write")
     args = parser.parse_args(argv)
+    if args.what == "gpu":
+        from . import gpu as G
+
+        if args.device == "cuda" and not torch.cuda.is_available():
+            parser.error("torch sees no GPU here; run it on a GPU machine (bench/gpu_check.sh), or give --device cpu "
+                         "to check the script itself")
+        try:
+            G.run(args.papers or G.DEFAULT_PAPERS, args.steps, args.budget_s, args.out, args.device,
+                  args.fits_per_paper, scale=args.scale, log=lambda s: print(s, flush=True))
+        except FileNotFoundError as e:
+            parser.error(str(e))
+        print(f"wrote {args.out}")
+        return 0
     if args.what == "verdicts":
         from . import verdicts as V
 
