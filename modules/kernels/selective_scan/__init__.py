@@ -11,7 +11,9 @@ form of complex B/C is not accepted.
 
 `selective_scan_ref` is the loop (naive.py). `selective_scan` runs mamba-ssm's CUDA kernel when it
 is importable and the inputs are on a GPU (without an initial state, which that kernel does not
-take), else a chunked torch path (chunk.py): time is cut into chunks; in each, the discretized
+take); on a CPU with real inputs, the compiled kernel of sscan_cpu.c (cpu.py, built by ../native.py
+when the machine has a C compiler: torch discretizes, the kernel runs the recurrence and the
+readout <C, h> with a fused backward); else a chunked torch path (chunk.py): time is cut into chunks; in each, the discretized
 (B, chunk, D, N) tensors are built and scanned with the scan op (../scan/), carrying the state
 between chunks. Chunking keeps the big (D, N)-wide temporaries small enough to stay in cache
 (measured 4x faster than materializing all L at once on CPU, and under a tenth of the memory).
@@ -20,9 +22,10 @@ from __future__ import annotations
 
 from .._common import on_cuda, optional_kernel, try_kernel
 from .chunk import _selective_scan_torch
+from .cpu import _selective_scan_native, native_available, usable
 from .naive import _check, selective_scan_ref
 
-__all__ = ["selective_scan", "selective_scan_ref"]
+__all__ = ["selective_scan", "selective_scan_ref", "native_available"]
 
 
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
@@ -35,5 +38,8 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
                          return_last_state=output_final_state)
         if res is not None:
             return res if output_final_state else (res, None)
+    if usable(u, A, B, C, initial_state):
+        return _selective_scan_native(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state,
+                                      output_final_state)
     return _selective_scan_torch(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state,
                                  output_final_state)

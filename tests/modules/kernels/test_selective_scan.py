@@ -128,3 +128,83 @@ def test_selective_scan_rejects_bad_groups():
     inputs, _ = make(Case("bad", 1, 5, 8, 2, groups=2))  # D=5 is not divisible by G=2
     with pytest.raises(ValueError, match="divisible"):
         selective_scan(**inputs)
+
+
+# --- the compiled CPU kernel (sscan_cpu.c): the path `selective_scan` takes for real CPU tensors ---
+
+native = pytest.mark.skipif(not __import__("modules.kernels.selective_scan", fromlist=["x"]).native_available(),
+                            reason="no C compiler here: selective_scan runs its torch path")
+
+
+def _graph_names(t):
+    seen, stack = set(), [t.grad_fn]
+    while stack:
+        g = stack.pop()
+        if g is not None and type(g).__name__ not in seen:
+            seen.add(type(g).__name__)
+            stack += [n for n, _ in g.next_functions]
+    return seen
+
+
+@native
+def test_real_cpu_inputs_take_the_compiled_kernel_and_complex_ones_do_not():
+    inputs, _ = make(CASES[1])
+    inputs = {k: leaf(v) for k, v in inputs.items()}
+    assert "_NativeSelectiveScanBackward" in _graph_names(selective_scan(**inputs, delta_softplus=True)[0])
+    cinputs, _ = make(CASES[4])
+    cinputs = {k: leaf(v) for k, v in cinputs.items()}
+    assert "_NativeSelectiveScanBackward" not in _graph_names(selective_scan(**cinputs, delta_softplus=True)[0])
+
+
+@native
+def test_kernel_gradcheck_across_its_chunks_with_different_groups_for_B_and_C():
+    """float64 (libm's exp) through the kernel's chunks of time (4 here), B shared by all channels
+    and C in two groups of three: the blocks of channels that share both groups."""
+    from modules.kernels.selective_scan.cpu import _selective_scan_native
+
+    g = torch.Generator().manual_seed(3)
+    Bn, D, L, N = 1, 6, 9, 2
+    u, delta, z = (torch.randn(Bn, D, L, generator=g, dtype=torch.float64) for _ in range(3))
+    A = -torch.rand(D, N, generator=g, dtype=torch.float64) - 0.1
+    Bm = torch.randn(Bn, N, L, generator=g, dtype=torch.float64)
+    Cm = torch.randn(Bn, 2, N, L, generator=g, dtype=torch.float64)
+    Dd, bias = torch.randn(D, generator=g, dtype=torch.float64), 0.1 * torch.randn(D, generator=g, dtype=torch.float64)
+    h0 = torch.randn(Bn, D, N, generator=g, dtype=torch.float64)
+    leaves = [leaf(t) for t in (u, delta, A, Bm, Cm, Dd, z, bias, h0)]
+
+    def f(u, delta, A, B, C, D, z, bias, h0):
+        return _selective_scan_native(u, delta, A, B, C, D, z, bias, True, h0, True, chunk_size=4)
+
+    assert torch.autograd.gradcheck(f, leaves)
+    o, s = f(*leaves)
+    o_ref, s_ref = selective_scan_ref(*leaves[:8], delta_softplus=True, initial_state=leaves[8], output_final_state=True)
+    assert_close("mixed groups out", o_ref, o, atol=1e-10, rtol=1e-10)
+    assert_close("mixed groups state", s_ref, s, atol=1e-10, rtol=1e-10)
+
+
+@native
+def test_kernel_float32_exp_holds_at_model_sizes_and_at_the_underflow_end():
+    """float32 runs the kernel's own exp: against the float64 reference at Mamba's sizes (D=128,
+    N=16, L=300 across two chunks), with decays from 1 down to exp(-80) (near float32's floor)."""
+    g = torch.Generator().manual_seed(5)
+    Bn, D, L, N = 2, 128, 300, 16
+    u = torch.randn(Bn, D, L, generator=g)
+    delta = torch.rand(Bn, D, L, generator=g) * 4
+    A = -torch.logspace(-3, 1.3, N).repeat(D, 1)                    # up to 20: Delta A down to -80
+    Bm, Cm = torch.randn(Bn, N, L, generator=g), torch.randn(Bn, N, L, generator=g)
+    o, s = selective_scan(u, delta, A, Bm, Cm, output_final_state=True)
+    o_ref, s_ref = selective_scan_ref(*(t.double() for t in (u, delta, A, Bm, Cm)), output_final_state=True)
+    assert_close("float32 kernel out", o_ref, o, atol=1e-4, rtol=1e-5)
+    assert_close("float32 kernel state", s_ref, s, atol=1e-4, rtol=1e-5)
+
+
+@native
+def test_kernel_without_gradients_gives_the_same_numbers():
+    """Under no_grad the kernel keeps no states for a backward: the same outputs, bit for bit."""
+    inputs, h0 = make(CASES[2])
+    inputs = {k: leaf(v) for k, v in inputs.items()}
+    o, s = selective_scan(**inputs, delta_softplus=True, initial_state=h0, output_final_state=True)
+    assert o.requires_grad
+    with torch.no_grad():
+        o2, s2 = selective_scan(**inputs, delta_softplus=True, initial_state=h0, output_final_state=True)
+    assert torch.equal(o, o2) and torch.equal(s, s2)
