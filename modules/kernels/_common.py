@@ -13,6 +13,22 @@ import warnings
 import torch
 
 
+def fp32_math(fn):
+    """Run a kernel's torch path with autocast off. These paths cast their inputs to their work
+    dtype (fp32; fp64 in the gradient checks) and are written to compute in it; under autocast
+    (`train.precision: bf16` on a GPU) the matmuls inside would run in bf16 and meet the fp32
+    tensors around them in in-place ops and triangular solves that refuse mixed or bf16 dtypes.
+    The caller's autocast resumes for what follows; the result keeps the input dtype as before."""
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        dev = next((a.device.type for a in args if isinstance(a, torch.Tensor)), "cpu")
+        if dev not in ("cpu", "cuda"):
+            return fn(*args, **kwargs)
+        with torch.autocast(dev, enabled=False):
+            return fn(*args, **kwargs)
+    return run
+
+
 def work_dtype(*tensors: torch.Tensor | None) -> torch.dtype:
     """fp32 (complex64 if anything is complex); fp64 when an input is fp64, so gradcheck
     in double precision really runs in double."""

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import torch
 
-from .._common import chunk_or_default, check_qkv, on_cuda, optional_kernel, pad_time, to_work, try_kernel
+from .._common import check_qkv, chunk_or_default, fp32_math, on_cuda, optional_kernel, pad_time, to_work, try_kernel
 from .naive import _check_beta
 
 
+@fp32_math
 def _delta_chunked_torch(q, k, v, beta, initial_state, output_final_state, chunk_size):
     dtype = v.dtype
     q, k, v, beta, S = to_work(q, k, v, beta, initial_state)

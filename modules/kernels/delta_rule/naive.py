@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .._common import check_qkv, to_work
+from .._common import check_qkv, fp32_math, to_work
 
 
 def _check_beta(q, beta):
@@ -11,6 +11,7 @@ def _check_beta(q, beta):
         raise ValueError(f"beta must be (B, T, H)={tuple(q.shape[:3])}; got {tuple(beta.shape)}")
 
 
+@fp32_math
 def delta_rule_ref(q, k, v, beta, initial_state=None, output_final_state=False):
     """Reference loop for DeltaNet (Schlag et al. 2021; Yang et al. 2024), fp32:
         S_t = S_{t-1} + beta_t k_t (v_t - S_{t-1}^T k_t)^T = (I - beta_t k_t k_t^T) S_{t-1} + beta_t k_t v_t^T

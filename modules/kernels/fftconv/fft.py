@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import torch
 
-from .._common import work_dtype
+from .._common import fp32_math, work_dtype
 from .naive import _check
 
 
+@fp32_math
 def fftconv(u: torch.Tensor, k: torch.Tensor):
     """The same convolution via rfft, zero-padded to n >= 2T - 1 (no circular wrap-around):
     y = irfft(rfft(u) * rfft(k))[:T]. O(T log T). Same returns as `fftconv_ref`."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .._common import work_dtype
+from .._common import fp32_math, work_dtype
 
 
 def _check(u, k):
@@ -11,6 +11,7 @@ def _check(u, k):
         raise ValueError(f"fftconv: u must be (B, T, D) and k (D, L); got {tuple(u.shape)}, {tuple(k.shape)}")
 
 
+@fp32_math
 def fftconv_ref(u: torch.Tensor, k: torch.Tensor):
     """Direct causal convolution, a loop over output time (fp32):
         y_t = sum_{s=0}^{t} k_s * u_{t-s}   (per channel).

@@ -5,10 +5,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .._common import chunk_or_default, check_qkv, on_cuda, optional_kernel, segsum, to_chunks, to_work, try_kernel
+from .._common import (check_qkv, chunk_or_default, fp32_math, on_cuda, optional_kernel, segsum, to_chunks,
+                       to_work, try_kernel)
 from .naive import _log_decay
 
 
+@fp32_math
 def _chunked_torch(q, k, v, initial_state, output_final_state, decay, chunk_size):
     dtype = v.dtype
     q, k, v, S0 = to_work(q, k, v, initial_state)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .._common import check_qkv, to_work
+from .._common import check_qkv, fp32_math, to_work
 
 
 def _log_decay(decay, q):
@@ -20,6 +20,7 @@ def _log_decay(decay, q):
     return decay
 
 
+@fp32_math
 def linear_attn_recurrent_ref(q, k, v, initial_state=None, output_final_state=False, decay=None):
     """Reference loop (fp32):  S_t = exp(g_t) S_{t-1} + k_t v_t^T,   o_t = q_t^T S_t.
     With decay=None, g_t = 0 (Katharopoulos et al. 2020's causal linear attention)."""

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import torch
 
-from .._common import check_qkv, to_work
+from .._common import check_qkv, fp32_math, to_work
 from .naive import _log_decay
 
 
+@fp32_math
 def linear_attn_parallel(q, k, v, initial_state=None, output_final_state=False, decay=None):
     """Masked quadratic form: o = ((q k^T) * M) v + exp(G_t) q_t S_0, M_ts = exp(G_t - G_s) [s <= t],
     with G the cumulative log-decay. Same signature and returns as the reference.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from .._common import fp32_math
+
 # the one op built on another: Mamba's selective scan is the scan h_t = a_t h_{t-1} + b_t with input-dependent a, b
 from ..scan import scan
 from .naive import _finish, _prepare
@@ -11,6 +13,7 @@ from .naive import _finish, _prepare
 _CHUNK = 64
 
 
+@fp32_math
 def _selective_scan_torch(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state,
                           output_final_state, chunk_size=_CHUNK):
     dtype_in = u.dtype

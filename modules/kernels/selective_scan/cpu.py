@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from .. import native
+from .._common import fp32_math
 from .naive import _finish, _prepare
 
 # the C source, found beside this file (pyproject.toml ships it as package data)
@@ -91,6 +92,7 @@ def usable(u, A, B, C, initial_state) -> bool:
             and u.numel() > 0 and native_available())
 
 
+@fp32_math
 def _selective_scan_native(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state,
                            output_final_state, chunk_size=_CHUNK):
     dtype_in = u.dtype

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .._common import real_dtype, work_dtype
+from .._common import fp32_math, real_dtype, work_dtype
 
 
 def _prepare(u, delta, A, B, C, delta_bias, delta_softplus):
@@ -39,6 +39,7 @@ def _finish(y, u, D, z, dtype_in):
     return out.to(dtype_in)
 
 
+@fp32_math
 def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                        initial_state=None, output_final_state=False):
     """Reference loop (mamba's selective_scan_ref), fp32:

@@ -4,10 +4,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .._common import chunk_or_default, on_cuda, optional_kernel, segsum, to_chunks, try_kernel, work_dtype
+from .._common import chunk_or_default, fp32_math, on_cuda, optional_kernel, segsum, to_chunks, try_kernel, work_dtype
 from .naive import _check, _heads
 
 
+@fp32_math
 def _ssd_torch(x, dt, A, B, C, chunk_size, initial_state):
     dtype = x.dtype
     work = work_dtype(x, A, B, C)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .._common import work_dtype
+from .._common import fp32_math, work_dtype
 
 
 def _check(x, dt, A, B, C):
@@ -20,6 +20,7 @@ def _heads(M, H):
     return M if M.shape[2] == H else M.repeat_interleave(H // M.shape[2], dim=2)
 
 
+@fp32_math
 def ssd_ref(x, dt, A, B, C, chunk_size=None, initial_state=None):
     """Reference loop (fp32):  h_t = exp(A_t) h_{t-1} + dt_t x_t B_t^T,  y_t = h_t C_t.
     `chunk_size` is accepted for a signature identical to `ssd_chunked`, and unused.
