@@ -30,7 +30,15 @@ import torch
 import torch.nn as nn
 
 from ..config import require
+from ..kernels.lstm import Flags, lstm_recurrence
+from ..kernels.lstm import usable as lstm_kernel_usable
 from .rnn import RecurrentLM, RNNConfig, uniform_init
+
+
+def lstm_recurrence_fast(u: torch.Tensor) -> bool:
+    """Whether the LSTM recurrence op runs its compiled loop for this input (a CPU tensor, the
+    kernel built); elsewhere the model's own step loop is as fast as the op's reference."""
+    return lstm_kernel_usable(u)
 
 # Greff et al.'s variant names -> the config flags that give them
 VARIANTS: dict[str, dict[str, bool]] = {
@@ -122,6 +130,25 @@ class LSTMCell(nn.Module):
         out, y, c = torch.lstm(x, (y0[None], c0[None]), [w_ih, w_hh, b_ih, torch.zeros_like(b_ih)],
                                True, 1, 0.0, self.training, False, True)
         return out, (y[0], c[0])                                                       # (B, T, H), state
+
+    @property
+    def flags(self) -> Flags:
+        c = self.cfg
+        return Flags(c.input_gate, c.forget_gate, c.output_gate, c.input_activation, c.output_activation,
+                     c.coupled_input_forget, c.peepholes)
+
+    def loop(self, u: torch.Tensor, state: tuple) -> tuple[torch.Tensor, tuple] | None:
+        """The layer's time loop on its input projection u (B, T, n*H) by the LSTM recurrence op
+        (modules/kernels/lstm: a compiled loop on a CPU, forward and backward), or None where that
+        op does not apply (full gate recurrence) or has no fast path here (a GPU, no compiler): the
+        step loop runs then. The same equations as `step`."""
+        if self.G is not None or not lstm_recurrence_fast(u):
+            return None
+        H = self.hidden
+        zero = u.new_zeros(H)
+        peep = torch.stack([self.p[g] if g in self.p else zero for g in ("i", "f", "o")])   # (3, H)
+        y, (yT, cT) = lstm_recurrence(u, self.R.weight, peep, self.flags, state[0], state[1])
+        return y, (yT, cT)
 
     def init_state(self, batch_size: int, device) -> tuple[torch.Tensor, ...]:
         zeros = lambda width: torch.zeros(batch_size, width, device=device)  # noqa: E731

@@ -143,11 +143,15 @@ class RecurrentLM(nn.Module):
             y, state = cell.fused(inp, state)                                          # (B, T, D)
         else:
             u = cell.input_proj(inp)                                                   # (B, T, G*D)
-            ys = []
-            for t in range(h.shape[1]):
-                y, state = cell.step(u[:, t], state)                                   # (B, D)
-                ys.append(y)
-            y = torch.stack(ys, dim=1)                                                 # (B, T, D)
+            done = cell.loop(u, state) if hasattr(cell, "loop") else None              # a compiled loop
+            if done is not None:
+                y, state = done
+            else:
+                ys = []
+                for t in range(h.shape[1]):
+                    y, state = cell.step(u[:, t], state)                               # (B, D)
+                    ys.append(y)
+                y = torch.stack(ys, dim=1)                                             # (B, T, D)
         if self.prenorm:
             y = h + y
             y = y + self.mlps[i](self.ln2[i](y))

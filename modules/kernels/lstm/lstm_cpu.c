@@ -1,0 +1,178 @@
+/* CPU kernel of the LSTM recurrence (modules/kernels/lstm/: Greff et al.'s vanilla LSTM and its
+   variants, without full gate recurrence; naive.py has the equations).
+
+   Layout, contiguous: u (B, T, nH) with rows [z, gates...] (nH = (1 + gates) H), RT (H, nH) the
+   recurrent matrix transposed (forward), R (nH, H) itself (backward), peep (3, H) (rows i, f, o;
+   zeros where absent), y0, c0, yT, cT (B, H); ys, cs (B, T, H): the output and the cell after each
+   step; acts (B, T, 5, H): z, i, f, o and h(c) after each step (what the backward reads).
+   A batch row's state stays in L1 across time; each step's R y_{t-1} is a vectorized loop over
+   the nH outputs, one row of RT per input, and the gates are vectorized over H.
+
+   Backward, per row and step in reverse, with dy and dc the carried gradients of y_t and c_t:
+       dy += dys[t];  do = dy h(c_t);  dc += dy o h'(c_t);  dpre_o = do o (1 - o);  dc += dpre_o p_o
+       dz = dc i;  di = dc z;  df = dc c_{t-1};  dc_{t-1} = dc f;  coupled: di -= df
+       dpre_z = dz g'(pre_z);  dpre_i = di i (1 - i);  dpre_f = df f (1 - f);  dc_{t-1} += dpre_i p_i + dpre_f p_f
+       dy_{t-1} = R^T dpre
+   It writes dpre (B, T, nH) and the initial states' gradients; torch forms dR, the peepholes'
+   gradients and du from them (one matmul and two reductions over the whole sequence).
+   sigma and tanh (float): from the vectorizable Cephes exp (about 1 ulp), tanh by its odd
+   polynomial below |x| = 0.0625 (no cancellation near 0); double uses libm.
+   No allocation, no threads, no global state: torch owns every buffer. Built by
+   modules/kernels/native.py, loaded with ctypes (lstm/cpu.py). */
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+enum { IG = 1, FG = 2, OG = 4, IACT = 8, OACT = 16, COUPLED = 32 };
+
+#pragma omp declare simd notinbranch
+static inline float exp_f32(float x) {
+    x = x < -87.3f ? -87.3f : (x > 88.7f ? 88.7f : x);
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;   /* round(x / ln 2): 1.5 * 2^23 */
+    x = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float z = x * x;
+    float y = ((((1.9875691500e-4f * x + 1.3981999507e-3f) * x + 8.3334519073e-3f) * x
+                + 4.1665795894e-2f) * x + 1.6666665459e-1f) * x + 5.0000001201e-1f;
+    y = y * z + x + 1.0f;
+    union { int32_t i; float f; } u;                                   /* 2^n */
+    u.i = ((int32_t)n + 127) << 23;
+    return y * u.f;
+}
+
+#pragma omp declare simd notinbranch
+static inline float sig_f32(float x) { return 1.0f / (1.0f + exp_f32(-x)); }
+
+#pragma omp declare simd notinbranch
+static inline float tanh_f32(float x) {
+    float ax = fabsf(x);
+    float e = exp_f32(-2.0f * ax);
+    float big = (1.0f - e) / (1.0f + e);
+    float x2 = x * x;
+    float small = ax * (1.0f + x2 * (-0.333333343f + x2 * (0.133333340f + x2 * -0.0539682545f)));
+    float r = ax < 0.0625f ? small : big;
+    return copysignf(r, x);
+}
+
+#pragma omp declare simd notinbranch
+static inline double sig_f64(double x) { return 1.0 / (1.0 + exp(-x)); }
+
+#pragma omp declare simd notinbranch
+static inline double tanh_f64(double x) { return tanh(x); }
+
+#define LSTM_FWD(NAME, T, SIG, TANH)                                                          \
+void NAME(int64_t Bn, int64_t L, int64_t H, int64_t flags, const T *restrict u,               \
+          const T *restrict RT, const T *restrict peep, const T *restrict y0,                 \
+          const T *restrict c0, T *restrict ys, T *restrict cs, T *restrict acts,             \
+          T *restrict yT, T *restrict cT, T *restrict work) {                                 \
+    const int ig = flags & IG, fg = flags & FG, og = flags & OG, coupled = flags & COUPLED;   \
+    const int iact = flags & IACT, oact = flags & OACT;                                       \
+    const int64_t oi = ig ? 1 : -1, of = (fg && !coupled) ? 1 + (ig ? 1 : 0) : -1;            \
+    const int64_t oo = og ? 1 + (ig ? 1 : 0) + ((fg && !coupled) ? 1 : 0) : -1;               \
+    const int64_t nH = H * (1 + (oi > 0) + (of > 0) + (oo > 0));                              \
+    const T *pi = peep, *pf = peep + H, *po = peep + 2 * H;                                   \
+    const int64_t si_row = oi > 0 ? oi : 0, sf_row = of > 0 ? of : 0, so_row = oo > 0 ? oo : 0; \
+    /* the flags as 0/1 multipliers: a blend k a + (1 - k) b is exact for k in {0, 1}, and it \
+       vectorizes where a select on an integer flag does not */                               \
+    const T kig = ig ? 1 : 0, kfg = fg ? 1 : 0, kog = og ? 1 : 0, kc = coupled ? 1 : 0;       \
+    const T kiact = iact ? 1 : 0, koact = oact ? 1 : 0;                                        \
+    T *pre = work, *y = work + nH, *c = work + nH + H;                                        \
+    for (int64_t b = 0; b < Bn; b++) {                                                        \
+        if (y0) memcpy(y, y0 + b * H, (size_t)H * sizeof(T)); else memset(y, 0, (size_t)H * sizeof(T)); \
+        if (c0) memcpy(c, c0 + b * H, (size_t)H * sizeof(T)); else memset(c, 0, (size_t)H * sizeof(T)); \
+        for (int64_t t = 0; t < L; t++) {                                                     \
+            const int64_t bt = b * L + t;                                                     \
+            memcpy(pre, u + bt * nH, (size_t)nH * sizeof(T));                                 \
+            for (int64_t k = 0; k < H; k++) {                                                 \
+                const T yk = y[k];                                                            \
+                const T *r = RT + k * nH;                                                     \
+                _Pragma("omp simd")                                                           \
+                for (int64_t j = 0; j < nH; j++) pre[j] += yk * r[j];                         \
+            }                                                                                 \
+            T *a = acts + bt * 5 * H;                                                         \
+            T *az = a, *ai = a + H, *af = a + 2 * H, *ao = a + 3 * H, *ah = a + 4 * H;        \
+            T *yt = ys + bt * H, *ct = cs + bt * H;                                           \
+            _Pragma("omp simd")                                                               \
+            for (int64_t h = 0; h < H; h++) {                                                 \
+                /* every function computed, then blended: no call under a branch, so the    \
+                   loop vectorizes (an absent gate reads the z row, and its value is unused) */ \
+                T cp = c[h];                                                                  \
+                T tz = TANH(pre[h]);                                                          \
+                T si = SIG(pre[si_row * H + h] + pi[h] * cp);                                 \
+                T sf = SIG(pre[sf_row * H + h] + pf[h] * cp);                                 \
+                T z = kiact * tz + ((T)1 - kiact) * pre[h];                                   \
+                T i = kig * si + ((T)1 - kig);                                                \
+                T f = kc * ((T)1 - i) + ((T)1 - kc) * (kfg * sf + ((T)1 - kfg));              \
+                T cn = z * i + cp * f;                                                        \
+                T so = SIG(pre[so_row * H + h] + po[h] * cn);                                 \
+                T tc = TANH(cn);                                                              \
+                T o = kog * so + ((T)1 - kog);                                                \
+                T hc = koact * tc + ((T)1 - koact) * cn;                                      \
+                T yv = hc * o;                                                                \
+                az[h] = z; ai[h] = i; af[h] = f; ao[h] = o; ah[h] = hc;                       \
+                c[h] = cn; ct[h] = cn; y[h] = yv; yt[h] = yv;                                 \
+            }                                                                                 \
+        }                                                                                     \
+        if (yT) memcpy(yT + b * H, y, (size_t)H * sizeof(T));                                 \
+        if (cT) memcpy(cT + b * H, c, (size_t)H * sizeof(T));                                 \
+    }                                                                                         \
+}
+
+#define LSTM_BWD(NAME, T)                                                                     \
+void NAME(int64_t Bn, int64_t L, int64_t H, int64_t flags, const T *restrict R,               \
+          const T *restrict peep, const T *restrict c0, const T *restrict cs,                 \
+          const T *restrict acts, const T *restrict dys, const T *restrict dyT,               \
+          const T *restrict dcT, T *restrict dpre, T *restrict dy0, T *restrict dc0,          \
+          T *restrict work) {                                                                 \
+    const int ig = flags & IG, fg = flags & FG, og = flags & OG, coupled = flags & COUPLED;   \
+    const int iact = flags & IACT, oact = flags & OACT;                                       \
+    const int64_t oi = ig ? 1 : -1, of = (fg && !coupled) ? 1 + (ig ? 1 : 0) : -1;            \
+    const int64_t oo = og ? 1 + (ig ? 1 : 0) + ((fg && !coupled) ? 1 : 0) : -1;               \
+    const int64_t nH = H * (1 + (oi > 0) + (of > 0) + (oo > 0));                              \
+    const T *pi = peep, *pf = peep + H, *po = peep + 2 * H;                                   \
+    T *dy = work, *dc = work + H, *zeros = work + 2 * H;   /* the caller zeroes `zeros` */     \
+    for (int64_t b = 0; b < Bn; b++) {                                                        \
+        if (dyT) memcpy(dy, dyT + b * H, (size_t)H * sizeof(T)); else memset(dy, 0, (size_t)H * sizeof(T)); \
+        if (dcT) memcpy(dc, dcT + b * H, (size_t)H * sizeof(T)); else memset(dc, 0, (size_t)H * sizeof(T)); \
+        for (int64_t t = L - 1; t >= 0; t--) {                                                \
+            const int64_t bt = b * L + t;                                                     \
+            const T *a = acts + bt * 5 * H;                                                   \
+            const T *az = a, *ai = a + H, *af = a + 2 * H, *ao = a + 3 * H, *ah = a + 4 * H;  \
+            const T *cp = t ? cs + (bt - 1) * H : (c0 ? c0 + b * H : zeros);                  \
+            const T *dyt = dys + bt * H;                                                      \
+            T *dp = dpre + bt * nH;                                                           \
+            _Pragma("omp simd")                                                               \
+            for (int64_t h = 0; h < H; h++) {                                                 \
+                T g = dy[h] + dyt[h];                                                         \
+                T o = ao[h], hc = ah[h], z = az[h], i = ai[h], f = af[h];                     \
+                T d_o = g * hc;                                                               \
+                T dcn = dc[h] + g * o * (oact ? (T)1 - hc * hc : (T)1);                       \
+                T dpo = d_o * o * ((T)1 - o);                                                 \
+                if (og) { dcn += dpo * po[h]; dp[oo * H + h] = dpo; }                         \
+                T dz = dcn * i, di = dcn * z, df = dcn * cp[h], dcp = dcn * f;                \
+                if (coupled) di -= df;                                                        \
+                dp[h] = dz * (iact ? (T)1 - z * z : (T)1);                                    \
+                if (ig) { T dpi = di * i * ((T)1 - i); dp[oi * H + h] = dpi; dcp += dpi * pi[h]; } \
+                if (fg && !coupled) { T dpf = df * f * ((T)1 - f); dp[of * H + h] = dpf; dcp += dpf * pf[h]; } \
+                dc[h] = dcp;                                                                  \
+                dy[h] = 0;                                                                    \
+            }                                                                                 \
+            for (int64_t j = 0; j < nH; j++) {                                                \
+                const T dj = dp[j];                                                           \
+                const T *r = R + j * H;                                                       \
+                _Pragma("omp simd")                                                           \
+                for (int64_t k = 0; k < H; k++) dy[k] += dj * r[k];                           \
+            }                                                                                 \
+        }                                                                                     \
+        if (dy0) memcpy(dy0 + b * H, dy, (size_t)H * sizeof(T));                              \
+        if (dc0) memcpy(dc0 + b * H, dc, (size_t)H * sizeof(T));                              \
+    }                                                                                         \
+}
+
+LSTM_FWD(lstm_fwd_f32, float, sig_f32, tanh_f32)
+LSTM_FWD(lstm_fwd_f64, double, sig_f64, tanh_f64)
+LSTM_BWD(lstm_bwd_f32, float)
+LSTM_BWD(lstm_bwd_f64, double)
+
+/* the ABI version, so that a caller can tell builds apart */
+int claimcheck_lstm_abi(void) { return 1; }
