@@ -86,6 +86,17 @@ class ElmanCell(nn.Module):
         h = self.act(u + self.R(state[0]))                                             # (B, H)
         return h, (h,)
 
+    can_fuse = True                    # torch runs this recurrence natively: `fused`, one call a sequence
+
+    def fused(self, x: torch.Tensor, state: tuple) -> tuple[torch.Tensor, tuple]:
+        """The layer on a whole sequence x (B, T, d_in) by torch.rnn_tanh / rnn_relu: the same
+        equations as `step` (W x + b, then R h with no bias of its own)."""
+        run = torch.rnn_tanh if self.act is torch.tanh else torch.rnn_relu
+        zero = torch.zeros_like(self.W.bias)
+        out, h = run(x, state[0][None], [self.W.weight, self.R.weight, self.W.bias, zero],
+                     True, 1, 0.0, self.training, False, True)
+        return out, (h[0],)
+
 
 class GRUCell(nn.Module):
     def __init__(self, d_in: int, hidden: int):
@@ -110,6 +121,15 @@ class GRUCell(nn.Module):
         n = torch.tanh(un + r * hn)
         h = (1 - z) * n + z * h                                                        # (B, H)
         return h, (h,)
+
+    can_fuse = True                    # torch runs this recurrence natively: `fused`, one call a sequence
+
+    def fused(self, x: torch.Tensor, state: tuple) -> tuple[torch.Tensor, tuple]:
+        """The layer on a whole sequence x (B, T, d_in) by torch.gru: the same equations and gate
+        order ([r, z, n], the recurrent bias of n inside r * (.)) as `step`."""
+        out, h = torch.gru(x, state[0][None], [self.W.weight, self.R.weight, self.W.bias, self.R.bias],
+                           True, 1, 0.0, self.training, False, True)
+        return out, (h[0],)
 
 
 # ---------------------------------------------------------------------------------------------
