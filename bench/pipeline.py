@@ -332,10 +332,13 @@ def bench_loop(log=print) -> dict:
                          "converged_rel_drop": 0.02, **base["train"]}}
         steps, bs = cfg["train"]["steps"], cfg["train"]["batch_size"]
         engine, bare = [], []
-        for _ in range(3):
+
+        def run_engine():
             with tempfile.TemporaryDirectory() as tmp:
                 rec = train(cfg, Path(tmp), "cpu", log=lambda s: None)
             engine.append(rec["compute_s"])
+
+        def run_bare():
             task = build_task(cfg["task"]["name"], {k: v for k, v in cfg["task"].items() if k != "name"})
             torch.manual_seed(0)
             model = build_model(cfg["model"]["arch"], {k: v for k, v in cfg["model"].items() if k != "arch"},
@@ -351,6 +354,12 @@ def bench_loop(log=print) -> dict:
                 loss.backward()
                 opt.step()
             bare.append(time.perf_counter() - t0)
+
+        # taking turns, each going first as often: whichever runs first in a repeat meets colder
+        # caches and allocator (until 2026-12-05 the engine always ran first)
+        for r in range(4):
+            for run in ((run_engine, run_bare) if r % 2 == 0 else (run_bare, run_engine)):
+                run()
         e, b = statistics.median(engine), statistics.median(bare)
         row = {"case": name, "steps": steps, "engine_s": e, "bare_s": b, "ratio": b / e,
                "engine_steps_per_s": steps / e, "bare_steps_per_s": steps / b}
