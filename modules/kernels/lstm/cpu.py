@@ -54,14 +54,17 @@ class _NativeLSTM(torch.autograd.Function):
         c0 = None if c0 is None else c0.contiguous()
         Bn, L, nH = u.shape
         H = R.shape[1]
-        ys, cs = u.new_empty(Bn, L, H), u.new_empty(Bn, L, H)
-        acts = u.new_empty(Bn, L, 5, H)
+        want_grad = any(ctx.needs_input_grad)
+        ys = u.new_empty(Bn, L, H)
+        cs = u.new_empty(Bn, L, H) if want_grad else None          # what the backward reads, kept only for it
+        acts = u.new_empty(Bn, L, 5, H) if want_grad else None
         yT, cT = u.new_empty(Bn, H), u.new_empty(Bn, H)
-        work = u.new_empty(nH + 2 * H)
+        work = u.new_empty(6 * H + nH + 2 * H)
         RT = R.t().contiguous()            # held here: a temporary would be freed before the call reads it
         fwd(Bn, L, H, bits, *(native.ptr(t) for t in (u, RT, peep, y0, c0, ys, cs, acts, yT, cT, work)))
         ctx.bits = bits
-        ctx.save_for_backward(R, peep, y0, c0, ys, cs, acts)
+        if want_grad:
+            ctx.save_for_backward(R, peep, y0, c0, ys, cs, acts)
         return ys, yT, cT
 
     @staticmethod

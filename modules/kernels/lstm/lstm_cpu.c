@@ -5,7 +5,8 @@
    recurrent matrix transposed (forward), R (nH, H) itself (backward), peep (3, H) (rows i, f, o;
    zeros where absent), y0, c0, yT, cT (B, H); ys, cs (B, T, H): the output and the cell after each
    step; acts (B, T, 5, H): z, i, f, o and h(c) after each step (what the backward reads).
-   A batch row's state stays in L1 across time; each step's R y_{t-1} is a vectorized loop over
+   acts and cs may be NULL (no gradient wanted: a scratch row of `work` takes them, so memory stays
+   that of the state however long the sequence). A batch row's state stays in L1 across time; each step's R y_{t-1} is a vectorized loop over
    the nH outputs, one row of RT per input, and the gates are vectorized over H.
 
    Backward, per row and step in reverse, with dy and dc the carried gradients of y_t and c_t:
@@ -76,7 +77,9 @@ void NAME(int64_t Bn, int64_t L, int64_t H, int64_t flags, const T *restrict u, 
        vectorizes where a select on an integer flag does not */                               \
     const T kig = ig ? 1 : 0, kfg = fg ? 1 : 0, kog = og ? 1 : 0, kc = coupled ? 1 : 0;       \
     const T kiact = iact ? 1 : 0, koact = oact ? 1 : 0;                                        \
-    T *pre = work, *y = work + nH, *c = work + nH + H;                                        \
+    /* work: 6 H scratch (the step's values when the backward's are not kept), then pre, y, c */ \
+    const int keep = acts != NULL && cs != NULL;                                              \
+    T *pre = work + 6 * H, *y = work + 6 * H + nH, *c = work + 6 * H + nH + H;                \
     for (int64_t b = 0; b < Bn; b++) {                                                        \
         if (y0) memcpy(y, y0 + b * H, (size_t)H * sizeof(T)); else memset(y, 0, (size_t)H * sizeof(T)); \
         if (c0) memcpy(c, c0 + b * H, (size_t)H * sizeof(T)); else memset(c, 0, (size_t)H * sizeof(T)); \
@@ -89,9 +92,9 @@ void NAME(int64_t Bn, int64_t L, int64_t H, int64_t flags, const T *restrict u, 
                 _Pragma("omp simd")                                                           \
                 for (int64_t j = 0; j < nH; j++) pre[j] += yk * r[j];                         \
             }                                                                                 \
-            T *a = acts + bt * 5 * H;                                                         \
+            T *a = keep ? acts + bt * 5 * H : work;       /* not kept: written over, unread */ \
             T *az = a, *ai = a + H, *af = a + 2 * H, *ao = a + 3 * H, *ah = a + 4 * H;        \
-            T *yt = ys + bt * H, *ct = cs + bt * H;                                           \
+            T *yt = ys + bt * H, *ct = keep ? cs + bt * H : work + 5 * H;                     \
             _Pragma("omp simd")                                                               \
             for (int64_t h = 0; h < H; h++) {                                                 \
                 /* every function computed, then blended: no call under a branch, so the    \

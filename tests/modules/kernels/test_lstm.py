@@ -87,3 +87,15 @@ def test_bad_shapes_are_named():
         lstm_recurrence(u, R[:-1], peep, flags)
     with pytest.raises(ValueError, match="peep must be"):
         lstm_recurrence(u, R, peep[:2], flags)
+
+
+@needs_kernel
+def test_without_gradients_the_kernel_keeps_nothing_for_a_backward_and_gives_the_same_numbers():
+    """Under no_grad the kernel writes the per-step activations to a scratch row, not (B, T, 5, H)
+    tensors: the same outputs, bit for bit, as with gradients."""
+    flags = VARIANTS["V"]
+    u, R, peep, y0, c0 = (leaf(t) for t in make(flags))
+    y, (yT, cT) = lstm_recurrence(u, R, peep, flags, y0, c0)
+    with torch.no_grad():
+        y2, (yT2, cT2) = lstm_recurrence(u, R, peep, flags, y0, c0)
+    assert torch.equal(y, y2) and torch.equal(yT, yT2) and torch.equal(cT, cT2)
