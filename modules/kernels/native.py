@@ -28,6 +28,7 @@ import functools
 import hashlib
 import os
 import platform
+import re
 import shutil
 import subprocess
 import tempfile
@@ -138,6 +139,19 @@ def _prune(keep: Path, name: str) -> None:
             pass
 
 
+def _source_text(src: Path) -> str:
+    """The kernel's C text and the text of every file it includes with #include "..." (one level:
+    ../vecmath.h), so that a change to a shared header rebuilds the kernels that use it."""
+    text = src.read_text()
+    parts = [text]
+    for inc in re.findall(r'^\s*#\s*include\s+"([^"]+)"', text, re.M):
+        try:
+            parts.append((src.parent / inc).read_text())
+        except OSError:
+            parts.append(f"missing {inc}")   # the compiler says what is wrong
+    return "\0".join(parts)
+
+
 @functools.cache
 def library(src: str | os.PathLike) -> ctypes.CDLL | None:
     """The C file `src` (an op's `<name>.c`, e.g. scan/scan_cpu.c), built, as a ctypes library, or
@@ -153,7 +167,7 @@ def library(src: str | os.PathLike) -> ctypes.CDLL | None:
                    f"its slower torch path. Install gcc (Debian: apt-get install gcc), or set "
                    f"CLAIMCHECK_NATIVE=0 to choose the torch path and silence this warning.")
         return None
-    key = hashlib.sha256("\0".join([src.read_text(), " ".join(FLAGS + NATIVE_ARCH), _compiler_identity(cc),
+    key = hashlib.sha256("\0".join([_source_text(src), " ".join(FLAGS + NATIVE_ARCH), _compiler_identity(cc),
                                     _cpu_identity()]).encode()).hexdigest()[:16]
     so = cache_dir() / f"{name}-{key}.so"
     try:

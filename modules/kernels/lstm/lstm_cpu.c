@@ -16,50 +16,16 @@
        dy_{t-1} = R^T dpre
    It writes dpre (B, T, nH) and the initial states' gradients; torch forms dR, the peepholes'
    gradients and du from them (one matmul and two reductions over the whole sequence).
-   sigma and tanh (float): from the vectorizable Cephes exp (about 1 ulp), tanh by its odd
-   polynomial below |x| = 0.0625 (no cancellation near 0); double uses libm.
+   sigma and tanh: ../vecmath.h (float: the vectorizable Cephes exp; double: libm).
    No allocation, no threads, no global state: torch owns every buffer. Built by
    modules/kernels/native.py, loaded with ctypes (lstm/cpu.py). */
-#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
+#include "../vecmath.h"   /* exp_f32, sig_f32, tanh_f32 and their double versions */
+
 enum { IG = 1, FG = 2, OG = 4, IACT = 8, OACT = 16, COUPLED = 32 };
-
-#pragma omp declare simd notinbranch
-static inline float exp_f32(float x) {
-    x = x < -87.3f ? -87.3f : (x > 88.7f ? 88.7f : x);
-    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;   /* round(x / ln 2): 1.5 * 2^23 */
-    x = x - n * 0.693359375f + n * 2.12194440e-4f;
-    float z = x * x;
-    float y = ((((1.9875691500e-4f * x + 1.3981999507e-3f) * x + 8.3334519073e-3f) * x
-                + 4.1665795894e-2f) * x + 1.6666665459e-1f) * x + 5.0000001201e-1f;
-    y = y * z + x + 1.0f;
-    union { int32_t i; float f; } u;                                   /* 2^n */
-    u.i = ((int32_t)n + 127) << 23;
-    return y * u.f;
-}
-
-#pragma omp declare simd notinbranch
-static inline float sig_f32(float x) { return 1.0f / (1.0f + exp_f32(-x)); }
-
-#pragma omp declare simd notinbranch
-static inline float tanh_f32(float x) {
-    float ax = fabsf(x);
-    float e = exp_f32(-2.0f * ax);
-    float big = (1.0f - e) / (1.0f + e);
-    float x2 = x * x;
-    float small = ax * (1.0f + x2 * (-0.333333343f + x2 * (0.133333340f + x2 * -0.0539682545f)));
-    float r = ax < 0.0625f ? small : big;
-    return copysignf(r, x);
-}
-
-#pragma omp declare simd notinbranch
-static inline double sig_f64(double x) { return 1.0 / (1.0 + exp(-x)); }
-
-#pragma omp declare simd notinbranch
-static inline double tanh_f64(double x) { return tanh(x); }
 
 #define LSTM_FWD(NAME, T, SIG, TANH)                                                          \
 void NAME(int64_t Bn, int64_t L, int64_t H, int64_t flags, const T *restrict u,               \

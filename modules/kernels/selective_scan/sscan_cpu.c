@@ -11,9 +11,7 @@
    sum over n accumulates whole vectors of y, and B and C are scalars over a block of channels
    that share their groups. No (B, L, D, N) tensor is built but the states the backward reads;
    a is recomputed where it is used.
-   exp: float uses the Cephes polynomial (about 1 ulp; written out, with the rounding done by
-   adding and subtracting 1.5 * 2^23 rather than floorf, so that the compiler vectorizes it; arguments are clamped to [-87.3, 88.7], so a result below FLT_MIN comes out
-   near FLT_MIN rather than as a denormal or 0); double uses libm's exp.
+   exp: ../vecmath.h (float: the vectorizable Cephes polynomial, about 1 ulp; double: libm).
 
    Forward:  hs may be NULL (no gradient wanted): then only the final state is written, from
              the running state in `work` (N * D values, the caller's).
@@ -29,27 +27,12 @@
    No allocation, no threads, no global state: torch owns every buffer. Built by
    modules/kernels/native.py (with -fopenmp-simd for the marked loops: their reductions may be
    reordered to vectorize), loaded with ctypes (selective_scan/cpu.py). */
-#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
-#pragma omp declare simd notinbranch
-static inline float exp_f32(float x) {
-    x = x < -87.3f ? -87.3f : (x > 88.7f ? 88.7f : x);
-    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;   /* round(x / ln 2): 1.5 * 2^23 */
-    x = x - n * 0.693359375f + n * 2.12194440e-4f;
-    float z = x * x;
-    float y = ((((1.9875691500e-4f * x + 1.3981999507e-3f) * x + 8.3334519073e-3f) * x
-                + 4.1665795894e-2f) * x + 1.6666665459e-1f) * x + 5.0000001201e-1f;
-    y = y * z + x + 1.0f;
-    union { int32_t i; float f; } u;                                   /* 2^n */
-    u.i = ((int32_t)n + 127) << 23;
-    return y * u.f;
-}
+#include "../vecmath.h"   /* exp_f32, exp_f64 */
 
-#pragma omp declare simd notinbranch
-static inline double exp_f64(double x) { return exp(x); }
 
 static int64_t gcd64(int64_t a, int64_t b) {
     while (b) { int64_t t = a % b; a = b; b = t; }

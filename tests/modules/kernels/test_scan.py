@@ -6,6 +6,7 @@ Every numeric test runs on both."""
 from __future__ import annotations
 
 import importlib
+import os
 import subprocess
 import sys
 from typing import NamedTuple
@@ -197,3 +198,29 @@ def test_native_off_switch(tmp_path):
     res = _child(PROBE, CLAIMCHECK_NATIVE="0", CLAIMCHECK_NATIVE_CACHE=str(tmp_path))
     assert res.returncode == 0 and res.stdout.split()[0] == "torch", res.stderr
     assert "Warning" not in res.stderr and not list(tmp_path.iterdir())
+
+
+@needs_cc
+def test_a_kernels_build_key_covers_the_header_it_includes(tmp_path):
+    """A kernel that includes a shared header (../vecmath.h) is rebuilt when the header changes:
+    the header's text is part of the build key, and the build finds it beside the kernel's folder."""
+    op = tmp_path / "op"
+    op.mkdir()
+    (tmp_path / "shared.h").write_text("static inline int three(void) { return 3; }\n")
+    src = op / "k.c"
+    src.write_text('#include "../shared.h"\nint k_value(void) { return three(); }\n')
+    cache = tmp_path / "cache"
+    old = os.environ.get("CLAIMCHECK_NATIVE_CACHE")
+    os.environ["CLAIMCHECK_NATIVE_CACHE"] = str(cache)
+    try:
+        assert native.library(src).k_value() == 3
+        (tmp_path / "shared.h").write_text("static inline int three(void) { return 4; }\n")
+        native.library.cache_clear()
+        assert native.library(src).k_value() == 4
+        assert len(list(cache.glob("k-*.so"))) == 2
+    finally:
+        native.library.cache_clear()
+        if old is None:
+            os.environ.pop("CLAIMCHECK_NATIVE_CACHE")
+        else:
+            os.environ["CLAIMCHECK_NATIVE_CACHE"] = old
