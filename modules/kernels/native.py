@@ -187,3 +187,23 @@ def library(src: str | os.PathLike) -> ctypes.CDLL | None:
 def ptr(t) -> ctypes.c_void_p | None:
     """A tensor's data pointer for a C call (None for a missing optional tensor: NULL)."""
     return None if t is None else ctypes.c_void_p(t.data_ptr())
+
+
+def fwd_bwd(src: str | os.PathLike, name: str, suffixes: dict, fwd_args: tuple[int, int],
+            bwd_args: tuple[int, int]) -> dict | None:
+    """{dtype: (forward, backward)} C functions `<name>_fwd_<suffix>` / `<name>_bwd_<suffix>` of the
+    kernel `src`, typed as (n int64 arguments, then m pointers) each; None when `library` gives none."""
+    lib = library(src)
+    if lib is None:
+        return None
+    i64, p = ctypes.c_int64, ctypes.c_void_p
+    fns = {}
+    for dtype, sfx in suffixes.items():
+        pair = []
+        for kind, (n_int, n_ptr) in (("fwd", fwd_args), ("bwd", bwd_args)):
+            fn = getattr(lib, f"{name}_{kind}_{sfx}")
+            fn.argtypes, fn.restype = [i64] * n_int + [p] * n_ptr, None
+            pair.append(fn)
+        fns[dtype] = tuple(pair)
+    return fns
+

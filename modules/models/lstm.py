@@ -34,12 +34,6 @@ from ..kernels.lstm import Flags, lstm_recurrence
 from ..kernels.lstm import usable as lstm_kernel_usable
 from .rnn import RecurrentLM, RNNConfig, uniform_init
 
-
-def lstm_recurrence_fast(u: torch.Tensor) -> bool:
-    """Whether the LSTM recurrence op runs its compiled loop for this input (a CPU tensor, the
-    kernel built); elsewhere the model's own step loop is as fast as the op's reference."""
-    return lstm_kernel_usable(u)
-
 # Greff et al.'s variant names -> the config flags that give them
 VARIANTS: dict[str, dict[str, bool]] = {
     "V": {},
@@ -142,7 +136,8 @@ class LSTMCell(nn.Module):
         (modules/kernels/lstm: a compiled loop on a CPU, forward and backward), or None where that
         op does not apply (full gate recurrence) or has no fast path here (a GPU, no compiler): the
         step loop runs then. The same equations as `step`."""
-        if self.G is not None or not lstm_recurrence_fast(u):
+        # without the compiled loop (a GPU, no compiler) the op's fallback is a loop like `step`'s
+        if self.G is not None or not lstm_kernel_usable(u):
             return None
         H = self.hidden
         zero = u.new_zeros(H)

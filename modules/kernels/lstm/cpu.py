@@ -5,7 +5,6 @@ per-step gate gradients in one matmul. `lstm_recurrence` uses it for CPU tensors
 """
 from __future__ import annotations
 
-import ctypes
 import functools
 from pathlib import Path
 
@@ -23,17 +22,8 @@ _BITS = {"input_gate": 1, "forget_gate": 2, "output_gate": 4, "input_activation"
 
 @functools.cache
 def _native_fns():
-    lib = native.library(SOURCE)
-    if lib is None:
-        return None
-    i64, p = ctypes.c_int64, ctypes.c_void_p
-    fns = {}
-    for dtype, sfx in _SUFFIX.items():
-        fwd, bwd = getattr(lib, f"lstm_fwd_{sfx}"), getattr(lib, f"lstm_bwd_{sfx}")
-        fwd.argtypes, fwd.restype = [i64] * 4 + [p] * 11, None
-        bwd.argtypes, bwd.restype = [i64] * 4 + [p] * 12, None
-        fns[dtype] = (fwd, bwd)
-    return fns
+    """{dtype: (fwd, bwd)} from the compiled lstm_cpu.c, or None when it is unavailable."""
+    return native.fwd_bwd(SOURCE, "lstm", _SUFFIX, (4, 11), (4, 12))
 
 
 def native_available() -> bool:

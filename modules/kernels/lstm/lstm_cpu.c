@@ -27,17 +27,22 @@
 
 enum { IG = 1, FG = 2, OG = 4, IACT = 8, OACT = 16, COUPLED = 32 };
 
-#define LSTM_FWD(NAME, T, SIG, TANH)                                                          \
-void NAME(int64_t Bn, int64_t L, int64_t H, int64_t flags, const T *restrict u,               \
-          const T *restrict RT, const T *restrict peep, const T *restrict y0,                 \
-          const T *restrict c0, T *restrict ys, T *restrict cs, T *restrict acts,             \
-          T *restrict yT, T *restrict cT, T *restrict work) {                                 \
+/* the flags, the row (in units of H) of each gate present in u and R (-1: absent), the width
+   nH of a step's pre-activations, and the peephole rows: what forward and backward share */
+#define GATE_ROWS(T)                                                                          \
     const int ig = flags & IG, fg = flags & FG, og = flags & OG, coupled = flags & COUPLED;   \
     const int iact = flags & IACT, oact = flags & OACT;                                       \
     const int64_t oi = ig ? 1 : -1, of = (fg && !coupled) ? 1 + (ig ? 1 : 0) : -1;            \
     const int64_t oo = og ? 1 + (ig ? 1 : 0) + ((fg && !coupled) ? 1 : 0) : -1;               \
     const int64_t nH = H * (1 + (oi > 0) + (of > 0) + (oo > 0));                              \
-    const T *pi = peep, *pf = peep + H, *po = peep + 2 * H;                                   \
+    const T *pi = peep, *pf = peep + H, *po = peep + 2 * H;
+
+#define LSTM_FWD(NAME, T, SIG, TANH)                                                          \
+void NAME(int64_t Bn, int64_t L, int64_t H, int64_t flags, const T *restrict u,               \
+          const T *restrict RT, const T *restrict peep, const T *restrict y0,                 \
+          const T *restrict c0, T *restrict ys, T *restrict cs, T *restrict acts,             \
+          T *restrict yT, T *restrict cT, T *restrict work) {                                 \
+    GATE_ROWS(T)                                                                              \
     const int64_t si_row = oi > 0 ? oi : 0, sf_row = of > 0 ? of : 0, so_row = oo > 0 ? oo : 0; \
     /* the flags as 0/1 multipliers: a blend k a + (1 - k) b is exact for k in {0, 1}, and it \
        vectorizes where a select on an integer flag does not */                               \
@@ -93,12 +98,7 @@ void NAME(int64_t Bn, int64_t L, int64_t H, int64_t flags, const T *restrict R, 
           const T *restrict acts, const T *restrict dys, const T *restrict dyT,               \
           const T *restrict dcT, T *restrict dpre, T *restrict dy0, T *restrict dc0,          \
           T *restrict work) {                                                                 \
-    const int ig = flags & IG, fg = flags & FG, og = flags & OG, coupled = flags & COUPLED;   \
-    const int iact = flags & IACT, oact = flags & OACT;                                       \
-    const int64_t oi = ig ? 1 : -1, of = (fg && !coupled) ? 1 + (ig ? 1 : 0) : -1;            \
-    const int64_t oo = og ? 1 + (ig ? 1 : 0) + ((fg && !coupled) ? 1 : 0) : -1;               \
-    const int64_t nH = H * (1 + (oi > 0) + (of > 0) + (oo > 0));                              \
-    const T *pi = peep, *pf = peep + H, *po = peep + 2 * H;                                   \
+    GATE_ROWS(T)                                                                              \
     T *dy = work, *dc = work + H, *zeros = work + 2 * H;   /* the caller zeroes `zeros` */     \
     for (int64_t b = 0; b < Bn; b++) {                                                        \
         if (dyT) memcpy(dy, dyT + b * H, (size_t)H * sizeof(T)); else memset(dy, 0, (size_t)H * sizeof(T)); \

@@ -4,7 +4,6 @@ channels, with a fused one-pass backward; `scan` uses it for CPU tensors when it
 """
 from __future__ import annotations
 
-import ctypes
 import functools
 import math
 from pathlib import Path
@@ -22,17 +21,7 @@ _NATIVE_SUFFIX = {torch.float32: "f32", torch.float64: "f64", torch.complex64: "
 @functools.cache
 def _native_fns():
     """{dtype: (fwd, bwd)} from the compiled scan_cpu.c, or None when it is unavailable."""
-    lib = native.library(SOURCE)
-    if lib is None:
-        return None
-    fns = {}
-    i64, p = ctypes.c_int64, ctypes.c_void_p
-    for dtype, sfx in _NATIVE_SUFFIX.items():
-        fwd, bwd = getattr(lib, f"scan_fwd_{sfx}"), getattr(lib, f"scan_bwd_{sfx}")
-        fwd.argtypes, fwd.restype = [i64, i64, i64, p, p, p, p], None
-        bwd.argtypes, bwd.restype = [i64, i64, i64, p, p, p, p, p, p, p, p], None
-        fns[dtype] = (fwd, bwd)
-    return fns
+    return native.fwd_bwd(SOURCE, "scan", _NATIVE_SUFFIX, (3, 4), (3, 8))
 
 
 def native_available() -> bool:

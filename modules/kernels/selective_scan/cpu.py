@@ -7,7 +7,6 @@ initial state), without building any (B, L, D, N) tensor but the states the back
 """
 from __future__ import annotations
 
-import ctypes
 import functools
 from pathlib import Path
 
@@ -26,17 +25,7 @@ _CHUNK = 256     # time steps per kernel call: bounds the (B, chunk, D, N) state
 @functools.cache
 def _native_fns():
     """{dtype: (fwd, bwd)} from the compiled sscan_cpu.c, or None when it is unavailable."""
-    lib = native.library(SOURCE)
-    if lib is None:
-        return None
-    i64, p = ctypes.c_int64, ctypes.c_void_p
-    fns = {}
-    for dtype, sfx in _SUFFIX.items():
-        fwd, bwd = getattr(lib, f"sscan_fwd_{sfx}"), getattr(lib, f"sscan_bwd_{sfx}")
-        fwd.argtypes, fwd.restype = [i64] * 6 + [p] * 10, None
-        bwd.argtypes, bwd.restype = [i64] * 6 + [p] * 16, None
-        fns[dtype] = (fwd, bwd)
-    return fns
+    return native.fwd_bwd(SOURCE, "sscan", _SUFFIX, (6, 10), (6, 16))
 
 
 def native_available() -> bool:
