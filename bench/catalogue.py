@@ -20,7 +20,6 @@ work the counter does not see. The table says "matmul FLOP/s" for that reason.
 """
 from __future__ import annotations
 
-import ast
 import collections
 import json
 import time
@@ -28,16 +27,6 @@ from pathlib import Path
 
 KINDS = {"train": "train", "evaluate": "evaluate", "probe": "probe", "track": "track", "judge": "judge",
          "report": "report", "report_index": "report"}
-
-
-def _literal(v):
-    """train.json stores nested records either as JSON objects or as their Python repr (older runs)."""
-    if isinstance(v, str):
-        try:
-            return ast.literal_eval(v)
-        except (ValueError, SyntaxError):
-            return v
-    return v
 
 
 def read_jobs(root: Path, scale: str) -> list[dict]:
@@ -67,7 +56,7 @@ def read_training(root: Path, scale: str) -> list[dict]:
     out = []
     for f in sorted(base.rglob("train.json")):
         rec = json.loads(f.read_text())
-        cfg = _literal(rec.get("config"))
+        cfg = rec.get("config")
         if not isinstance(cfg, dict):
             continue
         rel = f.parent.relative_to(base)
