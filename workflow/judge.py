@@ -91,6 +91,17 @@ def _who(records: list) -> str:
     return "; ".join(f"{m} ({why})" if why else m for m, why in seen)
 
 
+def _failed_controls(c, decided: dict[str, dict]) -> dict[str, str]:
+    """{control id: "control X not reproduced (its verdict)"} for each control of the claim that is
+    not reproduced (or not judged)."""
+    out = {}
+    for rid in c.requires:
+        got = decided.get(rid, {}).get("verdict", "not judged")
+        if got != "reproduced":
+            out[rid] = f"control {rid} not reproduced ({got.replace('_', ' ')})"
+    return out
+
+
 def judge_claim(c, ms: Measurements, decided: dict[str, dict] | None = None) -> dict:
     """The verdict record of one claim; `decided` holds the verdicts of the claims judged before it
     (its controls among them)."""
@@ -114,11 +125,9 @@ def judge_claim(c, ms: Measurements, decided: dict[str, dict] | None = None) -> 
         # a metric the job recorded as NaN, where a control failed, is explained by that control (a
         # probe of a model that holds no label has no "fewest neurons that carry it"): inconclusive,
         # as any claim whose controls failed; without a failed control nothing explains it: not run
-        missing = [rid for rid in c.requires if decided.get(rid, {}).get("verdict") != "reproduced"]
+        missing = _failed_controls(c, decided)
         if isinstance(e, Undefined) and missing:
-            reasons = [str(e)] + [f"control {rid} not reproduced "
-                                  f"({decided.get(rid, {}).get('verdict', 'not judged').replace('_', ' ')})"
-                                  for rid in missing]
+            reasons = [str(e)] + list(missing.values())
             out.update(verdict="inconclusive", reason="; ".join(reasons), under_budget=False, n_seeds=0,
                        jobs=[], flags=["control"], reasons=reasons)
             return out
@@ -173,11 +182,10 @@ def judge_claim(c, ms: Measurements, decided: dict[str, dict] | None = None) -> 
         reasons.append(f"no trend: {ev.flat}")
         verdict = "inconclusive" if verdict in ("reproduced", "not_reproduced") else verdict
     # 4. controls, and models at chance
-    missing = [rid for rid in c.requires if decided.get(rid, {}).get("verdict") != "reproduced"]
-    for rid in missing:
+    missing = _failed_controls(c, decided)
+    for why in missing.values():
         flags.append("control")
-        got = decided.get(rid, {}).get("verdict", "not judged").replace("_", " ")
-        reasons.append(f"control {rid} not reproduced ({got})")
+        reasons.append(why)
     idle = [p for p in ev.points if at_chance(p, fact)]
     if idle:
         flags.append("chance")
