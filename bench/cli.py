@@ -8,6 +8,8 @@
     compare   a scale's wall time at this commit against another, side by side, and the verdict diff
               (bench/compare.py)
     verdicts  the verdicts of two runs diffed; exit 1 when one moved (bench/verdicts.py)
+    pack      the seeds of a fit trained as one vectorized ensemble against one after another
+              (bench/pack.py)
     gpu       the prepared GPU check: full-scale fits, busy share, TFLOP/s, GPU sharing, kernels
               against mamba-ssm and flash-linear-attention (bench/gpu.py, bench/gpu_check.sh)
 """
@@ -87,6 +89,16 @@ def main(argv: list[str] | None = None) -> int:
     vd.add_argument("--scale", default="small", choices=["smoke", "small", "full"],
                     help="the scale to read in a checkout (default small)")
     vd.add_argument("--values", action="store_true", help="also list measured values that changed with the verdict held")
+    pk = sub.add_parser("pack", help="S seeds' training steps one after another against one vmap ensemble step "
+                                     "(bench/pack.py)")
+    pk.add_argument("--archs", nargs="*", default=None,
+                    help="default: toy_autoencoder transformer lstm mamba s4d lru gla")
+    pk.add_argument("--seeds", type=int, default=3, help="seeds packed (default 3, the catalogue's usual count)")
+    pk.add_argument("--threads", type=int, default=1, help="torch CPU threads; 0 keeps torch's default")
+    pk.add_argument("--device", default="cpu", help="cpu or cuda")
+    for flag, default in (("B", 32), ("T", 64), ("d-model", 64), ("n-layer", 2), ("vocab", 64)):
+        pk.add_argument(f"--{flag}" if len(flag) > 1 else f"-{flag}", type=int, default=default, help=f"default {default}")
+    pk.add_argument("--out", type=Path, default=Path("results/bench/pack.json"), help="JSON file to write")
     gp = sub.add_parser("gpu", help="the prepared GPU check, about 8 minutes (bench/gpu.py)")
     gp.add_argument("--papers", nargs="*", default=None, help="papers whose fits to train (default mamba2_ssd akyurek_icl)")
     gp.add_argument("--steps", type=int, default=200, help="training steps of each fit (default 200)")
@@ -108,6 +120,24 @@ def main(argv: list[str] | None = None) -> int:
                   args.fits_per_paper, scale=args.scale, log=lambda s: print(s, flush=True))
         except FileNotFoundError as e:
             parser.error(str(e))
+        print(f"wrote {args.out}")
+        return 0
+    if args.what == "pack":
+        from . import pack
+
+        if args.seeds < 2:
+            parser.error("--seeds must be at least 2 (one seed has nothing to pack)")
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        keep_freed_memory()
+        print(f"pack: {args.seeds} seeds at B={args.B} T={args.T} d_model={args.d_model} n_layer={args.n_layer} on "
+              f"{args.device}, {torch.get_num_threads()} threads, torch {torch.__version__}", flush=True)
+        try:
+            result = pack.bench_pack(args.archs or pack.DEFAULT_ARCHS, args.seeds, args.B, args.T, args.d_model,
+                                     args.n_layer, args.vocab, args.device, log=lambda s: print(s, flush=True))
+        except ValueError as e:
+            parser.error(str(e))
+        _write_json(args.out, result)
         print(f"wrote {args.out}")
         return 0
     if args.what == "verdicts":

@@ -237,7 +237,10 @@ def bench_archs(archs=None, B=8, T=256, d_model=128, n_layer=2, vocab=64, device
     for arch in archs or models.arch_names():
         try:
             torch.manual_seed(0)
-            model = models.build_model(arch, {"n_layer": n_layer, "d_model": d_model}, {"vocab_size": vocab}).to(device)
+            # l_max = T as the catalogue sets it: S4 builds its kernel at l_max taps whatever T is
+            # (1,024 by default: 16x the work of a T = 64 kernel)
+            model = models.build_model(arch, {"n_layer": n_layer, "d_model": d_model},
+                                       {"vocab_size": vocab, "l_max": T}).to(device)
         except (TypeError, ValueError) as e:  # ConfigError is a ValueError
             rows.append({"arch": arch, "skipped": f"{type(e).__name__}: {e}"})
             log(f"{arch:<18} skipped ({e})")
@@ -259,7 +262,8 @@ def bench_archs(archs=None, B=8, T=256, d_model=128, n_layer=2, vocab=64, device
         log(f"{arch:<18} {row['tokens_per_s']:>12,.0f} {row['step_ms']:>10.1f} {row['params']:>10,} "
             f"{row['matmul_flop_per_s'] / 1e9:>9.2f} {100 * row['fraction_of_peak']:>7.1f}%")
     return {
-        "config": {"B": B, "T": T, "d_model": d_model, "n_layer": n_layer, "vocab": vocab, "device": device,
+        "config": {"B": B, "T": T, "d_model": d_model, "n_layer": n_layer, "vocab": vocab, "l_max": T,
+                   "device": device,
                    "threads": torch.get_num_threads(), "torch": torch.__version__,
                    "machine": platform.processor() or platform.machine(), "steps": steps,
                    "statistic": "median after one warm-up", "mode": "forward+backward", "peak": peak,

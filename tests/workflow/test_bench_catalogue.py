@@ -184,3 +184,27 @@ def test_cli_lists_the_new_parts():
     out = subprocess.run([sys.executable, "-m", "bench", "--help"], capture_output=True, text=True).stdout
     for part in ("catalogue", "compare", "verdicts"):
         assert part in out
+
+
+# --- python -m bench pack ----------------------------------------------------------------------
+
+def test_pack_gradients_are_each_seeds_own_and_kernels_without_vmap_rules_are_named(tmp_path, capsys):
+    """The packed ensemble's first gradients match each seed trained alone (the measurement would
+    mean nothing otherwise); an arch whose kernel has no vmap rule is listed, not crashed on."""
+    from bench import pack
+
+    out = pack.bench_pack(["toy_autoencoder", "transformer", "mamba"], seeds=2, B=2, T=8, d_model=16, n_layer=1,
+                          vocab=11, repeats=1, budget_s=1.0, log=lambda s: None)
+    rows = {r["arch"]: r for r in out["archs"]}
+    for arch in ("toy_autoencoder", "transformer"):
+        assert rows[arch]["sequential_s"] > 0 and rows[arch]["packed_s"] > 0
+        assert rows[arch]["ratio"] == pytest.approx(rows[arch]["sequential_s"] / rows[arch]["packed_s"])
+        assert rows[arch]["grad_rel_gap"] < 1e-4, rows[arch]
+    assert "autograd.Function" in rows["mamba"]["unsupported"]
+    assert bench.main(["pack", "--archs", "toy_autoencoder", "--seeds", "2", "--out", str(tmp_path / "p.json")]) == 0
+    assert json.loads((tmp_path / "p.json").read_text())["archs"][0]["seeds"] == 2
+    with pytest.raises(SystemExit):
+        bench.main(["pack", "--archs", "no_such_arch"])
+    with pytest.raises(SystemExit):
+        bench.main(["pack", "--seeds", "1"])
+    assert "no_such_arch" in capsys.readouterr().err
