@@ -13,6 +13,8 @@ records its error and the others go on; the JSON is written after every part):
            share (nvidia-smi's utilization, sampled every 100 ms while the fit trains).
   sharing  k = 1, 2, 4 processes training the same small fit at once on GPU 0, as
            `gpu_jobs_per_device: k` runs them: the summed steps/s and the busy share per k.
+  compile  the smallest of those fits eager and through torch.compile (the run-time setting `compile`;
+           reduce-overhead, i.e. CUDA graphs, on a GPU), compiling included: does it pay within a job?
   kernels  `python -m bench kernels --device cuda` (fwd and fwd_bwd) with our kernels only (CLAIMCHECK_TORCH_KERNELS=1)
            and with mamba-ssm and flash-linear-attention where installed (they are optional: the
            JSON says which were found); each op's fast-path time in both, and their ratio.
@@ -118,7 +120,7 @@ def pick_fits(papers: list[str], per_paper: int, scale: str = "full") -> list:
     return chosen
 
 
-def fit_part(job, steps: int, device: str, work: Path, log=print) -> dict:
+def fit_part(job, steps: int, device: str, work: Path, log=print, compile_mode: str | None = None) -> dict:
     from workflow.train import train
 
     from .catalogue import step_flops
@@ -130,16 +132,31 @@ def fit_part(job, steps: int, device: str, work: Path, log=print) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     sampler = Sampler() if device == "cuda" else None
     rec = train(cfg, out, device=device, label=f"{job.paper}/{job.experiment}/{job.model}", log=lambda s: None,
-                ckpt_every_seconds=1e9)
+                ckpt_every_seconds=1e9, compile_mode=compile_mode)
     busy = sampler.stop() if sampler else {"busy_share": None, "why": "not a GPU run"}
     flops = step_flops(cfg, device=device)
     sps = rec["steps_done"] / rec["compute_s"] if rec["compute_s"] else None
     row = {"paper": job.paper, "experiment": job.experiment, "model": job.model, "arch": cfg["model"]["arch"],
            "params": rec.get("n_params"), "batch_size": cfg["train"]["batch_size"], "steps": rec["steps_done"],
            "status": rec["status"], "compute_s": rec["compute_s"], "steps_per_s": sps,
-           "flop_per_step": flops, "flop_per_s": flops * sps if flops and sps else None, **busy}
+           "flop_per_step": flops, "flop_per_s": flops * sps if flops and sps else None,
+           "compiled": rec.get("compiled"), **({"compile_note": rec["compile_note"]} if rec.get("compile_note") else {}),
+           **busy}
     shutil.rmtree(out, ignore_errors=True)
     return row
+
+
+def compile_part(job, steps: int, device: str, work: Path, log=print) -> dict:
+    """The same fit eager and through torch.compile (reduce-overhead: CUDA graphs on a GPU; the default
+    mode on a CPU), each for `steps` steps; the compiled fit's time includes its compiling, so the
+    ratio says whether compiling pays for itself within a job of that length."""
+    mode = "reduce-overhead" if device == "cuda" else "default"
+    eager = fit_part(job, steps, device, work, log)
+    compiled = fit_part(job, steps, device, work, log, compile_mode=mode)
+    ratio = eager["compute_s"] / compiled["compute_s"] if compiled.get("compute_s") else None
+    log(f"  {job.paper}/{job.model}: eager {eager['compute_s']:.1f} s, compile={mode} {compiled['compute_s']:.1f} s "
+        f"(compiling included), eager / compiled {ratio:.2f}" if ratio else f"  compile: {compiled}")
+    return {"mode": mode, "eager": eager, "compiled": compiled, "eager_over_compiled": ratio}
 
 
 def sharing_part(job, steps: int, ks: list[int], device: str, work: Path, budget_s: float) -> list[dict]:
@@ -266,6 +283,7 @@ def run(papers: list[str], steps: int, budget_s: float, out_path: Path, device: 
         small = min(jobs, key=lambda j: j.config["model"].get("d_model", 0)) if jobs else None
         if small is not None:
             part("sharing", lambda left: sharing_part(small, steps, list(share_ks), device, work, 0.6 * left))
+            part("compile", lambda left: compile_part(small, steps, device, work, log))
         part("kernels", lambda left: kernels_part(device, work, left, tiny=device != "cuda"))
     finally:
         shutil.rmtree(work, ignore_errors=True)

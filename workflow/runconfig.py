@@ -18,7 +18,8 @@ def config_problems(config: dict, schema_path: str | Path = "schemas/config.sche
     props = schema["properties"]
     for key, spec in props.items():
         v = config.get(key)
-        if spec.get("type") == "boolean" and isinstance(v, str) and v.lower() in TRUE + FALSE:
+        boolean = spec.get("type") == "boolean" or any(o.get("type") == "boolean" for o in spec.get("oneOf", []))
+        if boolean and isinstance(v, str) and v.lower() in TRUE + FALSE:
             config[key] = v.lower() in TRUE
     problems = []
     for key in config:
@@ -35,8 +36,8 @@ def config_problems(config: dict, schema_path: str | Path = "schemas/config.sche
             allowed = "; allowed: true or false"
         elif spec is not None and "enum" in spec:
             allowed = f"; allowed: {', '.join(map(str, spec['enum']))}"
-        elif spec is not None and "oneOf" in spec:
-            allowed = "; allowed: all, a catalogue id, or a list of ids such as [paper_a, paper_b]"
+        elif spec is not None and "x-allowed" in spec:       # a oneOf's values, in words
+            allowed = f"; allowed: {spec['x-allowed']}"
         value = err.instance
         where = "with --config" if spec is not None and spec.get("x-run-time") else "in config.yaml or with --config"
         problems.append(f"config: {key}: {value!r} is not valid{allowed} (set it {where} {key}=...)")

@@ -69,14 +69,36 @@ def _on_signal(signum, frame):  # noqa: ARG001
     _SIGNAL.append(signum)
 
 
+COMPILE_ENV = "CLAIMCHECK_COMPILE"
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+
+
+def compile_mode_from_env() -> str | None:
+    """The run-time setting `compile` as the jobs see it (rules/launch.smk's hooks set it): None
+    (off), or a torch.compile mode. An unknown value is an error that names the setting."""
+    import os
+
+    raw = os.environ.get(COMPILE_ENV, "").strip()
+    if raw in ("", "false", "False", "0"):
+        return None
+    mode = "default" if raw in ("true", "True", "1") else raw
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"{COMPILE_ENV}={raw!r} (the run-time setting `compile`): use false, true or one of "
+                         f"{', '.join(COMPILE_MODES)}")
+    return mode
+
+
 def train(cfg: dict, out: Path, device: str = "cpu", label: str = "", log=print, progress=None,
-          ckpt_every_steps: int | None = None, ckpt_every_seconds: float = 60.0, stop_after: int | None = None) -> dict:
+          ckpt_every_steps: int | None = None, ckpt_every_seconds: float = 60.0, stop_after: int | None = None,
+          compile_mode: str | None = None) -> dict:
     """Run the training loop of one job config; return the train.json record.
 
     Checkpoints go to out/ckpt every `ckpt_every_steps` steps (or every `ckpt_every_seconds`),
     and when SIGTERM/SIGUSR1 arrives (then Interrupted is raised). A run resumes from the
     newest valid checkpoint of the same config. `stop_after` stops with a checkpoint after
-    that many steps, as a signal would (for tests).
+    that many steps, as a signal would (for tests). `compile_mode` (None: eager) trains through
+    `torch.compile(model, mode=compile_mode)`; when compiling fails at the first step, the job says
+    why and trains eagerly (the record's `compiled` says which it did).
     """
     import torch
 
@@ -143,15 +165,31 @@ def train(cfg: dict, out: Path, device: str = "cpu", label: str = "", log=print,
     t0 = time.perf_counter()
     last_ckpt = t0
     model.train()
+    # the model the steps call: compiled, it shares the module's parameters, so the optimizer, the
+    # checkpoints and model.pt (all of `model`) are the same as in eager training
+    fwd, compiled, compile_note = model, False, None
+    if compile_mode is not None:
+        fwd, compiled = torch.compile(model, mode=compile_mode), True
     for step in range(start, steps):
         f = lr_factor(step, t_cfg)
         for g in opt.param_groups:
             g["lr"] = t_cfg["lr"] * f
         batch = {k: v.to(device, non_blocking=True) for k, v in task.batch(gen, t_cfg["batch_size"]).items()}
-        with autocast:
-            loss = task.loss(model, batch)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        try:
+            with autocast:
+                loss = task.loss(fwd, batch)
+            loss.backward()
+        except Exception as e:  # noqa: BLE001 - a compiler's error, at the first compiled step only
+            if not (compiled and step == start):
+                raise
+            compile_note = f"torch.compile(mode={compile_mode!r}) failed, trained eagerly: {failure_line(e)}"
+            log(f"{label}: {compile_note}")
+            fwd, compiled = model, False
+            opt.zero_grad(set_to_none=True)
+            with autocast:
+                loss = task.loss(fwd, batch)
+            loss.backward()
         if t_cfg["grad_clip"]:
             torch.nn.utils.clip_grad_norm_(model.parameters(), t_cfg["grad_clip"])
         opt.step()
@@ -185,7 +223,8 @@ def train(cfg: dict, out: Path, device: str = "cpu", label: str = "", log=print,
             t = time.perf_counter()
             rate = (step + 1 - start) / (t - t0)
             eta = (steps - step - 1) / rate if rate > 0 else float("nan")
-            log(f"{label}: step {step + 1:>7}/{steps} ({100 * (step + 1) / steps:3.0f}%)  loss {hist_loss[-1]:.6g}  "
+            shown = hist_loss[-1] if hist_loss else acc / max(acc_n, 1)  # log_every may exceed steps/10
+            log(f"{label}: step {step + 1:>7}/{steps} ({100 * (step + 1) / steps:3.0f}%)  loss {shown:.6g}  "
                 f"{rate:8.1f} steps/s  eta {eta:5.1f}s")
     compute_s = time.perf_counter() - t0
     converged, drop = convergence(hist_loss, t_cfg["converged_rel_drop"])
@@ -201,6 +240,8 @@ def train(cfg: dict, out: Path, device: str = "cpu", label: str = "", log=print,
         "compute_s": compute_s,
         "resumed_from_step": resumed_from,
         "precision_used": "bf16" if bf16 else "fp32",
+        "compiled": compile_mode if compiled else None,
+        **({"compile_note": compile_note} if compile_note else {}),
         "n_params": sum(p.numel() for p in model.parameters()),
     }
 
@@ -228,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--attempt", default="", help="retry token from the Snakefile (recorded; see rules/common.smk)")
     p.add_argument("--checkpoint-seconds", type=float, default=60.0, help="seconds between checkpoints")
     p.add_argument("--checkpoint-steps", type=int, default=None, help="steps between checkpoints (overrides seconds)")
+    p.add_argument("--compile", default=None, choices=["false", "true", *COMPILE_MODES],
+                   help="train through torch.compile (true: its default mode; reduce-overhead adds CUDA graphs); "
+                        f"default: the run-time setting `compile`, which the Snakefile passes as {COMPILE_ENV}")
     p.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     started = now()
@@ -251,8 +295,15 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _on_signal)   # SLURM preemption, `kill`: checkpoint, then exit
     signal.signal(signal.SIGUSR1, _on_signal)   # SLURM's --signal=USR1@<seconds> before the time limit
+    if args.compile is None:
+        try:
+            mode = compile_mode_from_env()
+        except ValueError as e:
+            p.error(str(e))
+    else:
+        mode = {"false": None, "true": "default"}.get(args.compile, args.compile)
     kw = dict(ckpt_every_steps=args.checkpoint_steps, ckpt_every_seconds=args.checkpoint_seconds,
-              stop_after=args.stop_after)
+              stop_after=args.stop_after, compile_mode=mode)
     try:
         _inject_fault(label)
         if sys.stderr.isatty():  # a person watching: a live bar; in a log file: a line every 10%

@@ -203,14 +203,15 @@ class Transformer(nn.Module):
         elif isinstance(m, nn.Embedding):
             nn.init.normal_(m.weight, mean=0.0, std=0.02)
 
-    def _embed(self, x: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        """Input embedding plus whatever the positional scheme adds, and the per-layer context."""
+    def _embed(self, x: torch.Tensor, positions: torch.Tensor, last: int) -> tuple[torch.Tensor, dict]:
+        """Input embedding plus whatever the positional scheme adds, and the per-layer context.
+        `last` is positions[-1] as a Python int (no tensor read: torch.compile needs no graph break)."""
         cfg = self.cfg
         h = self.inp(x)                                                                # (B, T, D)
         ctx: dict = {}
         if cfg.pos == "learned":
-            if int(positions[-1]) >= cfg.max_len:
-                raise ValueError(f"position {int(positions[-1])} is beyond the learned table (max_len="
+            if last >= cfg.max_len:
+                raise ValueError(f"position {last} is beyond the learned table (max_len="
                                  f"{cfg.max_len}); raise max_len or use another positional scheme")
             h = h + self.wpe(positions)                                                # (T, D) broadcast
         elif cfg.pos == "sinusoidal":
@@ -218,16 +219,16 @@ class Transformer(nn.Module):
         elif cfg.pos == "rope":
             ctx["rope"] = rope_cos_sin(positions, cfg.d_model // cfg.n_head, cfg.rope_base)
         elif cfg.pos == "alibi":
-            k_pos = torch.arange(int(positions[-1]) + 1, device=positions.device)
+            k_pos = torch.arange(last + 1, device=positions.device)
             ctx["alibi"] = alibi_mask(self.slopes, positions, k_pos).to(h.dtype)      # (H, T, S)
         elif cfg.pos == "hard_alibi":
-            k_pos = torch.arange(int(positions[-1]) + 1, device=positions.device)
+            k_pos = torch.arange(last + 1, device=positions.device)
             ctx["alibi"] = hard_alibi_mask(self.windows, positions, k_pos).to(h.dtype)  # (H, T, S)
         return self.drop(h), ctx
 
     def forward(self, x: torch.Tensor, return_hidden: bool = False):
         T = x.shape[1]
-        h, ctx = self._embed(x, torch.arange(T, device=x.device))
+        h, ctx = self._embed(x, torch.arange(T, device=x.device), T - 1)
         hiddens = []
         for block in self.blocks:
             h, _ = block(h, ctx)
@@ -245,7 +246,7 @@ class Transformer(nn.Module):
         """One position: x_t is (B,) token ids or (B, d_input); returns logits (B, V) and the
         state with this position's keys and values appended."""
         t = state["t"]
-        h, ctx = self._embed(x_t.unsqueeze(1), torch.tensor([t], device=x_t.device))  # (B, 1, D)
+        h, ctx = self._embed(x_t.unsqueeze(1), torch.tensor([t], device=x_t.device), int(t))  # (B, 1, D)
         kv = []
         for block, cache in zip(self.blocks, state["kv"]):
             h, c = block(h, ctx, cache)

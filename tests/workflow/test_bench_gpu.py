@@ -26,6 +26,9 @@ def test_every_part_runs_and_reports_on_a_cpu(tmp_path):
     assert m["busy_share"] is None                         # no GPU: no busy share, and it says why
     assert [s["k"] for s in r["sharing"]] == [1, 2]
     assert all(len(s["steps_per_s_each"]) == s["k"] for s in r["sharing"])
+    c = r["compile"]                                      # the smallest fit, eager and compiled
+    assert c["mode"] == "default" and c["eager"]["compiled"] is None and c["compiled"]["compiled"] == "default"
+    assert c["eager_over_compiled"] == pytest.approx(c["eager"]["compute_s"] / c["compiled"]["compute_s"])
     k = r["kernels"]
     assert set(k["found"]) == {"mamba_ssm", "fla"}
     assert k["ours"]["scan"]["fwd"] > 0 and k["ours"]["scan"]["fwd_bwd"] > 0

@@ -1,12 +1,13 @@
 """What a Snakemake run does around its jobs; rules/launch.smk calls these from its hooks.
 
-A run's settings that say how to run, not what to reproduce (`forkserver`, `slurm_group_steps`;
+A run's settings that say how to run, not what to reproduce (`forkserver`, `slurm_group_steps`, `compile`;
 docs/running.md, "Run-time settings"), are read here and nowhere else in the Snakefiles.
 """
 from __future__ import annotations
 
 import os
 
+from ..train import COMPILE_ENV
 from . import forkserver, gpu, records
 from .gpu import has_gpu
 from .slurm import local_group_steps
@@ -31,6 +32,9 @@ def at_parse(workflow, config) -> None:
     # every job's GPU slots (gpu.py): an environment variable, not the command line, so that a change
     # never reruns a finished job; the jobs (and the fork server's children) inherit it
     os.environ[gpu.PER_DEVICE_ENV] = str(config["gpu_jobs_per_device"])
+    # the same for torch.compile (workflow/train.py reads it): how a fit computes, not what it is
+    mode = config["compile"]
+    os.environ[COMPILE_ENV] = {False: "", True: "default"}.get(mode, mode) if isinstance(mode, bool) else str(mode)
     if not workflow.remote_exec:
         records.upgrade(".snakemake")     # Snakemake's state folder, in the working directory
     if config["forkserver"] and forkserver.slurm_group_step(workflow.remote_exec):

@@ -173,7 +173,7 @@ def test_the_setting_reaches_every_job_and_a_bad_one_is_refused(monkeypatch, roo
     from workflow.runconfig import config_problems
 
     monkeypatch.setenv("CLAIMCHECK_GPU_JOBS_PER_DEVICE", "1")     # so that the test's end restores it
-    hooks.at_parse(SimpleNamespace(remote_exec=True), {"gpu_jobs_per_device": 3, "forkserver": False})
+    hooks.at_parse(SimpleNamespace(remote_exec=True), {"gpu_jobs_per_device": 3, "forkserver": False, "compile": False})
     assert os.environ["CLAIMCHECK_GPU_JOBS_PER_DEVICE"] == "3"
     problems = config_problems({"gpu_jobs_per_device": 0}, root / "schemas/config.schema.yaml")
     assert any("gpu_jobs_per_device: 0 is not valid" in p and "--config gpu_jobs_per_device=" in p for p in problems)
