@@ -74,12 +74,23 @@ class LRUMixer(nn.Module):
     def lam(self) -> torch.Tensor:
         return torch.exp(torch.complex(-torch.exp(self.nu_log), torch.exp(self.theta_log)))  # (N,)
 
+    # B u (u real) and Re(C x) as real matmuls: a complex product would first make u complex and
+    # then compute the imaginary part of C x only to drop it, twice the work of each (autocast off:
+    # the complex state is fp32 under bf16 autocast, as complex ops are)
     def _input(self, u: torch.Tensor) -> torch.Tensor:
-        Bu = u.to(torch.complex64) @ torch.view_as_complex(self.B).transpose(0, 1)         # (..., N)
+        N, H = self.B.shape[:2]
+        with torch.autocast(u.device.type, enabled=False):
+            W = self.B.transpose(1, 2).reshape(2 * N, H)                                   # rows (n, re | im)
+            z = u.to(W.dtype) @ W.transpose(0, 1)                                          # (..., 2N) interleaved
+            Bu = torch.view_as_complex(z.unflatten(-1, (N, 2)))                            # (..., N)
         return torch.exp(self.gamma_log) * Bu
 
     def _output(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        return (x @ torch.view_as_complex(self.C).transpose(0, 1)).real + u * self.D      # (..., H)
+        H, N = self.C.shape[:2]
+        with torch.autocast(x.device.type, enabled=False):
+            W = (self.C * self.C.new_tensor([1.0, -1.0])).reshape(H, 2 * N)               # Re(c x) = c_re x_re - c_im x_im
+            y = torch.view_as_real(x).flatten(-2) @ W.transpose(0, 1)                      # (..., H)
+        return y + u * self.D                                                              # (..., H)
 
     def forward(self, u: torch.Tensor, state: torch.Tensor | None = None, return_state: bool = False):
         """(B, T, H) -> (B, T, H), from the initial state x_{-1} = `state` (B, N) complex (None: 0);
