@@ -27,6 +27,7 @@ import torch
 import torch.nn as nn
 
 from ..config import require
+from ..kernels import rnn as rnn_kernels
 from .common import MLP, SeqInput, SeqIOConfig, check_int
 
 
@@ -89,8 +90,13 @@ class ElmanCell(nn.Module):
     can_fuse = True                    # torch runs this recurrence natively: `fused`, one call a sequence
 
     def fused(self, x: torch.Tensor, state: tuple) -> tuple[torch.Tensor, tuple]:
-        """The layer on a whole sequence x (B, T, d_in) by torch.rnn_tanh / rnn_relu: the same
-        equations as `step` (W x + b, then R h with no bias of its own)."""
+        """The layer on a whole sequence x (B, T, d_in) in one call: the compiled CPU recurrence
+        (modules/kernels/rnn) where it runs, else torch.rnn_tanh / rnn_relu; the same equations as
+        `step` (W x + b, then R h with no bias of its own)."""
+        if rnn_kernels.usable(x, state[0]):
+            ys, h = rnn_kernels.elman_recurrence(self.input_proj(x), self.R.weight, state[0],
+                                                 relu=self.act is torch.relu)
+            return ys, (h,)
         run = torch.rnn_tanh if self.act is torch.tanh else torch.rnn_relu
         zero = torch.zeros_like(self.W.bias)
         out, h = run(x, state[0][None], [self.W.weight, self.R.weight, self.W.bias, zero],
@@ -125,8 +131,12 @@ class GRUCell(nn.Module):
     can_fuse = True                    # torch runs this recurrence natively: `fused`, one call a sequence
 
     def fused(self, x: torch.Tensor, state: tuple) -> tuple[torch.Tensor, tuple]:
-        """The layer on a whole sequence x (B, T, d_in) by torch.gru: the same equations and gate
-        order ([r, z, n], the recurrent bias of n inside r * (.)) as `step`."""
+        """The layer on a whole sequence x (B, T, d_in) in one call: the compiled CPU recurrence
+        (modules/kernels/rnn) where it runs, else torch.gru; the same equations and gate order
+        ([r, z, n], the recurrent bias of n inside r * (.)) as `step`."""
+        if rnn_kernels.usable(x, state[0]):
+            ys, h = rnn_kernels.gru_recurrence(self.input_proj(x), self.R.weight, self.R.bias, state[0])
+            return ys, (h,)
         out, h = torch.gru(x, state[0][None], [self.W.weight, self.R.weight, self.W.bias, self.R.bias],
                            True, 1, 0.0, self.training, False, True)
         return out, (h[0],)

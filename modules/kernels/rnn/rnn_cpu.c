@@ -1,0 +1,170 @@
+/* CPU kernels of the Elman and GRU recurrences (modules/kernels/rnn/: naive.py has the equations).
+
+   Layout, contiguous: u (B, T, G H), the input projection W x + b of every step (G = 1 for Elman,
+   3 for the GRU, rows [r, z, n]); RT (H, G H) the recurrent matrix transposed (forward), R (G H, H)
+   itself (backward); bR (3 H) the GRU's recurrent bias (the n row's sits inside r * (.)); h0 (B, H)
+   or NULL (zeros); ys (B, T, H) the state after each step (the output, and what the backward reads);
+   GRU acts (B, T, 4, H): r, z, n and R_n h + b_n after each step, NULL when no gradient is wanted
+   (a scratch row of `work` takes them). A batch row's state stays in L1 across time; each step's
+   R h_{t-1} is a vectorized loop over the G H outputs, one row of RT per input.
+
+   Backward, per row and step in reverse, g = dh + dys[t] the gradient of h_t:
+     Elman   dpre = g act'(pre) (tanh: 1 - h^2; relu: h > 0);  du_t = dpre;  dh_{t-1} = R^T dpre
+     GRU     dn = g (1 - z);  dz = g (h_{t-1} - n);  dh_{t-1} = g z
+             d_n = dn (1 - n^2);  dr = d_n hn;  d_z = dz z (1 - z);  d_r = dr r (1 - r)
+             du_t = [d_r, d_z, d_n];  da_t = [d_r, d_z, d_n r] (the gradient of R h + bR);
+             dh_{t-1} += R^T da_t
+   It writes du (Elman: dpre) and, for the GRU, da, and the initial state's gradient; torch forms dR
+   (and dbR) from them in one matmul (and one reduction) over the whole sequence.
+   sigma and tanh: ../vecmath.h. No allocation, no threads, no global state: torch owns every
+   buffer. Built by modules/kernels/native.py, loaded with ctypes (rnn/cpu.py). */
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "../vecmath.h"   /* exp_f32, sig_f32, tanh_f32 and their double versions */
+
+/* h (H) = h0's row b, or zeros */
+#define LOAD_STATE(h, h0, b, H, T)                                                            \
+    if (h0) memcpy(h, h0 + (b) * (H), (size_t)(H) * sizeof(T)); else memset(h, 0, (size_t)(H) * sizeof(T));
+
+/* pre (n) += RT^T h: one row of RT (n wide) per input k */
+#define MATVEC(T, pre, RT, h, H, n)                                                              \
+    for (int64_t k = 0; k < (H); k++) {                                                       \
+        const T hk = (h)[k];                                                                  \
+        const T *r = (RT) + k * (n);                                                          \
+        _Pragma("omp simd")                                                                   \
+        for (int64_t j = 0; j < (n); j++) (pre)[j] += hk * r[j];                              \
+    }
+
+/* dh (H) += R^T d: one row of R (H wide) per output j of the n */
+#define MATVEC_T(T, dh, R, d, H, n)                                                              \
+    for (int64_t j = 0; j < (n); j++) {                                                       \
+        const T dj = (d)[j];                                                                  \
+        const T *r = (R) + j * (H);                                                           \
+        _Pragma("omp simd")                                                                   \
+        for (int64_t k = 0; k < (H); k++) (dh)[k] += dj * r[k];                               \
+    }
+
+#define ELMAN_FWD(NAME, T, TANH)                                                              \
+void NAME(int64_t Bn, int64_t L, int64_t H, int64_t relu, const T *restrict u,                \
+          const T *restrict RT, const T *restrict h0, T *restrict ys, T *restrict work) {     \
+    T *pre = work, *h = work + H;                                                             \
+    for (int64_t b = 0; b < Bn; b++) {                                                        \
+        LOAD_STATE(h, h0, b, H, T)                                                            \
+        for (int64_t t = 0; t < L; t++) {                                                     \
+            const int64_t bt = b * L + t;                                                     \
+            memcpy(pre, u + bt * H, (size_t)H * sizeof(T));                                   \
+            MATVEC(T, pre, RT, h, H, H)                                                          \
+            T *yt = ys + bt * H;                                                              \
+            if (relu) {                                                                       \
+                _Pragma("omp simd")                                                           \
+                for (int64_t j = 0; j < H; j++) { T v = pre[j] > 0 ? pre[j] : (T)0; h[j] = v; yt[j] = v; } \
+            } else {                                                                          \
+                _Pragma("omp simd")                                                           \
+                for (int64_t j = 0; j < H; j++) { T v = TANH(pre[j]); h[j] = v; yt[j] = v; }  \
+            }                                                                                 \
+        }                                                                                     \
+    }                                                                                         \
+}
+
+#define ELMAN_BWD(NAME, T)                                                                    \
+void NAME(int64_t Bn, int64_t L, int64_t H, int64_t relu, const T *restrict R,                \
+          const T *restrict ys, const T *restrict dys, const T *restrict dhT,                 \
+          T *restrict dpre, T *restrict dh0, T *restrict work) {                              \
+    T *dh = work;                                                                             \
+    for (int64_t b = 0; b < Bn; b++) {                                                        \
+        LOAD_STATE(dh, dhT, b, H, T)                                                          \
+        for (int64_t t = L - 1; t >= 0; t--) {                                                \
+            const int64_t bt = b * L + t;                                                     \
+            const T *y = ys + bt * H, *dy = dys + bt * H;                                     \
+            T *dp = dpre + bt * H;                                                            \
+            _Pragma("omp simd")                                                               \
+            for (int64_t j = 0; j < H; j++) {                                                 \
+                T g = dh[j] + dy[j];                                                          \
+                dp[j] = relu ? (y[j] > 0 ? g : (T)0) : g * ((T)1 - y[j] * y[j]);              \
+                dh[j] = 0;                                                                    \
+            }                                                                                 \
+            MATVEC_T(T, dh, R, dp, H, H)                                                         \
+        }                                                                                     \
+        if (dh0) memcpy(dh0 + b * H, dh, (size_t)H * sizeof(T));                              \
+    }                                                                                         \
+}
+
+#define GRU_FWD(NAME, T, SIG, TANH)                                                           \
+void NAME(int64_t Bn, int64_t L, int64_t H, int64_t unused, const T *restrict u,              \
+          const T *restrict RT, const T *restrict bR, const T *restrict h0,                   \
+          T *restrict ys, T *restrict acts, T *restrict work) {                               \
+    (void)unused;                                                                             \
+    /* work: 4 H scratch (a step's acts when they are not kept), then pre (3 H), then h */    \
+    T *pre = work + 4 * H, *h = work + 7 * H;                                                 \
+    for (int64_t b = 0; b < Bn; b++) {                                                        \
+        LOAD_STATE(h, h0, b, H, T)                                                            \
+        for (int64_t t = 0; t < L; t++) {                                                     \
+            const int64_t bt = b * L + t;                                                     \
+            memcpy(pre, bR, (size_t)(3 * H) * sizeof(T));                                     \
+            MATVEC(T, pre, RT, h, H, 3 * H)                                                      \
+            const T *ut = u + bt * 3 * H;                                                     \
+            T *a = acts ? acts + bt * 4 * H : work;                                           \
+            T *ar = a, *az = a + H, *an = a + 2 * H, *ahn = a + 3 * H;                        \
+            T *yt = ys + bt * H;                                                              \
+            _Pragma("omp simd")                                                               \
+            for (int64_t j = 0; j < H; j++) {                                                 \
+                T r = SIG(ut[j] + pre[j]);                                                    \
+                T z = SIG(ut[H + j] + pre[H + j]);                                            \
+                T hn = pre[2 * H + j];                                                        \
+                T n = TANH(ut[2 * H + j] + r * hn);                                           \
+                T v = ((T)1 - z) * n + z * h[j];                                              \
+                ar[j] = r; az[j] = z; an[j] = n; ahn[j] = hn;                                 \
+                h[j] = v; yt[j] = v;                                                          \
+            }                                                                                 \
+        }                                                                                     \
+    }                                                                                         \
+}
+
+#define GRU_BWD(NAME, T)                                                                      \
+void NAME(int64_t Bn, int64_t L, int64_t H, int64_t unused, const T *restrict R,              \
+          const T *restrict h0, const T *restrict ys, const T *restrict acts,                 \
+          const T *restrict dys, const T *restrict dhT, T *restrict du, T *restrict da,       \
+          T *restrict dh0, T *restrict work) {                                                \
+    (void)unused;                                                                             \
+    T *dh = work, *zeros = work + H;   /* the caller zeroes `zeros` */                        \
+    for (int64_t b = 0; b < Bn; b++) {                                                        \
+        LOAD_STATE(dh, dhT, b, H, T)                                                          \
+        for (int64_t t = L - 1; t >= 0; t--) {                                                \
+            const int64_t bt = b * L + t;                                                     \
+            const T *a = acts + bt * 4 * H;                                                   \
+            const T *ar = a, *az = a + H, *an = a + 2 * H, *ahn = a + 3 * H;                  \
+            const T *hp = t ? ys + (bt - 1) * H : (h0 ? h0 + b * H : zeros);                  \
+            const T *dy = dys + bt * H;                                                       \
+            T *dut = du + bt * 3 * H, *dat = da + bt * 3 * H;                                 \
+            _Pragma("omp simd")                                                               \
+            for (int64_t j = 0; j < H; j++) {                                                 \
+                T g = dh[j] + dy[j];                                                          \
+                T r = ar[j], z = az[j], n = an[j];                                            \
+                T dn = g * ((T)1 - z), dz = g * (hp[j] - n);                                  \
+                T d_n = dn * ((T)1 - n * n);                                                  \
+                T d_r = d_n * ahn[j] * r * ((T)1 - r);                                        \
+                T d_z = dz * z * ((T)1 - z);                                                  \
+                dut[j] = d_r; dut[H + j] = d_z; dut[2 * H + j] = d_n;                         \
+                dat[j] = d_r; dat[H + j] = d_z; dat[2 * H + j] = d_n * r;                     \
+                dh[j] = g * z;                                                                \
+            }                                                                                 \
+            MATVEC_T(T, dh, R, dat, H, 3 * H)                                                    \
+        }                                                                                     \
+        if (dh0) memcpy(dh0 + b * H, dh, (size_t)H * sizeof(T));                              \
+    }                                                                                         \
+}
+
+ELMAN_FWD(elman_fwd_f32, float, tanh_f32)
+ELMAN_BWD(elman_bwd_f32, float)
+GRU_FWD(gru_fwd_f32, float, sig_f32, tanh_f32)
+GRU_BWD(gru_bwd_f32, float)
+
+ELMAN_FWD(elman_fwd_f64, double, tanh_f64)
+ELMAN_BWD(elman_bwd_f64, double)
+GRU_FWD(gru_fwd_f64, double, sig_f64, tanh_f64)
+GRU_BWD(gru_bwd_f64, double)
+
+/* the ABI version, so that a caller can tell builds apart */
+int claimcheck_rnn_abi(void) { return 1; }

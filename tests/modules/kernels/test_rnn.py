@@ -1,0 +1,93 @@
+"""elman_recurrence and gru_recurrence (the compiled CPU loops) against their reference loops: values,
+final states and every gradient; and the models' fused layers against their own step()."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from modules.kernels.rnn import (elman_recurrence, elman_recurrence_ref, gru_recurrence, gru_recurrence_ref,
+                                 native_available)
+
+from .helpers import assert_close, grads, leaf
+
+needs_kernel = pytest.mark.skipif(not native_available(), reason="no C compiler here: the op runs its loop")
+
+
+def make(gates: int, B=3, T=11, H=5, dtype=torch.float32, seed=0, state=True):
+    g = torch.Generator().manual_seed(seed)
+    rn = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64).to(dtype)  # noqa: E731
+    u, R, bR = rn(B, T, gates * H), rn(gates * H, H) * 0.5, rn(gates * H)
+    return u, R, bR, (rn(B, H) if state else None)
+
+
+@needs_kernel
+@pytest.mark.parametrize("relu", [False, True])
+def test_elman_kernel_matches_the_loop(relu):
+    u, R, _, h0 = (leaf(t) for t in make(1))
+    ref_y, ref_hT = elman_recurrence_ref(u, R, h0, relu)
+    g_ref = grads([ref_y, ref_hT], [u, R, h0])
+    y, hT = elman_recurrence(u, R, h0, relu)
+    g = grads([y, hT], [u, R, h0])
+    assert_close("y", ref_y, y)
+    assert_close("h_T", ref_hT, hT)
+    for what, gr, gf in zip(["u", "R", "h0"], g_ref, g):
+        assert_close(f"d{what}", gr, gf, atol=1e-4, rtol=2e-4)
+
+
+@needs_kernel
+def test_gru_kernel_matches_the_loop():
+    u, R, bR, h0 = (leaf(t) for t in make(3))
+    ref_y, ref_hT = gru_recurrence_ref(u, R, bR, h0)
+    g_ref = grads([ref_y, ref_hT], [u, R, bR, h0])
+    y, hT = gru_recurrence(u, R, bR, h0)
+    g = grads([y, hT], [u, R, bR, h0])
+    assert_close("y", ref_y, y)
+    assert_close("h_T", ref_hT, hT)
+    for what, gr, gf in zip(["u", "R", "bR", "h0"], g_ref, g):
+        assert_close(f"d{what}", gr, gf, atol=1e-4, rtol=2e-4)
+
+
+@needs_kernel
+def test_gradcheck_in_double_with_and_without_an_initial_state():
+    for state in (True, False):
+        u, R, bR, h0 = make(3, B=2, T=5, H=3, dtype=torch.float64, state=state)
+        leaves = [leaf(t) for t in (u, R, bR)] + ([leaf(h0)] if state else [])
+        assert torch.autograd.gradcheck(lambda *a: gru_recurrence(*a), leaves)
+        u, R, _, h0 = make(1, B=2, T=5, H=3, dtype=torch.float64, state=state)
+        leaves = [leaf(u), leaf(R)] + ([leaf(h0)] if state else [])
+        assert torch.autograd.gradcheck(lambda *a: elman_recurrence(*a), leaves)
+
+
+def test_bad_shapes_are_named():
+    u, R, bR, h0 = make(3)
+    with pytest.raises(ValueError, match="R must be"):
+        gru_recurrence(u, R[:-1], bR, h0)
+    with pytest.raises(ValueError, match="h0 must be"):
+        elman_recurrence(u[..., :5], R[:5], h0[:, :2])
+
+
+@needs_kernel
+@pytest.mark.parametrize("arch,params", [("rnn", {}), ("rnn", {"nonlinearity": "relu"}), ("gru", {})])
+def test_the_models_fused_layers_are_their_step_loops(arch, params, monkeypatch):
+    """The models call the kernel in training (fused) and their cells' step() one position at a time:
+    the same numbers, and the same gradients as torch's own native recurrence."""
+    import modules.kernels.rnn as op
+    from modules.models import build_model
+
+    torch.manual_seed(0)
+    m = build_model(arch, {"n_layer": 2, "d_model": 16, **params}, {"vocab_size": 11})
+    x = torch.randint(0, 11, (3, 9))
+    full = m(x)
+    state = m.init_state(3)
+    steps = []
+    for t in range(9):
+        out, state = m.step(x[:, t], state)
+        steps.append(out)
+    assert_close("step vs forward", full, torch.stack(steps, 1), atol=1e-5, rtol=1e-5)
+    full.square().sum().backward()
+    g_kernel = [p.grad.clone() for p in m.parameters()]
+    m.zero_grad()
+    monkeypatch.setattr(op, "usable", lambda *t: False)        # the torch.rnn_* / torch.gru path
+    m(x).square().sum().backward()
+    for a, b in zip(g_kernel, (p.grad for p in m.parameters())):
+        assert_close("grad vs torch native", b, a, atol=1e-4, rtol=1e-4)
