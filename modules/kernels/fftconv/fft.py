@@ -20,4 +20,7 @@ def fftconv(u: torch.Tensor, k: torch.Tensor):
     U = torch.fft.rfft(u.to(work), n=n, dim=1)                 # (B, n//2+1, D)
     K = torch.fft.rfft(k, n=n, dim=-1)                         # (D, n//2+1)
     y = torch.fft.irfft(U * K.transpose(0, 1), n=n, dim=1)[:, :T]
-    return y.to(dtype), None
+    # irfft along dim 1 lays its output out as (B, D, n): made (B, T, D)-contiguous here, else every
+    # element-wise op after it inherits that layout, and a backward that meets it beside a
+    # contiguous gradient (GELU's: 2.8 ms against 0.12 ms at B 32, T 64, D 64) pays for the mix
+    return y.to(dtype).contiguous(), None

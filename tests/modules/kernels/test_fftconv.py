@@ -64,3 +64,11 @@ def test_fftconv_gradcheck():
 def test_fftconv_rejects_mismatched_channels():
     with pytest.raises(ValueError, match=r"\(B, T, D\)"):
         fftconv(torch.zeros(1, 8, 3), torch.zeros(4, 8))
+
+
+def test_fftconv_returns_a_contiguous_b_t_d_tensor():
+    """irfft along the time axis lays its result out as (B, D, n); the op hands back (B, T, D) in
+    that order, so the element-wise ops and their backward after it do not pay for mixed layouts."""
+    u, k = torch.randn(2, 9, 4), torch.randn(4, 9)
+    y, _ = fftconv(u, k)
+    assert y.shape == (2, 9, 4) and y.is_contiguous()
