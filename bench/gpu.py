@@ -153,7 +153,8 @@ def compile_part(job, steps: int, device: str, work: Path, log=print) -> dict:
     mode = "reduce-overhead" if device == "cuda" else "default"
     eager = fit_part(job, steps, device, work, log)
     compiled = fit_part(job, steps, device, work, log, compile_mode=mode)
-    ratio = eager["compute_s"] / compiled["compute_s"] if compiled.get("compute_s") else None
+    # a fit whose compiling failed trained eagerly (its compile_note says why): no ratio to report
+    ratio = eager["compute_s"] / compiled["compute_s"] if compiled.get("compiled") and compiled["compute_s"] else None
     log(f"  {job.paper}/{job.model}: eager {eager['compute_s']:.1f} s, compile={mode} {compiled['compute_s']:.1f} s "
         f"(compiling included), eager / compiled {ratio:.2f}" if ratio else f"  compile: {compiled}")
     return {"mode": mode, "eager": eager, "compiled": compiled, "eager_over_compiled": ratio}

@@ -126,7 +126,7 @@ def train(cfg: dict, out: Path, device: str = "cpu", label: str = "", log=print,
         torch.save({}, out / "model.pt")
         return {"status": "ok", "diverged_at": None, "steps_done": 0, "final_loss": None, "converged": True,
                 "pretrained": True, "loss_rel_drop_last_10pct": None, "history": {"step": [], "loss": [], "lr": []},
-                "compute_s": 0.0, "resumed_from_step": None, "precision_used": "fp32",
+                "compute_s": 0.0, "resumed_from_step": None, "precision_used": "fp32", "compiled": None,
                 "n_params": sum(p.numel() for p in model.parameters())}
     opt = make_optimizer(model.parameters(), t_cfg)
     steps = t_cfg["steps"]
@@ -169,7 +169,12 @@ def train(cfg: dict, out: Path, device: str = "cpu", label: str = "", log=print,
     # checkpoints and model.pt (all of `model`) are the same as in eager training
     fwd, compiled, compile_note = model, False, None
     if compile_mode is not None:
+        import torch._dynamo
+
+        # a graph that fails to compile later (a new batch shape) runs eagerly rather than ending the job
+        torch._dynamo.config.suppress_errors = True
         fwd, compiled = torch.compile(model, mode=compile_mode), True
+        rng = torch.get_rng_state(), (torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
     f_set = None                                 # the lr factor the optimizer holds
     on_cpu = torch.device(device).type == "cpu"  # batches are made on the CPU: nothing to move
     for step in range(start, steps):
@@ -189,13 +194,18 @@ def train(cfg: dict, out: Path, device: str = "cpu", label: str = "", log=print,
         except Exception as e:  # noqa: BLE001 - a compiler's error, at the first compiled step only
             if not (compiled and step == start):
                 raise
-            compile_note = f"torch.compile(mode={compile_mode!r}) failed, trained eagerly: {failure_line(e)}"
-            log(f"{label}: {compile_note}")
+            # the same step eagerly, from the random state it started with; if that fails too, the
+            # error is the model's, not the compiler's, and it is the one the job reports
+            torch.set_rng_state(rng[0])
+            if rng[1] is not None:
+                torch.cuda.set_rng_state_all(rng[1])
             fwd, compiled = model, False
             opt.zero_grad(set_to_none=True)
             with autocast:
                 loss = task.loss(fwd, batch)
             loss.backward()
+            compile_note = f"torch.compile(mode={compile_mode!r}) failed, trained eagerly: {failure_line(e)}"
+            log(f"{label}: {compile_note}")
         if t_cfg["grad_clip"]:
             torch.nn.utils.clip_grad_norm_(model.parameters(), t_cfg["grad_clip"])
         opt.step()

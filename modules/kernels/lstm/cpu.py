@@ -37,14 +37,16 @@ def _bits(flags: Flags) -> int:
 
 class _NativeLSTM(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, u, R, peep, y0, c0, bits: int):
+    def forward(ctx, u, R, peep, y0, c0, bits: int, keep: bool):
         fwd, _ = _native_fns()[u.dtype]
         u, R, peep = u.contiguous(), R.contiguous(), peep.contiguous()
         y0 = None if y0 is None else y0.contiguous()
         c0 = None if c0 is None else c0.contiguous()
         Bn, L, nH = u.shape
         H = R.shape[1]
-        want_grad = any(ctx.needs_input_grad)
+        # `keep` comes from the caller: inside forward, grad mode is always off, and needs_input_grad
+        # still says True for a parameter under torch.no_grad (an evaluation)
+        want_grad = keep and any(ctx.needs_input_grad)
         ys = u.new_empty(Bn, L, H)
         cs = u.new_empty(Bn, L, H) if want_grad else None          # what the backward reads, kept only for it
         acts = u.new_empty(Bn, L, 5, H) if want_grad else None
@@ -83,7 +85,7 @@ class _NativeLSTM(torch.autograd.Function):
                     k = 1 + gates.index(g)
                     dpeep[row] = (dpre[..., k * H:(k + 1) * H] * (cs if g == "o" else c_prev)).sum((0, 1))
         return (dpre, dR, dpeep, dy0 if y0 is not None and ctx.needs_input_grad[3] else None,
-                dc0 if c0 is not None and ctx.needs_input_grad[4] else None, None)
+                dc0 if c0 is not None and ctx.needs_input_grad[4] else None, None, None)
 
 
 def usable(*tensors) -> bool:
@@ -96,5 +98,6 @@ def _lstm_native(u, R, peep, flags: Flags, y0=None, c0=None):
     dtype = u.dtype
     work = work_dtype(u, R, peep)
     cast = (lambda t: None if t is None else t.to(work))
-    ys, yT, cT = _NativeLSTM.apply(cast(u), cast(R), cast(peep), cast(y0), cast(c0), _bits(flags))
+    keep = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (u, R, peep, y0, c0))
+    ys, yT, cT = _NativeLSTM.apply(cast(u), cast(R), cast(peep), cast(y0), cast(c0), _bits(flags), keep)
     return ys.to(dtype), (yT.to(dtype), cT.to(dtype))

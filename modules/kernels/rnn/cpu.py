@@ -2,7 +2,8 @@
 first use by ../native.py and called through ctypes. The whole time loop runs in C (the recurrent
 product and the gates), forward and backward; torch forms the weight gradients from the kernel's
 per-step gradients in one matmul. `elman_recurrence` and `gru_recurrence` use them for CPU tensors
-when they build.
+when they build. Their backward is once-differentiable (no double backward, as for the scans' and
+the LSTM's kernels); under torch.no_grad they keep nothing for one.
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def _prev(ys: torch.Tensor, h0: torch.Tensor | None) -> torch.Tensor:
 
 class _NativeElman(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, u, R, h0, relu: int):
+    def forward(ctx, u, R, h0, relu: int, keep: bool):
         fwd, _ = _native_fns()["elman"][u.dtype]
         u, R = u.contiguous(), R.contiguous()
         h0 = None if h0 is None else h0.contiguous()
@@ -50,7 +51,8 @@ class _NativeElman(torch.autograd.Function):
         RT = R.t().contiguous()            # held here: a temporary would be freed before the call reads it
         fwd(Bn, L, H, relu, *(native.ptr(t) for t in (u, RT, h0, ys, work)))
         ctx.relu = relu
-        ctx.save_for_backward(R, h0, ys)
+        if keep:
+            ctx.save_for_backward(R, h0, ys)
         return ys
 
     @staticmethod
@@ -62,19 +64,19 @@ class _NativeElman(torch.autograd.Function):
         dys = dys.to(R.dtype).contiguous()
         dpre, dh0, work = ys.new_empty(Bn, L, H), ys.new_empty(Bn, H), ys.new_empty(H)
         bwd(Bn, L, H, ctx.relu, *(native.ptr(t) for t in (R, ys, dys, None, dpre, dh0, work)))
-        dR = dpre.reshape(-1, H).t() @ _prev(ys, h0).reshape(-1, H)                      # (H, H)
-        return dpre, dR, dh0 if h0 is not None and ctx.needs_input_grad[2] else None, None
+        dR = dpre.reshape(-1, H).t() @ _prev(ys, h0).reshape(-1, H) if ctx.needs_input_grad[1] else None
+        return dpre, dR, dh0 if h0 is not None and ctx.needs_input_grad[2] else None, None, None
 
 
 class _NativeGRU(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, u, R, bR, h0):
+    def forward(ctx, u, R, bR, h0, keep: bool):
         fwd, _ = _native_fns()["gru"][u.dtype]
         u, R, bR = u.contiguous(), R.contiguous(), bR.contiguous()
         h0 = None if h0 is None else h0.contiguous()
         Bn, L, H3 = u.shape
         H = H3 // 3
-        want_grad = any(ctx.needs_input_grad)
+        want_grad = keep and any(ctx.needs_input_grad)    # keep: see _NativeLSTM (grad mode is off in here)
         ys = u.new_empty(Bn, L, H)
         acts = u.new_empty(Bn, L, 4, H) if want_grad else None    # what the backward reads, kept only for it
         work = u.new_empty(8 * H)
@@ -95,8 +97,15 @@ class _NativeGRU(torch.autograd.Function):
         dh0, work = ys.new_empty(Bn, H), ys.new_zeros(2 * H)
         bwd(Bn, L, H, 0, *(native.ptr(t) for t in (R, h0, ys, acts, dys, None, du, da, dh0, work)))
         da2 = da.reshape(-1, 3 * H)
-        dR = da2.t() @ _prev(ys, h0).reshape(-1, H)                                      # (3H, H)
-        return du, dR, da2.sum(0), dh0 if h0 is not None and ctx.needs_input_grad[3] else None
+        dR = da2.t() @ _prev(ys, h0).reshape(-1, H) if ctx.needs_input_grad[1] else None  # (3H, H)
+        dbR = da2.sum(0) if ctx.needs_input_grad[2] else None
+        return du, dR, dbR, dh0 if h0 is not None and ctx.needs_input_grad[3] else None, None
+
+
+def _keep(*tensors) -> bool:
+    """Whether a backward can follow: grad mode on and an input that wants a gradient. Decided out
+    here, since inside an autograd.Function's forward grad mode is always off."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
 def usable(*tensors) -> bool:
@@ -107,7 +116,8 @@ def usable(*tensors) -> bool:
 def _elman_native(u, R, h0=None, relu: bool = False):
     _check(u, R, h0, 1)
     dtype, work = u.dtype, work_dtype(u, R, h0)
-    ys = _NativeElman.apply(u.to(work), R.to(work), None if h0 is None else h0.to(work), int(relu))
+    ys = _NativeElman.apply(u.to(work), R.to(work), None if h0 is None else h0.to(work), int(relu),
+                            _keep(u, R, h0))
     return ys.to(dtype), ys[:, -1].to(dtype)
 
 
@@ -115,5 +125,6 @@ def _elman_native(u, R, h0=None, relu: bool = False):
 def _gru_native(u, R, bR, h0=None):
     _check(u, R, h0, 3)
     dtype, work = u.dtype, work_dtype(u, R, bR, h0)
-    ys = _NativeGRU.apply(u.to(work), R.to(work), bR.to(work), None if h0 is None else h0.to(work))
+    ys = _NativeGRU.apply(u.to(work), R.to(work), bR.to(work), None if h0 is None else h0.to(work),
+                          _keep(u, R, bR, h0))
     return ys.to(dtype), ys[:, -1].to(dtype)

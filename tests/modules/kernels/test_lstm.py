@@ -90,12 +90,23 @@ def test_bad_shapes_are_named():
 
 
 @needs_kernel
-def test_without_gradients_the_kernel_keeps_nothing_for_a_backward_and_gives_the_same_numbers():
+def test_without_gradients_the_kernel_keeps_nothing_for_a_backward_and_gives_the_same_numbers(monkeypatch):
     """Under no_grad the kernel writes the per-step activations to a scratch row, not (B, T, 5, H)
     tensors: the same outputs, bit for bit, as with gradients."""
+    from modules.kernels.lstm import cpu
+
     flags = VARIANTS["V"]
     u, R, peep, y0, c0 = (leaf(t) for t in make(flags))
+    fwd, bwd = cpu._native_fns()[torch.float32]
+    kept = []
+
+    def spy(*args):                       # the acts pointer: NULL when nothing is kept
+        kept.append(args[4 + 7] is not None)
+        return fwd(*args)
+
+    monkeypatch.setitem(cpu._native_fns(), torch.float32, (spy, bwd))
     y, (yT, cT) = lstm_recurrence(u, R, peep, flags, y0, c0)
-    with torch.no_grad():
+    with torch.no_grad():                 # R and the rest still require grad: an evaluation
         y2, (yT2, cT2) = lstm_recurrence(u, R, peep, flags, y0, c0)
+    assert kept == [True, False]
     assert torch.equal(y, y2) and torch.equal(yT, yT2) and torch.equal(cT, cT2)

@@ -58,6 +58,28 @@ def test_gradcheck_in_double_with_and_without_an_initial_state():
         assert torch.autograd.gradcheck(lambda *a: elman_recurrence(*a), leaves)
 
 
+@needs_kernel
+def test_under_no_grad_the_gru_kernel_keeps_nothing_and_gives_the_same_numbers(monkeypatch):
+    """An evaluation (torch.no_grad, the weights still requiring grad) keeps no (B, T, 4, H) gate
+    activations for a backward that will not come."""
+    from modules.kernels.rnn import cpu
+
+    u, R, bR, h0 = (leaf(t) for t in make(3))
+    fwd, bwd = cpu._native_fns()["gru"][torch.float32]
+    kept = []
+
+    def spy(*args):                       # the acts pointer: NULL when nothing is kept
+        kept.append(args[4 + 5] is not None)
+        return fwd(*args)
+
+    monkeypatch.setitem(cpu._native_fns()["gru"], torch.float32, (spy, bwd))
+    y, hT = gru_recurrence(u, R, bR, h0)
+    with torch.no_grad():
+        y2, hT2 = gru_recurrence(u, R, bR, h0)
+    assert kept == [True, False]
+    assert torch.equal(y, y2) and torch.equal(hT, hT2) and not y2.requires_grad
+
+
 def test_bad_shapes_are_named():
     u, R, bR, h0 = make(3)
     with pytest.raises(ValueError, match="R must be"):
