@@ -81,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     cm.add_argument("--rounds", type=int, default=1, help="runs of each side, taking turns; the median counts (default 1)")
     cm.add_argument("--workdir", type=Path, default=None, help="where the two worktrees go (default a new temporary folder)")
     cm.add_argument("--keep", action="store_true", help="keep the worktrees, their results and logs")
+    cm.add_argument("--per-paper", action="store_true",
+                    help="take turns paper by paper and sum the walls; resumable: the same command with the same "
+                         "--workdir goes on where a stopped one left off")
     cm.add_argument("--out", type=Path, default=None, help="JSON file (default results/bench/compare-<scale>.json)")
     vd = sub.add_parser("verdicts", help="diff the verdicts of two runs: a checkout, a results/<scale> folder or a "
                                          "summaries/<scale> folder each; exit 1 when a verdict moved (bench/verdicts.py)")
@@ -157,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--rounds and --cores must be at least 1")
         try:
             out = C.compare(Path("."), args.against, args.head, args.scale, args.papers, args.cores, args.rounds,
-                            args.workdir, args.keep, log=lambda s: print(s, flush=True))
+                            args.workdir, args.keep, log=lambda s: print(s, flush=True), per_paper=args.per_paper)
         except C.CompareError as e:
             print(f"python -m bench compare: {e}", file=sys.stderr)
             return 2

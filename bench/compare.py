@@ -16,6 +16,13 @@ compared: commit them first (the command says so when the checkout is dirty).
 It prints each run's wall time, the ratio head / base of the median walls, and the verdict diff of
 the last round (bench/verdicts.py), and writes results/bench/compare-<scale>.json. The whole
 small scale takes hours a side on 2 cores: the command prints each run as it starts and ends.
+
+`--per-paper` takes turns paper by paper instead (paper 1: base then head; paper 2: head then base;
+...), each paper's run from its own empty outputs, and the ratio is that of the summed walls: the
+scale as its papers run one after another. It keeps its state in the work folder
+(`per-paper.json`, written after every run), so the same command with the same `--workdir` goes on
+where a killed or timed-out one stopped (the paper it was running starts again from empty outputs);
+a comparison of hours can be made in parts. It prints the running totals after every paper.
 """
 from __future__ import annotations
 
@@ -59,9 +66,23 @@ def snakemake_exe() -> str:
     return str(exe) if exe.exists() else (shutil.which("snakemake") or "snakemake")
 
 
-def run_side(tree: Path, scale: str, papers: list[str], cores: int, log: Path) -> float:
-    """One timed run of a side from empty outputs; its wall seconds. A failed run raises, naming its log."""
-    subprocess.run(["git", "-C", str(tree), "clean", "-fdxq"], check=True)
+OUTPUT_DIRS = ("results", "logs", "benchmarks", "reports")     # where a paper's run writes, under <dir>/<scale>/<paper>
+
+
+def clear_papers(tree: Path, scale: str, papers: list[str]) -> None:
+    """Empty outputs for these papers only (the other papers' results stay for the verdict diff)."""
+    for d in OUTPUT_DIRS:
+        for p in papers:
+            shutil.rmtree(tree / d / scale / p, ignore_errors=True)
+
+
+def run_side(tree: Path, scale: str, papers: list[str], cores: int, log: Path, clean: bool = True) -> float:
+    """One timed run of a side from empty outputs (`clean`: the whole worktree's; else these papers'
+    only); its wall seconds. A failed run raises, naming its log."""
+    if clean:
+        subprocess.run(["git", "-C", str(tree), "clean", "-fdxq"], check=True)
+    else:
+        clear_papers(tree, scale, papers)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")]))}
     cmd = [snakemake_exe(), "--cores", str(cores), *papers, "--config", f"scale={scale}"]
     t = time.perf_counter()
@@ -73,9 +94,75 @@ def run_side(tree: Path, scale: str, papers: list[str], cores: int, log: Path) -
     return wall
 
 
+STATE = "per-paper.json"
+
+
+def _per_paper(trees: dict, shas: dict, scale: str, chosen: list[str], cores: int, rounds: int, work: Path,
+               log, runner) -> list[dict]:
+    """Turns paper by paper, resumable from `work`/per-paper.json; every run of every paper."""
+    import json
+
+    state_path = work / STATE
+    state = _check_state(state_path, shas, scale) if state_path.exists() else {}
+    state.update({"base": shas["base"], "head": shas["head"], "scale": scale, "cores": cores})
+    runs = state.setdefault("runs", [])
+    done = {(r["paper"], r["round"], r["side"]) for r in runs}
+    if done:
+        log(f"resuming: {len(done)} run(s) already timed in {state_path}")
+    turn = 0
+    for i, paper in enumerate(chosen):
+        for r in range(rounds):
+            order = ("base", "head") if turn % 2 == 0 else ("head", "base")
+            turn += 1
+            for side in order:
+                if (paper, r + 1, side) in done:
+                    continue
+                logf = work / f"{side}-{paper}-round{r + 1}.log"
+                log(f"{paper} ({i + 1}/{len(chosen)}), round {r + 1}: {side} starts ({time.strftime('%H:%M:%S')})")
+                wall = runner(trees[side], scale, [paper], cores, logf, clean=False)
+                runs.append({"paper": paper, "round": r + 1, "side": side, "wall_s": wall, "log": str(logf)})
+                tmp = state_path.with_suffix(".tmp")
+                tmp.write_text(json.dumps(state, indent=2))
+                tmp.replace(state_path)
+                log(f"{paper}, round {r + 1}: {side} took {wall:,.1f} s")
+        tot = _paper_totals(runs, chosen[: i + 1])
+        if tot["papers"]:
+            log(f"so far, {tot['papers']} paper(s): base {tot['base']:,.0f} s, head {tot['head']:,.0f} s, "
+                f"head / base {tot['head'] / tot['base']:.3f}")
+    return runs
+
+
+def _check_state(path: Path, shas: dict, scale: str) -> dict:
+    """The saved state of a per-paper comparison, refused when it is of other commits or another scale."""
+    import json
+
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise CompareError(f"{path} cannot be read ({e}); give another --workdir") from None
+    if (state.get("base"), state.get("head"), state.get("scale")) != (shas["base"], shas["head"], scale):
+        raise CompareError(f"{path} is of another comparison ({str(state.get('base'))[:10]} vs "
+                           f"{str(state.get('head'))[:10]} at {state.get('scale')}); give another --workdir")
+    return state
+
+
+def _paper_totals(runs: list[dict], papers: list[str]) -> dict:
+    """Summed per-paper median walls of the papers that both sides have finished."""
+    tot = {"base": 0.0, "head": 0.0, "papers": 0, "per_paper": {}}
+    for p in papers:
+        walls = {side: [r["wall_s"] for r in runs if r["paper"] == p and r["side"] == side] for side in ("base", "head")}
+        if walls["base"] and walls["head"]:
+            m = {side: statistics.median(w) for side, w in walls.items()}
+            tot["per_paper"][p] = {**m, "ratio": m["head"] / m["base"]}
+            tot["base"] += m["base"]
+            tot["head"] += m["head"]
+            tot["papers"] += 1
+    return tot
+
+
 def compare(repo: Path, against: str, head: str = "HEAD", scale: str = "small", papers: list[str] | None = None,
             cores: int = 2, rounds: int = 1, workdir: Path | None = None, keep: bool = False, log=print,
-            runner=run_side) -> dict:
+            runner=run_side, per_paper: bool = False) -> dict:
     repo = Path(_git(repo, "rev-parse", "--show-toplevel"))
     if _git(repo, "status", "--porcelain", "--untracked-files=no"):
         log("note: this checkout has uncommitted changes; they are not compared (each side is a commit)")
@@ -83,10 +170,17 @@ def compare(repo: Path, against: str, head: str = "HEAD", scale: str = "small", 
     work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="claimcheck-compare-"))
     work.mkdir(parents=True, exist_ok=True)
     trees = {side: work / side for side in ("base", "head")}
+    if per_paper and (work / STATE).exists():
+        _check_state(work / STATE, shas, scale)
     made = []
     ok = False
     try:
         for side, tree in trees.items():
+            if per_paper and tree.exists() and (work / STATE).exists():      # a comparison going on
+                if _git(tree, "rev-parse", "HEAD") != shas[side]:
+                    raise CompareError(f"{tree} is not at {side} {shas[side][:10]}; give another --workdir")
+                made.append(tree)
+                continue
             if tree.exists():
                 raise CompareError(f"{tree} exists; give an empty --workdir")
             _git(repo, "worktree", "add", "--detach", str(tree), shas[side])
@@ -108,7 +202,23 @@ def compare(repo: Path, against: str, head: str = "HEAD", scale: str = "small", 
         if not chosen:
             raise CompareError("the two commits' catalogues share no paper")
         log(f"{scale} scale of {len(chosen)} papers, {rounds} round(s), --cores {cores}; "
-            f"base {shas['base'][:10]} vs head {shas['head'][:10]} in {work}")
+            f"base {shas['base'][:10]} vs head {shas['head'][:10]} in {work}"
+            + (", turns paper by paper" if per_paper else ""))
+        if per_paper:
+            runs = _per_paper(trees, shas, scale, chosen, cores, rounds, work, log, runner)
+            tot = _paper_totals(runs, chosen)
+            out = {"scale": scale, "papers": chosen, "cores": cores, "rounds": rounds, "base": shas["base"],
+                   "head": shas["head"], "date": time.strftime("%Y-%m-%d %H:%M"), "runs": runs, "per_paper": True,
+                   "papers_timed": tot["papers"], "per_paper_walls": tot["per_paper"],
+                   "median_wall_s": {"base": tot["base"], "head": tot["head"]},
+                   "ratio_head_over_base": tot["head"] / tot["base"]}
+            try:
+                out["verdicts"] = V.diff(V.load_side(trees["base"], scale), V.load_side(trees["head"], scale))
+            except V.Unreadable as e:
+                out["verdicts"] = None
+                log(f"verdicts not compared: {e}")
+            ok = True
+            return out
         runs = []
         for r in range(rounds):
             order = ("base", "head") if r % 2 == 0 else ("head", "base")
@@ -131,7 +241,11 @@ def compare(repo: Path, against: str, head: str = "HEAD", scale: str = "small", 
         return out
     finally:
         if made and not ok:
-            log(f"kept {work} (its worktrees and logs) for a look; remove with `git worktree remove --force` on each")
+            if per_paper and (work / STATE).exists():
+                log(f"kept {work}: the same command with --workdir {work} goes on where this one stopped")
+            else:
+                log(f"kept {work} (its worktrees and logs) for a look; remove with `git worktree remove --force` "
+                    "on each")
         if ok and not keep:
             for tree in made:
                 subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(tree)], capture_output=True)
@@ -142,9 +256,15 @@ def compare(repo: Path, against: str, head: str = "HEAD", scale: str = "small", 
 
 def text(out: dict) -> str:
     m = out["median_wall_s"]
-    lines = [f"{out['scale']} scale, {len(out['papers'])} papers, median of {out['rounds']} round(s):",
-             f"  base {out['base'][:10]}: {m['base']:,.1f} s", f"  head {out['head'][:10]}: {m['head']:,.1f} s",
-             f"  head / base wall time: {out['ratio_head_over_base']:.3f}"]
+    if out.get("per_paper"):
+        lines = [f"{out['scale']} scale, {len(out['papers'])} papers taking turns paper by paper, median of "
+                 f"{out['rounds']} round(s) each, summed:"]
+        lines += [f"  {p}: base {w['base']:,.1f} s, head {w['head']:,.1f} s, {w['ratio']:.3f}"
+                  for p, w in out["per_paper_walls"].items()]
+    else:
+        lines = [f"{out['scale']} scale, {len(out['papers'])} papers, median of {out['rounds']} round(s):"]
+    lines += [f"  base {out['base'][:10]}: {m['base']:,.1f} s", f"  head {out['head'][:10]}: {m['head']:,.1f} s",
+              f"  head / base wall time: {out['ratio_head_over_base']:.3f}"]
     if out.get("verdicts") is not None:
         lines.append(V.text(out["verdicts"], ("base", "head")))
     return "\n".join(lines)

@@ -208,3 +208,48 @@ def test_pack_gradients_are_each_seeds_own_and_kernels_without_vmap_rules_are_na
     with pytest.raises(SystemExit):
         bench.main(["pack", "--seeds", "1"])
     assert "no_such_arch" in capsys.readouterr().err
+
+
+SNAKEFILE_2 = SNAKEFILE + """
+rule p2:
+    output: f"results/{SCALE}/p2/verdicts.json"
+    shell: "python -c 'import json, sys; json.dump({{\\"claims\\": [{{\\"id\\": \\"d\\", \\"verdict\\": \\"reproduced\\"}}]}}, open(sys.argv[1], \\"w\\"))' {output}"
+"""
+
+
+def test_compare_per_paper_takes_turns_by_paper_and_goes_on_after_a_stop(tmp_path):
+    """Paper by paper, each paper's sides alternating who goes first; a run that stops (here: the
+    runner raises on its third call) leaves the state, and the same command with the same work folder
+    goes on with the runs not yet timed, then sums the walls and diffs every paper's verdicts."""
+    repo = tmp_path / "repo"
+    (repo / "catalogue").mkdir(parents=True)
+    for p in ("p1", "p2"):
+        (repo / f"catalogue/{p}.yaml").write_text(f"paper:\n  id: {p}\n")
+    (repo / "Snakefile").write_text(SNAKEFILE_2)
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    base = _commit(repo, "reproduced")
+    head = _commit(repo, "inconclusive")
+    calls = []
+
+    def runner(tree, scale, papers, cores, log, clean=True):
+        calls.append((papers[0], tree.name, clean))
+        if len(calls) == 3:
+            raise CMP.CompareError("stopped")
+        CMP.run_side(tree, scale, papers, cores, log, clean=clean)
+        return {"base": 10.0, "head": 6.0}[tree.name] * (2 if papers[0] == "p2" else 1)
+
+    logs = []
+    work = tmp_path / "work"
+    with pytest.raises(CMP.CompareError, match="stopped"):
+        CMP.compare(repo, base, head, scale="smoke", workdir=work, log=logs.append, runner=runner, per_paper=True)
+    assert any("goes on where this one stopped" in m for m in logs)
+    assert json.loads((work / CMP.STATE).read_text())["runs"][1]["side"] == "head"
+    out = CMP.compare(repo, base, head, scale="smoke", workdir=work, log=logs.append, runner=runner, per_paper=True)
+    assert calls == [("p1", "base", False), ("p1", "head", False), ("p2", "head", False),
+                     ("p2", "head", False), ("p2", "base", False)]
+    assert any("resuming: 2 run(s)" in m for m in logs)
+    assert out["median_wall_s"] == {"base": 30.0, "head": 18.0} and out["ratio_head_over_base"] == pytest.approx(0.6)
+    assert [(r["paper"], r["A"], r["B"]) for r in out["verdicts"]["moved"]] == [("p1", "reproduced", "inconclusive")]
+    assert "p2: base 20.0 s, head 12.0 s, 0.600" in CMP.text(out)
+    with pytest.raises(CMP.CompareError, match="another comparison"):
+        CMP.compare(repo, head, base, scale="smoke", workdir=work, log=logs.append, runner=runner, per_paper=True)
