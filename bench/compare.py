@@ -204,34 +204,26 @@ def compare(repo: Path, against: str, head: str = "HEAD", scale: str = "small", 
         log(f"{scale} scale of {len(chosen)} papers, {rounds} round(s), --cores {cores}; "
             f"base {shas['base'][:10]} vs head {shas['head'][:10]} in {work}"
             + (", turns paper by paper" if per_paper else ""))
+        out = {"scale": scale, "papers": chosen, "cores": cores, "rounds": rounds, "base": shas["base"],
+               "head": shas["head"]}
         if per_paper:
             runs = _per_paper(trees, shas, scale, chosen, cores, rounds, work, log, runner)
             tot = _paper_totals(runs, chosen)
-            out = {"scale": scale, "papers": chosen, "cores": cores, "rounds": rounds, "base": shas["base"],
-                   "head": shas["head"], "date": time.strftime("%Y-%m-%d %H:%M"), "runs": runs, "per_paper": True,
-                   "papers_timed": tot["papers"], "per_paper_walls": tot["per_paper"],
-                   "median_wall_s": {"base": tot["base"], "head": tot["head"]},
-                   "ratio_head_over_base": tot["head"] / tot["base"]}
-            try:
-                out["verdicts"] = V.diff(V.load_side(trees["base"], scale), V.load_side(trees["head"], scale))
-            except V.Unreadable as e:
-                out["verdicts"] = None
-                log(f"verdicts not compared: {e}")
-            ok = True
-            return out
-        runs = []
-        for r in range(rounds):
-            order = ("base", "head") if r % 2 == 0 else ("head", "base")
-            for side in order:
-                logf = work / f"{side}-round{r + 1}.log"
-                log(f"round {r + 1}: {side} starts ({time.strftime('%H:%M:%S')})")
-                wall = runner(trees[side], scale, chosen, cores, logf)
-                runs.append({"round": r + 1, "side": side, "wall_s": wall, "log": str(logf)})
-                log(f"round {r + 1}: {side} took {wall:,.1f} s")
-        med = {side: statistics.median(x["wall_s"] for x in runs if x["side"] == side) for side in trees}
-        out = {"scale": scale, "papers": chosen, "cores": cores, "rounds": rounds, "base": shas["base"],
-               "head": shas["head"], "date": time.strftime("%Y-%m-%d %H:%M"), "runs": runs,
-               "median_wall_s": med, "ratio_head_over_base": med["head"] / med["base"]}
+            med = {"base": tot["base"], "head": tot["head"]}
+            out.update({"per_paper": True, "papers_timed": tot["papers"], "per_paper_walls": tot["per_paper"]})
+        else:
+            runs = []
+            for r in range(rounds):
+                order = ("base", "head") if r % 2 == 0 else ("head", "base")
+                for side in order:
+                    logf = work / f"{side}-round{r + 1}.log"
+                    log(f"round {r + 1}: {side} starts ({time.strftime('%H:%M:%S')})")
+                    wall = runner(trees[side], scale, chosen, cores, logf)
+                    runs.append({"round": r + 1, "side": side, "wall_s": wall, "log": str(logf)})
+                    log(f"round {r + 1}: {side} took {wall:,.1f} s")
+            med = {side: statistics.median(x["wall_s"] for x in runs if x["side"] == side) for side in trees}
+        out.update({"date": time.strftime("%Y-%m-%d %H:%M"), "runs": runs, "median_wall_s": med,
+                    "ratio_head_over_base": med["head"] / med["base"]})
         try:
             out["verdicts"] = V.diff(V.load_side(trees["base"], scale), V.load_side(trees["head"], scale))
         except V.Unreadable as e:
