@@ -86,6 +86,8 @@ def _cases(B: int, T: int, D: int, H: int, Kd: int, N: int, device: str, seed: i
          lambda q, k, v, d: K.linear_attn_chunked(q, k, v, None, True, d), (q, k, v, gate)),
         ("delta_rule_chunked", lambda *t: K.delta_rule_ref(*t, output_final_state=True),
          lambda *t: K.delta_rule_chunked(*t, output_final_state=True), (q, k_unit, v, beta)),
+        ("delta_rule", lambda *t: K.delta_rule_ref(*t, output_final_state=True),
+         lambda *t: K.delta_rule(*t, output_final_state=True), (q, k_unit, v, beta)),
         ("fftconv", K.fftconv_ref, K.fftconv, (uc, kernel)),
         ("ssd_chunked", K.ssd_ref, K.ssd_chunked, (x, dt, A_ssd, B_ssd, C_ssd)),
     ]

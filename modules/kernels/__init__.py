@@ -14,6 +14,7 @@ through _common.py and native.py; selective_scan, built on the scan, calls the p
     selective scan       Mamba's S6, mamba-ssm shapes (B, D, L)                   selective_scan/
     linear attention     recurrent / parallel / chunked, optional decay           linear_attn/
     delta rule           DeltaNet, recurrent / chunked (WY transform)             delta_rule/
+                         (on a CPU, a compiled loop: delta_rule/cpu.py, delta_cpu.c)
     fftconv              causal long convolution, u (B, T, D), k (D, L)            fftconv/
     ssd                  Mamba-2's SSD, chunked algorithm, (B, T, H, P)           ssd/
     lstm recurrence      Greff et al.'s LSTM variants on packed gates (B, T, nH)  lstm/
@@ -21,7 +22,7 @@ through _common.py and native.py; selective_scan, built on the scan, calls the p
     Elman, GRU           the Elman and GRU recurrences on their input projection   rnn/
                          (on a CPU, a compiled loop: rnn/cpu.py, rnn/rnn_cpu.c)
 """
-from .delta_rule import delta_rule_chunked, delta_rule_ref
+from .delta_rule import delta_rule, delta_rule_chunked, delta_rule_ref
 from .fftconv import fftconv, fftconv_ref
 from .linear_attn import linear_attn_chunked, linear_attn_parallel, linear_attn_recurrent_ref
 from .lstm import lstm_recurrence, lstm_recurrence_ref
@@ -35,7 +36,7 @@ __all__ = [
     "scan", "scan_parallel", "scan_ref", "scan_native_available",
     "selective_scan", "selective_scan_ref",
     "linear_attn_recurrent_ref", "linear_attn_parallel", "linear_attn_chunked",
-    "delta_rule_ref", "delta_rule_chunked",
+    "delta_rule", "delta_rule_ref", "delta_rule_chunked",
     "fftconv", "fftconv_ref",
     "ssd_ref", "ssd_chunked",
     "lstm_recurrence", "lstm_recurrence_ref",

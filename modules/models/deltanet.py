@@ -8,8 +8,9 @@ Per head, the K x V fast-weight state is corrected towards each new value instea
 with q, k = L2-normalized silu(W x) (unit keys keep I - beta k k^T a contraction for beta in (0, 2)),
 v = silu(W_v x), beta_t = sigmoid(W_beta x_t) in (0, 1) per head, q scaled by K^-1/2 as fla does;
 output o = out_proj(RMSNorm_head(o)). Yang et al.'s short convolutions on q, k, v are left out.
-`forward` runs modules.kernels.delta_rule_chunked (the WY/UT transform in chunks of `chunk_size`;
-fla's kernel on a GPU), `step` the kernel's recurrent reference for one position.
+`forward` runs modules.kernels.delta_rule: on a CPU its compiled recurrence, else the chunked form
+(the WY/UT transform in chunks of `chunk_size`; fla's kernel on a GPU); `step` the kernel's
+recurrent reference for one position.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..kernels import delta_rule_chunked, delta_rule_ref
+from ..kernels import delta_rule, delta_rule_ref
 from .linear_attention import MultiHeadConfig
 from .mixer_lm import MixerLM, RMSNorm, split_heads
 
@@ -49,7 +50,7 @@ class DeltaNetMixer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v, beta = self._qkvb(x)
-        o, _ = delta_rule_chunked(q, k, v, beta, chunk_size=self.chunk)                    # (B, T, H, K)
+        o, _ = delta_rule(q, k, v, beta, chunk_size=self.chunk)                            # (B, T, H, K)
         return self._out(o)                                                                # (B, T, D)
 
     def init_state(self, batch_size: int, device) -> torch.Tensor:
