@@ -41,3 +41,41 @@ def grads(outputs, inputs, seed: int = 0):
 
 def leaf(t: torch.Tensor) -> torch.Tensor:
     return t.detach().clone().requires_grad_(True)
+
+
+def spy_kept(monkeypatch, table: dict, key, pointer: int) -> list[bool]:
+    """Wrap the compiled forward `table[key] = (fwd, bwd)` so that each call records whether its
+    argument `pointer` (the buffer kept for a backward) was given (not NULL); returns that record."""
+    fwd, bwd = table[key]
+    kept = []
+
+    def spy(*args):
+        kept.append(args[pointer] is not None)
+        return fwd(*args)
+
+    monkeypatch.setitem(table, key, (spy, bwd))
+    return kept
+
+
+def check_model_on_kernel(arch: str, params: dict, op, monkeypatch, T: int = 9, what: str = "the op's other path"):
+    """A model that calls a kernel op in forward(): the same outputs as its step() one position at
+    a time, and the same parameter gradients as with the op's `usable` patched to False."""
+    from modules.models import build_model
+
+    torch.manual_seed(0)
+    m = build_model(arch, {"n_layer": 2, "d_model": 16, **params}, {"vocab_size": 11})
+    x = torch.randint(0, 11, (3, T))
+    full = m(x)
+    state = m.init_state(3)
+    steps = []
+    for t in range(T):
+        out, state = m.step(x[:, t], state)
+        steps.append(out)
+    assert_close("step vs forward", full, torch.stack(steps, 1), atol=1e-5, rtol=1e-5)
+    full.square().sum().backward()
+    g_kernel = [p.grad.clone() for p in m.parameters()]
+    m.zero_grad()
+    monkeypatch.setattr(op, "usable", lambda *t: False)
+    m(x).square().sum().backward()
+    for a, b in zip(g_kernel, (p.grad for p in m.parameters())):
+        assert_close(f"grad vs {what}", b, a, atol=1e-4, rtol=1e-4)

@@ -1,6 +1,7 @@
-"""delta_rule (the compiled CPU recurrence) against the reference loop and the chunked form: values,
-final states and every gradient; its no-grad path; and the DeltaNet model on the kernel against
-its own step() and against the chunked form."""
+"""delta_rule (the compiled CPU recurrence): gradients in double, against the chunked form, its
+no-grad path, its fallback, bf16, and the DeltaNet model on it against its own step() and against the
+chunked form. Its values and gradients against the reference loop, case by case, are checked beside
+the chunked form's in test_linear_attention.py."""
 from __future__ import annotations
 
 import importlib
@@ -8,29 +9,17 @@ import importlib
 import pytest
 import torch
 
-from modules.kernels.delta_rule import delta_rule, delta_rule_chunked, delta_rule_ref, native_available
+from modules.kernels.delta_rule import (
+    delta_rule,
+    delta_rule_chunked,
+    delta_rule_ref,
+    native_available,
+)
 
-from .helpers import assert_close, grads, leaf
+from .helpers import assert_close, check_model_on_kernel, leaf, spy_kept
 from .test_linear_attention import DELTA_CASES, Case, make_delta
 
 needs_kernel = pytest.mark.skipif(not native_available(), reason="no C compiler here: the op runs its chunked form")
-
-
-@needs_kernel
-@pytest.mark.parametrize("with_state", [False, True], ids=["zero_state", "initial_state"])
-@pytest.mark.parametrize("case", DELTA_CASES, ids=[c.name for c in DELTA_CASES])
-def test_the_kernel_matches_the_loop(case, with_state):
-    q, k, v, beta, h0 = (leaf(t) for t in make_delta(case))
-    h0 = h0 if with_state else None
-    leaves = [t for t in (q, k, v, beta, h0) if t is not None]
-    o_ref, s_ref = delta_rule_ref(q, k, v, beta, h0, True)
-    g_ref = grads([o_ref, s_ref], leaves)
-    o, s = delta_rule(q, k, v, beta, h0, True)
-    g = grads([o, s], leaves)
-    assert_close(f"{case.name} o", o_ref, o)
-    assert_close(f"{case.name} final_state", s_ref, s)
-    for n, gr, gf in zip(["q", "k", "v", "beta", "initial_state"], g_ref, g):
-        assert_close(f"{case.name} d{n}", gr, gf, atol=1e-4, rtol=2e-4)
 
 
 @needs_kernel
@@ -58,14 +47,7 @@ def test_under_no_grad_it_keeps_no_states_and_gives_the_same_numbers(monkeypatch
     from modules.kernels.delta_rule import cpu
 
     q, k, v, beta, _ = (leaf(t) for t in make_delta(DELTA_CASES[0]))
-    fwd, bwd = cpu._native_fns()[torch.float32]
-    kept = []
-
-    def spy(*args):                     # the states pointer: NULL when nothing is kept
-        kept.append(args[6 + 7] is not None)
-        return fwd(*args)
-
-    monkeypatch.setitem(cpu._native_fns(), torch.float32, (spy, bwd))
+    kept = spy_kept(monkeypatch, cpu._native_fns(), torch.float32, 6 + 7)   # the states pointer
     o, s = delta_rule(q, k, v, beta, None, True)
     with torch.no_grad():
         o2, s2 = delta_rule(q, k, v, beta, None, True)
@@ -103,22 +85,4 @@ def test_bad_shapes_are_named():
 @needs_kernel
 def test_deltanet_on_the_kernel_is_its_step_loop_and_the_chunked_form(monkeypatch):
     op = importlib.import_module("modules.kernels.delta_rule")   # the package (the attribute is the op)
-    from modules.models import build_model
-
-    torch.manual_seed(0)
-    m = build_model("deltanet", {"n_layer": 2, "d_model": 16, "n_head": 2}, {"vocab_size": 11})
-    x = torch.randint(0, 11, (3, 9))
-    full = m(x)
-    state = m.init_state(3)
-    steps = []
-    for t in range(9):
-        out, state = m.step(x[:, t], state)
-        steps.append(out)
-    assert_close("step vs forward", full, torch.stack(steps, 1), atol=1e-5, rtol=1e-5)
-    full.square().sum().backward()
-    g_kernel = [p.grad.clone() for p in m.parameters()]
-    m.zero_grad()
-    monkeypatch.setattr(op, "usable", lambda *t: False)        # the chunked form
-    m(x).square().sum().backward()
-    for a, b in zip(g_kernel, (p.grad for p in m.parameters())):
-        assert_close("grad vs chunked", b, a, atol=1e-4, rtol=1e-4)
+    check_model_on_kernel("deltanet", {"n_head": 2}, op, monkeypatch, what="the chunked form")

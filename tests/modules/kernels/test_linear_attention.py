@@ -9,12 +9,14 @@ import torch
 import torch.nn.functional as F
 
 from modules.kernels import (
+    delta_rule,
     delta_rule_chunked,
     delta_rule_ref,
     linear_attn_chunked,
     linear_attn_parallel,
     linear_attn_recurrent_ref,
 )
+from modules.kernels.delta_rule import native_available as delta_native_available
 
 from .helpers import assert_close, grads, leaf
 
@@ -153,15 +155,22 @@ def make_delta(c: Case, dtype=torch.float32, seed=0):
     return q, k, v, beta, h0
 
 
+@pytest.mark.parametrize("fast", ["chunked", "kernel"])
 @pytest.mark.parametrize("with_state", [False, True], ids=["zero_state", "initial_state"])
 @pytest.mark.parametrize("case", DELTA_CASES, ids=[c.name for c in DELTA_CASES])
-def test_delta_rule_chunked_matches_recurrent(case, with_state):
+def test_delta_rule_chunked_and_kernel_match_recurrent(case, with_state, fast):
+    """The chunked form (WY transform) and the op the model calls (on a CPU, the C recurrence)."""
+    if fast == "kernel" and not delta_native_available():
+        pytest.skip("no C compiler here: delta_rule runs the chunked form")
     q, k, v, beta, h0 = (leaf(t) for t in make_delta(case))
     h0 = h0 if with_state else None
     leaves = [t for t in (q, k, v, beta, h0) if t is not None]
     o_ref, s_ref = delta_rule_ref(q, k, v, beta, h0, True)
     g_ref = grads([o_ref, s_ref], leaves)
-    o, s = delta_rule_chunked(q, k, v, beta, h0, True, chunk_size=case.chunk)
+    if fast == "kernel":
+        o, s = delta_rule(q, k, v, beta, h0, True)
+    else:
+        o, s = delta_rule_chunked(q, k, v, beta, h0, True, chunk_size=case.chunk)
     g = grads([o, s], leaves)
     assert_close(f"{case.name} o", o_ref, o)
     assert_close(f"{case.name} final_state", s_ref, s)

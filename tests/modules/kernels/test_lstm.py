@@ -7,7 +7,7 @@ import torch
 
 from modules.kernels.lstm import Flags, lstm_recurrence, lstm_recurrence_ref, native_available
 
-from .helpers import assert_close, grads, leaf
+from .helpers import assert_close, grads, leaf, spy_kept
 
 VARIANTS = {
     "V": Flags(),
@@ -97,14 +97,7 @@ def test_without_gradients_the_kernel_keeps_nothing_for_a_backward_and_gives_the
 
     flags = VARIANTS["V"]
     u, R, peep, y0, c0 = (leaf(t) for t in make(flags))
-    fwd, bwd = cpu._native_fns()[torch.float32]
-    kept = []
-
-    def spy(*args):                       # the acts pointer: NULL when nothing is kept
-        kept.append(args[4 + 7] is not None)
-        return fwd(*args)
-
-    monkeypatch.setitem(cpu._native_fns(), torch.float32, (spy, bwd))
+    kept = spy_kept(monkeypatch, cpu._native_fns(), torch.float32, 4 + 7)   # the acts pointer
     y, (yT, cT) = lstm_recurrence(u, R, peep, flags, y0, c0)
     with torch.no_grad():                 # R and the rest still require grad: an evaluation
         y2, (yT2, cT2) = lstm_recurrence(u, R, peep, flags, y0, c0)

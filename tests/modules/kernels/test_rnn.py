@@ -8,7 +8,7 @@ import torch
 from modules.kernels.rnn import (elman_recurrence, elman_recurrence_ref, gru_recurrence, gru_recurrence_ref,
                                  native_available)
 
-from .helpers import assert_close, grads, leaf
+from .helpers import assert_close, check_model_on_kernel, grads, leaf, spy_kept
 
 needs_kernel = pytest.mark.skipif(not native_available(), reason="no C compiler here: the op runs its loop")
 
@@ -65,14 +65,7 @@ def test_under_no_grad_the_gru_kernel_keeps_nothing_and_gives_the_same_numbers(m
     from modules.kernels.rnn import cpu
 
     u, R, bR, h0 = (leaf(t) for t in make(3))
-    fwd, bwd = cpu._native_fns()["gru"][torch.float32]
-    kept = []
-
-    def spy(*args):                       # the acts pointer: NULL when nothing is kept
-        kept.append(args[4 + 5] is not None)
-        return fwd(*args)
-
-    monkeypatch.setitem(cpu._native_fns()["gru"], torch.float32, (spy, bwd))
+    kept = spy_kept(monkeypatch, cpu._native_fns()["gru"], torch.float32, 4 + 5)   # the acts pointer
     y, hT = gru_recurrence(u, R, bR, h0)
     with torch.no_grad():
         y2, hT2 = gru_recurrence(u, R, bR, h0)
@@ -94,22 +87,5 @@ def test_the_models_fused_layers_are_their_step_loops(arch, params, monkeypatch)
     """The models call the kernel in training (fused) and their cells' step() one position at a time:
     the same numbers, and the same gradients as torch's own native recurrence."""
     import modules.kernels.rnn as op
-    from modules.models import build_model
 
-    torch.manual_seed(0)
-    m = build_model(arch, {"n_layer": 2, "d_model": 16, **params}, {"vocab_size": 11})
-    x = torch.randint(0, 11, (3, 9))
-    full = m(x)
-    state = m.init_state(3)
-    steps = []
-    for t in range(9):
-        out, state = m.step(x[:, t], state)
-        steps.append(out)
-    assert_close("step vs forward", full, torch.stack(steps, 1), atol=1e-5, rtol=1e-5)
-    full.square().sum().backward()
-    g_kernel = [p.grad.clone() for p in m.parameters()]
-    m.zero_grad()
-    monkeypatch.setattr(op, "usable", lambda *t: False)        # the torch.rnn_* / torch.gru path
-    m(x).square().sum().backward()
-    for a, b in zip(g_kernel, (p.grad for p in m.parameters())):
-        assert_close("grad vs torch native", b, a, atol=1e-4, rtol=1e-4)
+    check_model_on_kernel(arch, params, op, monkeypatch, what="torch's native recurrence")   # usable False: torch.rnn_* / torch.gru
