@@ -7,11 +7,24 @@
    and 2^n is built from its bits. Arguments are clamped to [-87.3, 88.7], so a result below
    FLT_MIN comes out near FLT_MIN rather than as a denormal or 0.
    sig_f32 = 1 / (1 + exp(-x)); tanh_f32 from exp(-2|x|), by its odd polynomial below |x| = 0.0625
-   (no cancellation near 0). The double versions call libm. */
+   (no cancellation near 0). The double versions call libm.
+
+   AXPY_ROWS: y += M^T x for a row-major M, one vectorized row update per row of M, the form of every
+   small matrix-vector product in the recurrences (a loop of row dot products would end each row in
+   a horizontal sum, which the compiler does lane by lane). */
 #ifndef CLAIMCHECK_VECMATH_H
 #define CLAIMCHECK_VECMATH_H
 #include <math.h>
 #include <stdint.h>
+
+/* y (n) += sum_m x[m] M[m, :], M (m_len, n) row-major */
+#define AXPY_ROWS(T, y, M, x, m_len, n)                                                      \
+    for (int64_t m_ = 0; m_ < (m_len); m_++) {                                                \
+        const T xm_ = (x)[m_];                                                                \
+        const T *row_ = (M) + m_ * (n);                                                       \
+        _Pragma("omp simd")                                                                   \
+        for (int64_t j_ = 0; j_ < (n); j_++) (y)[j_] += xm_ * row_[j_];                        \
+    }
 
 #pragma omp declare simd notinbranch
 static inline float exp_f32(float x) {

@@ -30,6 +30,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "../vecmath.h"   /* AXPY_ROWS */
+
 /* u (V) = v_t - S^T k_t */
 #define DELTA_U(T, u, S, kt, vt, K, V)                                                        \
     memcpy(u, vt, (size_t)(V) * sizeof(T));                                                   \
@@ -70,15 +72,6 @@ void NAME(int64_t Bn, int64_t L, int64_t H, int64_t K, int64_t V, int64_t C, con
         if (ST) memcpy(ST + bh * K * V, S, (size_t)(K * V) * sizeof(T));                     \
     }                                                                                         \
 }
-
-/* y (n) += sum_m x[m] M[m, :], M (m_len, n) row-major: one vectorized axpy per row, no horizontal sum */
-#define AXPY_ROWS(T, y, M, x, m_len, n)                                                      \
-    for (int64_t m_ = 0; m_ < (m_len); m_++) {                                                \
-        const T xm = (x)[m_];                                                                 \
-        const T *row = (M) + m_ * (n);                                                        \
-        _Pragma("omp simd")                                                                   \
-        for (int64_t j_ = 0; j_ < (n); j_++) (y)[j_] += xm * row[j_];                          \
-    }
 
 /* M (m_len, n) += a b^T */
 #define RANK1(T, M, a, b, m_len, n)                                                           \

@@ -23,7 +23,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "../vecmath.h"   /* exp_f32, sig_f32, tanh_f32 and their double versions */
+#include "../vecmath.h"   /* exp_f32, sig_f32, tanh_f32, their double versions, AXPY_ROWS */
 
 enum { IG = 1, FG = 2, OG = 4, IACT = 8, OACT = 16, COUPLED = 32 };
 
@@ -57,12 +57,7 @@ void NAME(int64_t Bn, int64_t L, int64_t H, int64_t flags, const T *restrict u, 
         for (int64_t t = 0; t < L; t++) {                                                     \
             const int64_t bt = b * L + t;                                                     \
             memcpy(pre, u + bt * nH, (size_t)nH * sizeof(T));                                 \
-            for (int64_t k = 0; k < H; k++) {                                                 \
-                const T yk = y[k];                                                            \
-                const T *r = RT + k * nH;                                                     \
-                _Pragma("omp simd")                                                           \
-                for (int64_t j = 0; j < nH; j++) pre[j] += yk * r[j];                         \
-            }                                                                                 \
+            AXPY_ROWS(T, pre, RT, y, H, nH)                                                   \
             T *a = keep ? acts + bt * 5 * H : work;       /* not kept: written over, unread */ \
             T *az = a, *ai = a + H, *af = a + 2 * H, *ao = a + 3 * H, *ah = a + 4 * H;        \
             T *yt = ys + bt * H, *ct = keep ? cs + bt * H : work + 5 * H;                     \
@@ -126,12 +121,7 @@ void NAME(int64_t Bn, int64_t L, int64_t H, int64_t flags, const T *restrict R, 
                 dc[h] = dcp;                                                                  \
                 dy[h] = 0;                                                                    \
             }                                                                                 \
-            for (int64_t j = 0; j < nH; j++) {                                                \
-                const T dj = dp[j];                                                           \
-                const T *r = R + j * H;                                                       \
-                _Pragma("omp simd")                                                           \
-                for (int64_t k = 0; k < H; k++) dy[k] += dj * r[k];                           \
-            }                                                                                 \
+            AXPY_ROWS(T, dy, R, dp, nH, H)                                                    \
         }                                                                                     \
         if (dy0) memcpy(dy0 + b * H, dy, (size_t)H * sizeof(T));                              \
         if (dc0) memcpy(dc0 + b * H, dc, (size_t)H * sizeof(T));                              \

@@ -22,29 +22,11 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "../vecmath.h"   /* exp_f32, sig_f32, tanh_f32 and their double versions */
+#include "../vecmath.h"   /* exp_f32, sig_f32, tanh_f32, their double versions, AXPY_ROWS */
 
 /* h (H) = h0's row b, or zeros */
 #define LOAD_STATE(h, h0, b, H, T)                                                            \
     if (h0) memcpy(h, h0 + (b) * (H), (size_t)(H) * sizeof(T)); else memset(h, 0, (size_t)(H) * sizeof(T));
-
-/* pre (n) += RT^T h: one row of RT (n wide) per input k */
-#define MATVEC(T, pre, RT, h, H, n)                                                              \
-    for (int64_t k = 0; k < (H); k++) {                                                       \
-        const T hk = (h)[k];                                                                  \
-        const T *r = (RT) + k * (n);                                                          \
-        _Pragma("omp simd")                                                                   \
-        for (int64_t j = 0; j < (n); j++) (pre)[j] += hk * r[j];                              \
-    }
-
-/* dh (H) += R^T d: one row of R (H wide) per output j of the n */
-#define MATVEC_T(T, dh, R, d, H, n)                                                              \
-    for (int64_t j = 0; j < (n); j++) {                                                       \
-        const T dj = (d)[j];                                                                  \
-        const T *r = (R) + j * (H);                                                           \
-        _Pragma("omp simd")                                                                   \
-        for (int64_t k = 0; k < (H); k++) (dh)[k] += dj * r[k];                               \
-    }
 
 #define ELMAN_FWD(NAME, T, TANH)                                                              \
 void NAME(int64_t Bn, int64_t L, int64_t H, int64_t relu, const T *restrict u,                \
@@ -55,7 +37,7 @@ void NAME(int64_t Bn, int64_t L, int64_t H, int64_t relu, const T *restrict u,  
         for (int64_t t = 0; t < L; t++) {                                                     \
             const int64_t bt = b * L + t;                                                     \
             memcpy(pre, u + bt * H, (size_t)H * sizeof(T));                                   \
-            MATVEC(T, pre, RT, h, H, H)                                                          \
+            AXPY_ROWS(T, pre, RT, h, H, H)                                                       \
             T *yt = ys + bt * H;                                                              \
             if (relu) {                                                                       \
                 _Pragma("omp simd")                                                           \
@@ -85,7 +67,7 @@ void NAME(int64_t Bn, int64_t L, int64_t H, int64_t relu, const T *restrict R,  
                 dp[j] = relu ? (y[j] > 0 ? g : (T)0) : g * ((T)1 - y[j] * y[j]);              \
                 dh[j] = 0;                                                                    \
             }                                                                                 \
-            MATVEC_T(T, dh, R, dp, H, H)                                                         \
+            AXPY_ROWS(T, dh, R, dp, H, H)                                                         \
         }                                                                                     \
         if (dh0) memcpy(dh0 + b * H, dh, (size_t)H * sizeof(T));                              \
     }                                                                                         \
@@ -103,7 +85,7 @@ void NAME(int64_t Bn, int64_t L, int64_t H, int64_t unused, const T *restrict u,
         for (int64_t t = 0; t < L; t++) {                                                     \
             const int64_t bt = b * L + t;                                                     \
             memcpy(pre, bR, (size_t)(3 * H) * sizeof(T));                                     \
-            MATVEC(T, pre, RT, h, H, 3 * H)                                                      \
+            AXPY_ROWS(T, pre, RT, h, H, 3 * H)                                                   \
             const T *ut = u + bt * 3 * H;                                                     \
             T *a = acts ? acts + bt * 4 * H : work;                                           \
             T *ar = a, *az = a + H, *an = a + 2 * H, *ahn = a + 3 * H;                        \
@@ -150,7 +132,7 @@ void NAME(int64_t Bn, int64_t L, int64_t H, int64_t unused, const T *restrict R,
                 dat[j] = d_r; dat[H + j] = d_z; dat[2 * H + j] = d_n * r;                     \
                 dh[j] = g * z;                                                                \
             }                                                                                 \
-            MATVEC_T(T, dh, R, dat, H, 3 * H)                                                    \
+            AXPY_ROWS(T, dh, R, dat, 3 * H, H)                                                   \
         }                                                                                     \
         if (dh0) memcpy(dh0 + b * H, dh, (size_t)H * sizeof(T));                              \
     }                                                                                         \
