@@ -98,12 +98,12 @@ STATE = "per-paper.json"
 
 
 def _per_paper(trees: dict, shas: dict, scale: str, chosen: list[str], cores: int, rounds: int, work: Path,
-               log, runner) -> list[dict]:
-    """Turns paper by paper, resumable from `work`/per-paper.json; every run of every paper."""
+               log, runner, state: dict) -> list[dict]:
+    """Turns paper by paper, resumable from `work`/per-paper.json (`state`: what it held, or {});
+    every run of every paper."""
     import json
 
     state_path = work / STATE
-    state = _check_state(state_path, shas, scale) if state_path.exists() else {}
     state.update({"base": shas["base"], "head": shas["head"], "scale": scale, "cores": cores})
     runs = state.setdefault("runs", [])
     done = {(r["paper"], r["round"], r["side"]) for r in runs}
@@ -170,13 +170,12 @@ def compare(repo: Path, against: str, head: str = "HEAD", scale: str = "small", 
     work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="claimcheck-compare-"))
     work.mkdir(parents=True, exist_ok=True)
     trees = {side: work / side for side in ("base", "head")}
-    if per_paper and (work / STATE).exists():
-        _check_state(work / STATE, shas, scale)
+    saved = _check_state(work / STATE, shas, scale) if per_paper and (work / STATE).exists() else None
     made = []
     ok = False
     try:
         for side, tree in trees.items():
-            if per_paper and tree.exists() and (work / STATE).exists():      # a comparison going on
+            if saved is not None and tree.exists():                          # a comparison going on
                 if _git(tree, "rev-parse", "HEAD") != shas[side]:
                     raise CompareError(f"{tree} is not at {side} {shas[side][:10]}; give another --workdir")
                 made.append(tree)
@@ -207,7 +206,7 @@ def compare(repo: Path, against: str, head: str = "HEAD", scale: str = "small", 
         out = {"scale": scale, "papers": chosen, "cores": cores, "rounds": rounds, "base": shas["base"],
                "head": shas["head"]}
         if per_paper:
-            runs = _per_paper(trees, shas, scale, chosen, cores, rounds, work, log, runner)
+            runs = _per_paper(trees, shas, scale, chosen, cores, rounds, work, log, runner, saved or {})
             tot = _paper_totals(runs, chosen)
             med = {"base": tot["base"], "head": tot["head"]}
             out.update({"per_paper": True, "papers_timed": tot["papers"], "per_paper_walls": tot["per_paper"]})

@@ -184,6 +184,20 @@ def library(src: str | os.PathLike) -> ctypes.CDLL | None:
         return None
 
 
+def real_on_cpu(*tensors) -> bool:
+    """Whether every given tensor (None: absent) is a real CPU tensor, the kernels' one layout."""
+    return all(t is None or (t.device.type == "cpu" and not t.is_complex()) for t in tensors)
+
+
+def wants_backward(*tensors) -> bool:
+    """Whether a backward can follow: grad mode on and an input that wants a gradient. A kernel's
+    autograd.Function asks this of its caller, since inside its forward grad mode is always off;
+    when it is False the kernel keeps nothing for a backward."""
+    import torch
+
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
 def ptr(t) -> ctypes.c_void_p | None:
     """A tensor's data pointer for a C call (None for a missing optional tensor: NULL)."""
     return None if t is None else ctypes.c_void_p(t.data_ptr())

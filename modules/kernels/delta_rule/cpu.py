@@ -36,7 +36,7 @@ def native_available() -> bool:
 
 
 def usable(*tensors) -> bool:
-    return all(t is None or t.device.type == "cpu" for t in tensors) and native_available()
+    return native.real_on_cpu(*tensors) and native_available()
 
 
 class _NativeDelta(torch.autograd.Function):
@@ -75,18 +75,13 @@ class _NativeDelta(torch.autograd.Function):
         return dq, dk, dv, dbeta, dS0, None
 
 
-def _keep(*tensors) -> bool:
-    """Whether a backward can follow (decided out here: inside a Function's forward grad mode is off)."""
-    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-
-
 @fp32_math
 def delta_rule_native(q, k, v, beta, initial_state=None, output_final_state=False):
     """The delta rule by the compiled CPU kernel; same returns as `delta_rule_ref`."""
     check_qkv(q, k, v)
     _check_beta(q, beta)
     dtype = v.dtype
-    keep = _keep(q, k, v, beta, initial_state)
+    keep = native.wants_backward(q, k, v, beta, initial_state)
     qw, kw, vw, bw, S0 = to_work(q, k, v, beta, initial_state)
     o, ST = _NativeDelta.apply(qw, kw, vw, bw, S0, keep)
     return o.to(dtype), (ST if output_final_state else None)

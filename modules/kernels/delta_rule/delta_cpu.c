@@ -13,12 +13,14 @@
      o_t = S_t^T q_t                              (V)
 
    Backward, per pair, chunk by chunk from the last: the chunk's C states S_{t-1} are rebuilt in
-   `work` from its checkpoint (one forward step each; C K V values, in L1 or L2, in place of the
-   T K V a saved history would write and read), then per step in reverse, dS the gradient of S_t
-   (dST, else zeros, at t = T - 1), S_t formed row by row from S_{t-1} and u:
+   `work` from its checkpoint, in both layouts, (K, V) and (V, K) (one forward step each; 2 C K V
+   values, in L1 or L2, in place of the T K V a saved history would write and read), then per step
+   in reverse, with dS the gradient of S_t (dST, else zeros, at t = T - 1), also kept in both
+   layouts, so that every product below is a vectorized row update (AXPY_ROWS, RANK1) and none
+   ends in a horizontal sum but the two dots u . do and k . (dS u):
 
      dS     += q_t do_t^T
-     dq_t    = S_t do_t
+     dq_t    = S_t do_t = S_{t-1} do_t + beta_t k_t (u . do_t)
      du      = beta_t dS^T k_t;   dv_t = du
      dbeta_t = k_t^T dS u
      dk_t    = beta_t dS u - S_{t-1} du

@@ -89,7 +89,7 @@ class _NativeLSTM(torch.autograd.Function):
 
 
 def usable(*tensors) -> bool:
-    return all(t is None or (t.device.type == "cpu" and not t.is_complex()) for t in tensors) and native_available()
+    return native.real_on_cpu(*tensors) and native_available()
 
 
 @fp32_math
@@ -98,6 +98,6 @@ def _lstm_native(u, R, peep, flags: Flags, y0=None, c0=None):
     dtype = u.dtype
     work = work_dtype(u, R, peep)
     cast = (lambda t: None if t is None else t.to(work))
-    keep = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (u, R, peep, y0, c0))
+    keep = native.wants_backward(u, R, peep, y0, c0)
     ys, yT, cT = _NativeLSTM.apply(cast(u), cast(R), cast(peep), cast(y0), cast(c0), _bits(flags), keep)
     return ys.to(dtype), (yT.to(dtype), cT.to(dtype))

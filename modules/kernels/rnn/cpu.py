@@ -102,14 +102,8 @@ class _NativeGRU(torch.autograd.Function):
         return du, dR, dbR, dh0 if h0 is not None and ctx.needs_input_grad[3] else None, None
 
 
-def _keep(*tensors) -> bool:
-    """Whether a backward can follow: grad mode on and an input that wants a gradient. Decided out
-    here, since inside an autograd.Function's forward grad mode is always off."""
-    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-
-
 def usable(*tensors) -> bool:
-    return all(t is None or (t.device.type == "cpu" and not t.is_complex()) for t in tensors) and native_available()
+    return native.real_on_cpu(*tensors) and native_available()
 
 
 @fp32_math
@@ -117,7 +111,7 @@ def _elman_native(u, R, h0=None, relu: bool = False):
     _check(u, R, h0, 1)
     dtype, work = u.dtype, work_dtype(u, R, h0)
     ys = _NativeElman.apply(u.to(work), R.to(work), None if h0 is None else h0.to(work), int(relu),
-                            _keep(u, R, h0))
+                            native.wants_backward(u, R, h0))
     return ys.to(dtype), ys[:, -1].to(dtype)
 
 
@@ -126,5 +120,5 @@ def _gru_native(u, R, bR, h0=None):
     _check(u, R, h0, 3)
     dtype, work = u.dtype, work_dtype(u, R, bR, h0)
     ys = _NativeGRU.apply(u.to(work), R.to(work), bR.to(work), None if h0 is None else h0.to(work),
-                          _keep(u, R, bR, h0))
+                          native.wants_backward(u, R, bR, h0))
     return ys.to(dtype), ys[:, -1].to(dtype)
