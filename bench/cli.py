@@ -26,6 +26,22 @@ from modules.runtime import keep_freed_memory, malloc_tuning_state
 from .kernels import HEADER, _scan_path, _write_json, bench_archs, bench_kernels
 
 
+def _sizes(parser: argparse.ArgumentParser, defaults) -> None:
+    """The integer size flags of a model or kernel bench: one letter as -B, a word as --d-model."""
+    for flag, default in defaults:
+        parser.add_argument(f"--{flag}" if len(flag) > 1 else f"-{flag}", type=int, default=default,
+                            help=f"default {default}")
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _write(path: Path, result: dict) -> None:
+    _write_json(path, result)
+    print(f"wrote {path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description="Benchmarks that print ratios, not timed tests.")
     sub = parser.add_subparsers(dest="what", required=True)
@@ -39,16 +55,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=7, help="timed runs of each fast op (median)")
     p.add_argument("--ref-repeats", type=int, default=3, help="timed runs of each loop reference (median)")
     p.add_argument("--ops", nargs="*", default=None, help="only these ops")
-    for flag, default in (("B", 8), ("T", 1024), ("D", 64), ("H", 4), ("K", 16), ("N", 16)):
-        p.add_argument(f"-{flag}", type=int, default=default, help=f"default {default}")
+    _sizes(p, (("B", 8), ("T", 1024), ("D", 64), ("H", 4), ("K", 16), ("N", 16)))
     a = sub.add_parser("archs", help="tokens/s of forward+backward for every registered arch")
     a.add_argument("--out", type=Path, default=Path("results/bench/archs.json"), help="JSON file to write")
     a.add_argument("--device", default="cpu", help="cpu or cuda")
     a.add_argument("--threads", type=int, default=1, help="torch CPU threads; 0 keeps torch's default")
     a.add_argument("--steps", type=int, default=5, help="timed steps per arch (median), after one warm-up")
     a.add_argument("--archs", nargs="*", default=None, help="only these archs (default: every registered one)")
-    for flag, default in (("B", 8), ("T", 256), ("d-model", 128), ("n-layer", 2), ("vocab", 64)):
-        a.add_argument(f"--{flag}" if len(flag) > 1 else f"-{flag}", type=int, default=default, help=f"default {default}")
+    _sizes(a, (("B", 8), ("T", 256), ("d-model", 128), ("n-layer", 2), ("vocab", 64)))
     pl = sub.add_parser("pipeline", help="orchestration overhead, fixed cost per job, DAG scale, training loop, "
                                          "logging share and kernel targets (bench/pipeline.py)")
     parts = ["overhead", "fixed", "dag", "loop", "logging", "kernels"]
@@ -99,8 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     pk.add_argument("--seeds", type=int, default=3, help="seeds packed (default 3, the catalogue's usual count)")
     pk.add_argument("--threads", type=int, default=1, help="torch CPU threads; 0 keeps torch's default")
     pk.add_argument("--device", default="cpu", help="cpu or cuda")
-    for flag, default in (("B", 32), ("T", 64), ("d-model", 64), ("n-layer", 2), ("vocab", 64)):
-        pk.add_argument(f"--{flag}" if len(flag) > 1 else f"-{flag}", type=int, default=default, help=f"default {default}")
+    _sizes(pk, (("B", 32), ("T", 64), ("d-model", 64), ("n-layer", 2), ("vocab", 64)))
     pk.add_argument("--out", type=Path, default=Path("results/bench/pack.json"), help="JSON file to write")
     gp = sub.add_parser("gpu", help="the prepared GPU check, about 8 minutes (bench/gpu.py)")
     gp.add_argument("--papers", nargs="*", default=None, help="papers whose fits to train (default mamba2_ssd akyurek_icl)")
@@ -120,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
                          "to check the script itself")
         try:
             G.run(args.papers or G.DEFAULT_PAPERS, args.steps, args.budget_s, args.out, args.device,
-                  args.fits_per_paper, scale=args.scale, log=lambda s: print(s, flush=True))
+                  args.fits_per_paper, scale=args.scale, log=_say)
         except FileNotFoundError as e:
             parser.error(str(e))
         print(f"wrote {args.out}")
@@ -137,11 +150,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.device}, {torch.get_num_threads()} threads, torch {torch.__version__}", flush=True)
         try:
             result = pack.bench_pack(args.archs or pack.DEFAULT_ARCHS, args.seeds, args.B, args.T, args.d_model,
-                                     args.n_layer, args.vocab, args.device, log=lambda s: print(s, flush=True))
+                                     args.n_layer, args.vocab, args.device, log=_say)
         except ValueError as e:
             parser.error(str(e))
-        _write_json(args.out, result)
-        print(f"wrote {args.out}")
+        _write(args.out, result)
         return 0
     if args.what == "verdicts":
         from . import verdicts as V
@@ -160,32 +172,30 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--rounds and --cores must be at least 1")
         try:
             out = C.compare(Path("."), args.against, args.head, args.scale, args.papers, args.cores, args.rounds,
-                            args.workdir, args.keep, log=lambda s: print(s, flush=True), per_paper=args.per_paper)
+                            args.workdir, args.keep, log=_say, per_paper=args.per_paper)
         except C.CompareError as e:
             print(f"python -m bench compare: {e}", file=sys.stderr)
             return 2
         print(C.text(out), flush=True)
         dest = args.out or Path(f"results/bench/compare-{args.scale}.json")
-        _write_json(dest, out)
-        print(f"wrote {dest}")
+        _write(dest, out)
         return 0
     if args.what == "catalogue":
         from . import catalogue
 
         torch.set_num_threads(1)
         try:
-            result = catalogue.summarize(args.root, args.scale, flops=args.flops, log=lambda s: print(s, flush=True))
+            result = catalogue.summarize(args.root, args.scale, flops=args.flops, log=_say)
         except FileNotFoundError as e:
             parser.error(str(e))
         print(catalogue.table(result), flush=True)
         out = args.out or Path(f"results/bench/catalogue-{args.scale}.json")
-        _write_json(out, result)
-        print(f"wrote {out}")
+        _write(out, result)
         return 0
     if args.what == "pipeline":
         from . import pipeline
         pipeline.run(args.what_parts, args.papers, args.cores, args.dag_jobs, args.out,
-                     log=lambda s: print(s, flush=True), dag_repeats=args.dag_repeats)
+                     log=_say, dag_repeats=args.dag_repeats)
         return 0
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -199,12 +209,11 @@ def main(argv: list[str] | None = None) -> int:
               "   (matmul FLOPs; a scan model's share is a floor)", flush=True)
         try:
             result = bench_archs(args.archs, args.B, args.T, args.d_model, args.n_layer, args.vocab, args.device,
-                                 args.steps, log=lambda s: print(s, flush=True))
+                                 args.steps, log=_say)
         except ValueError as e:
             parser.error(str(e))
         result["config"]["malloc"] = malloc_tuning_state()
-        _write_json(args.out, result)
-        print(f"wrote {args.out}")
+        _write(args.out, result)
         return 0
     if args.D % args.H:
         parser.error(f"-D {args.D} must be divisible by -H {args.H} (SSD splits D into H heads)")
@@ -213,9 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"scan: {_scan_path(args.device)}", flush=True)
     print(HEADER, flush=True)
     result = bench_kernels(args.B, args.T, args.D, args.H, args.K, args.N, args.device, args.repeats,
-                           args.ref_repeats, ops=args.ops, log=lambda s: print(s, flush=True))
+                           args.ref_repeats, ops=args.ops, log=_say)
     result["config"]["malloc"] = malloc_tuning_state()
-    _write_json(args.out, result)
-    print(f"wrote {args.out}")
+    _write(args.out, result)
     return 0
 
