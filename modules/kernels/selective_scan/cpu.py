@@ -76,9 +76,7 @@ class _NativeSelectiveScan(torch.autograd.Function):
 
 def usable(u, A, B, C, initial_state) -> bool:
     """Real inputs on the CPU, and the kernel built."""
-    ts = [u, A, B, C] + ([initial_state] if initial_state is not None else [])
-    return (all(t.device.type == "cpu" for t in ts) and not any(t.is_complex() for t in ts)
-            and u.numel() > 0 and native_available())
+    return native.real_on_cpu(u, A, B, C, initial_state) and u.numel() > 0 and native_available()
 
 
 @fp32_math
