@@ -102,8 +102,8 @@ class LinearSSM(nn.Module):
         lam = self.lam()
         h = u.new_zeros(u.shape[0], u.shape[-1])
         hs = []
-        for t in range(u.shape[1]):
-            h = self._step(h, u[:, t], lam)
+        for u_t in u.unbind(1):     # not u[:, t]: its backward fills a zero tensor of u's size per step
+            h = self._step(h, u_t, lam)
             hs.append(h)
         H = torch.stack(hs, 1)                                                         # (B, T, m)
         y = self.C(H)

@@ -178,8 +178,8 @@ class RecurrentLM(nn.Module):
                 y, state = done
             else:
                 ys = []
-                for t in range(h.shape[1]):
-                    y, state = cell.step(u[:, t], state)                               # (B, D)
+                for u_t in u.unbind(1):       # not u[:, t], whose backward fills all of u per step
+                    y, state = cell.step(u_t, state)                                   # (B, D)
                     ys.append(y)
                 y = torch.stack(ys, dim=1)                                             # (B, T, D)
         if self.prenorm:

@@ -183,8 +183,9 @@ class Seq2SeqRNN(nn.Module):
         if self.attn:
             keys = self.W_k(mem)                                                       # (B, S, H)
             steps, dec_hid = [], [[] for _ in range(self.cfg.n_layer)]
-            for t in range(T - S):
-                logit, state, outs = self._dec_cell_step(e[:, t], state, mem, keys, mask)
+            # unbind, not e[:, t]: each e[:, t]'s backward fills a zero tensor of e's whole size
+            for e_t in e.unbind(1):
+                logit, state, outs = self._dec_cell_step(e_t, state, mem, keys, mask)
                 steps.append(logit)
                 for i, o in enumerate(outs):
                     dec_hid[i].append(o)

@@ -74,8 +74,8 @@ def lstm_recurrence_ref(u, R, peep, flags: Flags, y0=None, c0=None):
     c = u.new_zeros(B, H) if c0 is None else c0.to(work)
     rows = dict(zip(["z", *flags.gates], range(1 + len(flags.gates))))
     ys = []
-    for t in range(T):
-        pre = u[:, t] + y @ R.t()
+    for u_t in u.unbind(1):      # not u[:, t], whose backward fills all of u per step
+        pre = u_t + y @ R.t()
         part = {g: pre[:, k * H:(k + 1) * H] for g, k in rows.items()}
         z = torch.tanh(part["z"]) if flags.input_activation else part["z"]
         i = torch.sigmoid(part["i"] + peep[0] * c) if flags.input_gate else None

@@ -33,8 +33,8 @@ def elman_recurrence_ref(u: torch.Tensor, R: torch.Tensor, h0: torch.Tensor | No
     h = u.new_zeros(u.shape[0], R.shape[1]) if h0 is None else h0.to(work)
     act = torch.relu if relu else torch.tanh
     ys = []
-    for t in range(u.shape[1]):
-        h = act(u[:, t] + h @ R.t())
+    for u_t in u.unbind(1):      # not u[:, t], whose backward fills all of u per step
+        h = act(u_t + h @ R.t())
         ys.append(h)
     return torch.stack(ys, 1).to(dtype), h.to(dtype)
 
@@ -46,8 +46,8 @@ def gru_recurrence_ref(u: torch.Tensor, R: torch.Tensor, bR: torch.Tensor, h0: t
     u, R, bR = u.to(work), R.to(work), bR.to(work)
     h = u.new_zeros(u.shape[0], R.shape[1]) if h0 is None else h0.to(work)
     ys = []
-    for t in range(u.shape[1]):
-        ur, uz, un = u[:, t].chunk(3, -1)
+    for u_t in u.unbind(1):
+        ur, uz, un = u_t.chunk(3, -1)
         ar, az, an = (h @ R.t() + bR).chunk(3, -1)
         r, z = torch.sigmoid(ur + ar), torch.sigmoid(uz + az)
         n = torch.tanh(un + r * an)
