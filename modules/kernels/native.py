@@ -38,6 +38,7 @@ from pathlib import Path
 
 FLAGS = ("-O3", "-fPIC", "-shared", "-fno-math-errno", "-std=gnu11", "-fopenmp-simd")   # omp simd: the loops a kernel marks (a reduction it allows to vectorize); no threads
 NATIVE_ARCH = ("-march=native",)
+ROW_BLOCK = 4      # batch rows a recurrent kernel steps through time together (vecmath.h's ROW_BLOCK, which sizes its scratch)
 
 
 def enabled() -> bool:
@@ -210,6 +211,13 @@ def fwd_bwd(src: str | os.PathLike, name: str, suffixes: dict, fwd_args: tuple[i
     lib = library(src)
     if lib is None:
         return None
+    try:
+        block = lib.claimcheck_row_block()      # every kernel that includes vecmath.h has it
+    except AttributeError:
+        block = ROW_BLOCK
+    if block != ROW_BLOCK:   # the scratch the Python side allocates would be too small
+        raise RuntimeError(f"{src}: built with ROW_BLOCK {block}, but native.ROW_BLOCK is {ROW_BLOCK}; "
+                           f"make the two the same (vecmath.h and native.py)")
     i64, p = ctypes.c_int64, ctypes.c_void_p
     fns = {}
     for dtype, sfx in suffixes.items():

@@ -11,7 +11,17 @@
 
    AXPY_ROWS: y += M^T x for a row-major M, one vectorized row update per row of M, the form of every
    small matrix-vector product in the recurrences (a loop of row dot products would end each row in
-   a horizontal sum, which the compiler does lane by lane). */
+   a horizontal sum, which the compiler does lane by lane).
+
+   axpy_block_f32/f64: AXPY_ROWS on ROW_BLOCK rows of a batch at once, Y[r] += M^T X[r]. A step of a
+   recurrence multiplies every batch row's state by the same M; one row at a time reads all of M
+   per row and step, from L2 once M outgrows L1 (an LSTM's R is 64 KB at H = 64), which held the
+   kernels to a third of the machine's matmul peak. Four rows at a time read each row of M once
+   for the four, and a tile of ROW_TILE outputs per row stays in registers over the whole sum. Each
+   output adds its terms in AXPY_ROWS's order (m ascending, one multiply-add each), so the result
+   is AXPY_ROWS's bit for bit. A kernel that uses it steps ROW_BLOCK batch rows through time
+   together, and sizes its scratch for them (native.ROW_BLOCK, which claimcheck_row_block reports
+   so that the two cannot drift apart). */
 #ifndef CLAIMCHECK_VECMATH_H
 #define CLAIMCHECK_VECMATH_H
 #include <math.h>
@@ -25,6 +35,56 @@
         _Pragma("omp simd")                                                                   \
         for (int64_t j_ = 0; j_ < (n); j_++) (y)[j_] += xm_ * row_[j_];                        \
     }
+
+#define ROW_BLOCK 4    /* batch rows per recurrent product; native.py's ROW_BLOCK */
+#define ROW_TILE 32    /* outputs per row held in registers: 4 x 32 floats, 16 ymm or 8 zmm accumulators */
+
+int claimcheck_row_block(void) { return ROW_BLOCK; }
+
+/* Y[r * ldy + j] += sum_m X[r * ldx + m] M[m * n + j] for r < nb (nb <= ROW_BLOCK), j < n */
+#define DEFINE_AXPY_BLOCK(NAME, T)                                                            \
+static inline void NAME(int64_t nb, T *restrict Y, int64_t ldy, const T *restrict X, int64_t ldx, \
+                        const T *restrict M, int64_t m_len, int64_t n) {                      \
+    if (nb != 4) {                                                                            \
+        for (int64_t r = 0; r < nb; r++) AXPY_ROWS(T, Y + r * ldy, M, X + r * ldx, m_len, n)  \
+        return;                                                                               \
+    }                                                                                         \
+    T *restrict y0 = Y, *restrict y1 = Y + ldy, *restrict y2 = Y + 2 * ldy, *restrict y3 = Y + 3 * ldy; \
+    const T *x0 = X, *x1 = X + ldx, *x2 = X + 2 * ldx, *x3 = X + 3 * ldx;                     \
+    int64_t j0 = 0;                                                                           \
+    for (; j0 + ROW_TILE <= n; j0 += ROW_TILE) {                                              \
+        T a0[ROW_TILE], a1[ROW_TILE], a2[ROW_TILE], a3[ROW_TILE];                             \
+        _Pragma("omp simd")                                                                   \
+        for (int64_t j = 0; j < ROW_TILE; j++) {                                              \
+            a0[j] = y0[j0 + j]; a1[j] = y1[j0 + j]; a2[j] = y2[j0 + j]; a3[j] = y3[j0 + j];  \
+        }                                                                                     \
+        for (int64_t m = 0; m < m_len; m++) {                                                 \
+            const T *w = M + m * n + j0;                                                      \
+            const T b0 = x0[m], b1 = x1[m], b2 = x2[m], b3 = x3[m];                           \
+            _Pragma("omp simd")                                                               \
+            for (int64_t j = 0; j < ROW_TILE; j++) {                                          \
+                a0[j] += b0 * w[j]; a1[j] += b1 * w[j]; a2[j] += b2 * w[j]; a3[j] += b3 * w[j]; \
+            }                                                                                 \
+        }                                                                                     \
+        _Pragma("omp simd")                                                                   \
+        for (int64_t j = 0; j < ROW_TILE; j++) {                                              \
+            y0[j0 + j] = a0[j]; y1[j0 + j] = a1[j]; y2[j0 + j] = a2[j]; y3[j0 + j] = a3[j];  \
+        }                                                                                     \
+    }                                                                                         \
+    if (j0 < n) {                                   /* the last n mod ROW_TILE outputs */     \
+        for (int64_t m = 0; m < m_len; m++) {                                                 \
+            const T *w = M + m * n;                                                           \
+            const T b0 = x0[m], b1 = x1[m], b2 = x2[m], b3 = x3[m];                           \
+            _Pragma("omp simd")                                                               \
+            for (int64_t j = j0; j < n; j++) {                                                \
+                y0[j] += b0 * w[j]; y1[j] += b1 * w[j]; y2[j] += b2 * w[j]; y3[j] += b3 * w[j]; \
+            }                                                                                 \
+        }                                                                                     \
+    }                                                                                         \
+}
+
+DEFINE_AXPY_BLOCK(axpy_block_f32, float)
+DEFINE_AXPY_BLOCK(axpy_block_f64, double)
 
 #pragma omp declare simd notinbranch
 static inline float exp_f32(float x) {

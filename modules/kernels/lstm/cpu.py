@@ -51,7 +51,7 @@ class _NativeLSTM(torch.autograd.Function):
         cs = u.new_empty(Bn, L, H) if want_grad else None          # what the backward reads, kept only for it
         acts = u.new_empty(Bn, L, 5, H) if want_grad else None
         yT, cT = u.new_empty(Bn, H), u.new_empty(Bn, H)
-        work = u.new_empty(6 * H + nH + 2 * H)
+        work = u.new_empty(6 * H + native.ROW_BLOCK * (nH + 2 * H))
         RT = R.t().contiguous()            # held here: a temporary would be freed before the call reads it
         fwd(Bn, L, H, bits, *(native.ptr(t) for t in (u, RT, peep, y0, c0, ys, cs, acts, yT, cT, work)))
         ctx.bits = bits
@@ -69,7 +69,7 @@ class _NativeLSTM(torch.autograd.Function):
         dys, dyT, dcT = (g.to(R.dtype).contiguous() for g in (dys, dyT, dcT))
         dpre = ys.new_empty(Bn, L, nH)
         dy0, dc0 = ys.new_empty(Bn, H), ys.new_empty(Bn, H)
-        work = ys.new_zeros(3 * H)
+        work = ys.new_zeros((2 * native.ROW_BLOCK + 1) * H)
         bwd(Bn, L, H, ctx.bits, *(native.ptr(t) for t in (R, peep, c0, cs, acts, dys, dyT, dcT, dpre, dy0, dc0, work)))
         # the inputs of every step's R y_{t-1}: y0 (or zeros), then the outputs but the last
         y_prev = torch.cat([(ys.new_zeros(Bn, 1, H) if y0 is None else y0[:, None]), ys[:, :-1]], dim=1)

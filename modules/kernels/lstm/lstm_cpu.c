@@ -6,8 +6,10 @@
    zeros where absent), y0, c0, yT, cT (B, H); ys, cs (B, T, H): the output and the cell after each
    step; acts (B, T, 5, H): z, i, f, o and h(c) after each step (what the backward reads).
    acts and cs may be NULL (no gradient wanted: a scratch row of `work` takes them, so memory stays
-   that of the state however long the sequence). A batch row's state stays in L1 across time; each step's R y_{t-1} is a vectorized loop over
-   the nH outputs, one row of RT per input, and the gates are vectorized over H.
+   that of the state however long the sequence). The batch's rows go through time ROW_BLOCK at a
+   time (four), their states in L1: each step's R y_{t-1} for the block is one axpy_block (../vecmath.h),
+   which reads R once for the four rows and sums each row's terms in the order a row alone would,
+   so a row's numbers do not depend on the rows beside it. The gates are vectorized over H.
 
    Backward, per row and step in reverse, with dy and dc the carried gradients of y_t and c_t:
        dy += dys[t];  do = dy h(c_t);  dc += dy o h'(c_t);  dpre_o = do o (1 - o);  dc += dpre_o p_o
@@ -23,7 +25,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "../vecmath.h"   /* exp_f32, sig_f32, tanh_f32, their double versions, AXPY_ROWS */
+#include "../vecmath.h"   /* exp_f32, sig_f32, tanh_f32, their double versions, axpy_block, ROW_BLOCK */
 
 enum { IG = 1, FG = 2, OG = 4, IACT = 8, OACT = 16, COUPLED = 32 };
 
@@ -37,7 +39,7 @@ enum { IG = 1, FG = 2, OG = 4, IACT = 8, OACT = 16, COUPLED = 32 };
     const int64_t nH = H * (1 + (oi > 0) + (of > 0) + (oo > 0));                              \
     const T *pi = peep, *pf = peep + H, *po = peep + 2 * H;
 
-#define LSTM_FWD(NAME, T, SIG, TANH)                                                          \
+#define LSTM_FWD(NAME, T, SIG, TANH, AXPY_BLOCK)                                              \
 void NAME(int64_t Bn, int64_t L, int64_t H, int64_t flags, const T *restrict u,               \
           const T *restrict RT, const T *restrict peep, const T *restrict y0,                 \
           const T *restrict c0, T *restrict ys, T *restrict cs, T *restrict acts,             \
@@ -48,16 +50,25 @@ void NAME(int64_t Bn, int64_t L, int64_t H, int64_t flags, const T *restrict u, 
        vectorizes where a select on an integer flag does not */                               \
     const T kig = ig ? 1 : 0, kfg = fg ? 1 : 0, kog = og ? 1 : 0, kc = coupled ? 1 : 0;       \
     const T kiact = iact ? 1 : 0, koact = oact ? 1 : 0;                                        \
-    /* work: 6 H scratch (the step's values when the backward's are not kept), then pre, y, c */ \
+    /* work: 6 H scratch (the step's values when the backward's are not kept), then, for each \
+       of the ROW_BLOCK rows stepped together, pre (nH), y (H) and c (H) */                   \
     const int keep = acts != NULL && cs != NULL;                                              \
-    T *pre = work + 6 * H, *y = work + 6 * H + nH, *c = work + 6 * H + nH + H;                \
-    for (int64_t b = 0; b < Bn; b++) {                                                        \
-        if (y0) memcpy(y, y0 + b * H, (size_t)H * sizeof(T)); else memset(y, 0, (size_t)H * sizeof(T)); \
-        if (c0) memcpy(c, c0 + b * H, (size_t)H * sizeof(T)); else memset(c, 0, (size_t)H * sizeof(T)); \
+    T *pre = work + 6 * H, *yb = pre + ROW_BLOCK * nH, *cb = yb + ROW_BLOCK * H;              \
+    for (int64_t b0 = 0; b0 < Bn; b0 += ROW_BLOCK) {                                          \
+        const int64_t nb = Bn - b0 < ROW_BLOCK ? Bn - b0 : ROW_BLOCK;                         \
+        for (int64_t r = 0; r < nb; r++) {                                                    \
+            const int64_t b = b0 + r;                                                         \
+            if (y0) memcpy(yb + r * H, y0 + b * H, (size_t)H * sizeof(T)); else memset(yb + r * H, 0, (size_t)H * sizeof(T)); \
+            if (c0) memcpy(cb + r * H, c0 + b * H, (size_t)H * sizeof(T)); else memset(cb + r * H, 0, (size_t)H * sizeof(T)); \
+        }                                                                                     \
         for (int64_t t = 0; t < L; t++) {                                                     \
-            const int64_t bt = b * L + t;                                                     \
-            memcpy(pre, u + bt * nH, (size_t)nH * sizeof(T));                                 \
-            AXPY_ROWS(T, pre, RT, y, H, nH)                                                   \
+            for (int64_t r = 0; r < nb; r++)                                                  \
+                memcpy(pre + r * nH, u + ((b0 + r) * L + t) * nH, (size_t)nH * sizeof(T));   \
+            AXPY_BLOCK(nb, pre, nH, yb, H, RT, H, nH);          /* pre[r] += R y_{t-1}[r] */  \
+            for (int64_t r = 0; r < nb; r++) {                                                \
+            const int64_t bt = (b0 + r) * L + t;                                              \
+            const T *pr = pre + r * nH;                                                       \
+            T *y = yb + r * H, *c = cb + r * H;                                               \
             T *a = keep ? acts + bt * 5 * H : work;       /* not kept: written over, unread */ \
             T *az = a, *ai = a + H, *af = a + 2 * H, *ao = a + 3 * H, *ah = a + 4 * H;        \
             T *yt = ys + bt * H, *ct = keep ? cs + bt * H : work + 5 * H;                     \
@@ -66,14 +77,14 @@ void NAME(int64_t Bn, int64_t L, int64_t H, int64_t flags, const T *restrict u, 
                 /* every function computed, then blended: no call under a branch, so the    \
                    loop vectorizes (an absent gate reads the z row, and its value is unused) */ \
                 T cp = c[h];                                                                  \
-                T tz = TANH(pre[h]);                                                          \
-                T si = SIG(pre[si_row * H + h] + pi[h] * cp);                                 \
-                T sf = SIG(pre[sf_row * H + h] + pf[h] * cp);                                 \
-                T z = kiact * tz + ((T)1 - kiact) * pre[h];                                   \
+                T tz = TANH(pr[h]);                                                           \
+                T si = SIG(pr[si_row * H + h] + pi[h] * cp);                                  \
+                T sf = SIG(pr[sf_row * H + h] + pf[h] * cp);                                  \
+                T z = kiact * tz + ((T)1 - kiact) * pr[h];                                    \
                 T i = kig * si + ((T)1 - kig);                                                \
                 T f = kc * ((T)1 - i) + ((T)1 - kc) * (kfg * sf + ((T)1 - kfg));              \
                 T cn = z * i + cp * f;                                                        \
-                T so = SIG(pre[so_row * H + h] + po[h] * cn);                                 \
+                T so = SIG(pr[so_row * H + h] + po[h] * cn);                                  \
                 T tc = TANH(cn);                                                              \
                 T o = kog * so + ((T)1 - kog);                                                \
                 T hc = koact * tc + ((T)1 - koact) * cn;                                      \
@@ -81,25 +92,35 @@ void NAME(int64_t Bn, int64_t L, int64_t H, int64_t flags, const T *restrict u, 
                 az[h] = z; ai[h] = i; af[h] = f; ao[h] = o; ah[h] = hc;                       \
                 c[h] = cn; ct[h] = cn; y[h] = yv; yt[h] = yv;                                 \
             }                                                                                 \
+            }                                                                                 \
         }                                                                                     \
-        if (yT) memcpy(yT + b * H, y, (size_t)H * sizeof(T));                                 \
-        if (cT) memcpy(cT + b * H, c, (size_t)H * sizeof(T));                                 \
+        for (int64_t r = 0; r < nb; r++) {                                                    \
+            if (yT) memcpy(yT + (b0 + r) * H, yb + r * H, (size_t)H * sizeof(T));             \
+            if (cT) memcpy(cT + (b0 + r) * H, cb + r * H, (size_t)H * sizeof(T));             \
+        }                                                                                     \
     }                                                                                         \
 }
 
-#define LSTM_BWD(NAME, T)                                                                     \
+#define LSTM_BWD(NAME, T, AXPY_BLOCK)                                                         \
 void NAME(int64_t Bn, int64_t L, int64_t H, int64_t flags, const T *restrict R,               \
           const T *restrict peep, const T *restrict c0, const T *restrict cs,                 \
           const T *restrict acts, const T *restrict dys, const T *restrict dyT,               \
           const T *restrict dcT, T *restrict dpre, T *restrict dy0, T *restrict dc0,          \
           T *restrict work) {                                                                 \
     GATE_ROWS(T)                                                                              \
-    T *dy = work, *dc = work + H, *zeros = work + 2 * H;   /* the caller zeroes `zeros` */     \
-    for (int64_t b = 0; b < Bn; b++) {                                                        \
-        if (dyT) memcpy(dy, dyT + b * H, (size_t)H * sizeof(T)); else memset(dy, 0, (size_t)H * sizeof(T)); \
-        if (dcT) memcpy(dc, dcT + b * H, (size_t)H * sizeof(T)); else memset(dc, 0, (size_t)H * sizeof(T)); \
+    /* work: dy and dc of the ROW_BLOCK rows stepped together, then H zeros (the caller's) */ \
+    T *dyb = work, *dcb = work + ROW_BLOCK * H, *zeros = work + 2 * ROW_BLOCK * H;           \
+    for (int64_t b0 = 0; b0 < Bn; b0 += ROW_BLOCK) {                                          \
+        const int64_t nb = Bn - b0 < ROW_BLOCK ? Bn - b0 : ROW_BLOCK;                         \
+        for (int64_t r = 0; r < nb; r++) {                                                    \
+            const int64_t b = b0 + r;                                                         \
+            if (dyT) memcpy(dyb + r * H, dyT + b * H, (size_t)H * sizeof(T)); else memset(dyb + r * H, 0, (size_t)H * sizeof(T)); \
+            if (dcT) memcpy(dcb + r * H, dcT + b * H, (size_t)H * sizeof(T)); else memset(dcb + r * H, 0, (size_t)H * sizeof(T)); \
+        }                                                                                     \
         for (int64_t t = L - 1; t >= 0; t--) {                                                \
-            const int64_t bt = b * L + t;                                                     \
+            for (int64_t r = 0; r < nb; r++) {                                                \
+            const int64_t b = b0 + r, bt = b * L + t;                                         \
+            T *dy = dyb + r * H, *dc = dcb + r * H;                                           \
             const T *a = acts + bt * 5 * H;                                                   \
             const T *az = a, *ai = a + H, *af = a + 2 * H, *ao = a + 3 * H, *ah = a + 4 * H;  \
             const T *cp = t ? cs + (bt - 1) * H : (c0 ? c0 + b * H : zeros);                  \
@@ -121,17 +142,21 @@ void NAME(int64_t Bn, int64_t L, int64_t H, int64_t flags, const T *restrict R, 
                 dc[h] = dcp;                                                                  \
                 dy[h] = 0;                                                                    \
             }                                                                                 \
-            AXPY_ROWS(T, dy, R, dp, nH, H)                                                    \
+            }                                                                                 \
+            /* dy[r] = R^T dpre[r], the rows' dpre a sequence (L nH) apart */                 \
+            AXPY_BLOCK(nb, dyb, H, dpre + (b0 * L + t) * nH, L * nH, R, nH, H);              \
         }                                                                                     \
-        if (dy0) memcpy(dy0 + b * H, dy, (size_t)H * sizeof(T));                              \
-        if (dc0) memcpy(dc0 + b * H, dc, (size_t)H * sizeof(T));                              \
+        for (int64_t r = 0; r < nb; r++) {                                                    \
+            if (dy0) memcpy(dy0 + (b0 + r) * H, dyb + r * H, (size_t)H * sizeof(T));          \
+            if (dc0) memcpy(dc0 + (b0 + r) * H, dcb + r * H, (size_t)H * sizeof(T));          \
+        }                                                                                     \
     }                                                                                         \
 }
 
-LSTM_FWD(lstm_fwd_f32, float, sig_f32, tanh_f32)
-LSTM_FWD(lstm_fwd_f64, double, sig_f64, tanh_f64)
-LSTM_BWD(lstm_bwd_f32, float)
-LSTM_BWD(lstm_bwd_f64, double)
+LSTM_FWD(lstm_fwd_f32, float, sig_f32, tanh_f32, axpy_block_f32)
+LSTM_FWD(lstm_fwd_f64, double, sig_f64, tanh_f64, axpy_block_f64)
+LSTM_BWD(lstm_bwd_f32, float, axpy_block_f32)
+LSTM_BWD(lstm_bwd_f64, double, axpy_block_f64)
 
 /* the ABI version, so that a caller can tell builds apart */
-int claimcheck_lstm_abi(void) { return 1; }
+int claimcheck_lstm_abi(void) { return 2; }

@@ -47,7 +47,7 @@ class _NativeElman(torch.autograd.Function):
         h0 = None if h0 is None else h0.contiguous()
         Bn, L, H = u.shape
         ys = u.new_empty(Bn, L, H)
-        work = u.new_empty(2 * H)
+        work = u.new_empty(2 * native.ROW_BLOCK * H)
         RT = R.t().contiguous()            # held here: a temporary would be freed before the call reads it
         fwd(Bn, L, H, relu, *(native.ptr(t) for t in (u, RT, h0, ys, work)))
         ctx.relu = relu
@@ -62,7 +62,7 @@ class _NativeElman(torch.autograd.Function):
         _, bwd = _native_fns()["elman"][R.dtype]
         Bn, L, H = ys.shape
         dys = dys.to(R.dtype).contiguous()
-        dpre, dh0, work = ys.new_empty(Bn, L, H), ys.new_empty(Bn, H), ys.new_empty(H)
+        dpre, dh0, work = ys.new_empty(Bn, L, H), ys.new_empty(Bn, H), ys.new_empty(native.ROW_BLOCK * H)
         bwd(Bn, L, H, ctx.relu, *(native.ptr(t) for t in (R, ys, dys, None, dpre, dh0, work)))
         dR = dpre.reshape(-1, H).t() @ _prev(ys, h0).reshape(-1, H) if ctx.needs_input_grad[1] else None
         return dpre, dR, dh0 if h0 is not None and ctx.needs_input_grad[2] else None, None, None
@@ -79,7 +79,7 @@ class _NativeGRU(torch.autograd.Function):
         want_grad = keep and any(ctx.needs_input_grad)    # keep: see _NativeLSTM (grad mode is off in here)
         ys = u.new_empty(Bn, L, H)
         acts = u.new_empty(Bn, L, 4, H) if want_grad else None    # what the backward reads, kept only for it
-        work = u.new_empty(8 * H)
+        work = u.new_empty((4 + 4 * native.ROW_BLOCK) * H)
         RT = R.t().contiguous()
         fwd(Bn, L, H, 0, *(native.ptr(t) for t in (u, RT, bR, h0, ys, acts, work)))
         if want_grad:
@@ -94,7 +94,7 @@ class _NativeGRU(torch.autograd.Function):
         Bn, L, H = ys.shape
         dys = dys.to(R.dtype).contiguous()
         du, da = ys.new_empty(Bn, L, 3 * H), ys.new_empty(Bn, L, 3 * H)
-        dh0, work = ys.new_empty(Bn, H), ys.new_zeros(2 * H)
+        dh0, work = ys.new_empty(Bn, H), ys.new_zeros((native.ROW_BLOCK + 1) * H)
         bwd(Bn, L, H, 0, *(native.ptr(t) for t in (R, h0, ys, acts, dys, None, du, da, dh0, work)))
         da2 = da.reshape(-1, 3 * H)
         dR = da2.t() @ _prev(ys, h0).reshape(-1, H) if ctx.needs_input_grad[1] else None  # (3H, H)

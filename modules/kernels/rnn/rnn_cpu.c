@@ -5,8 +5,9 @@
    itself (backward); bR (3 H) the GRU's recurrent bias (the n row's sits inside r * (.)); h0 (B, H)
    or NULL (zeros); ys (B, T, H) the state after each step (the output, and what the backward reads);
    GRU acts (B, T, 4, H): r, z, n and R_n h + b_n after each step, NULL when no gradient is wanted
-   (a scratch row of `work` takes them). A batch row's state stays in L1 across time; each step's
-   R h_{t-1} is a vectorized loop over the G H outputs, one row of RT per input.
+   (a scratch row of `work` takes them). The batch's rows go through time ROW_BLOCK (four) at a
+   time, their states in L1: each step's R h_{t-1} for the block is one axpy_block (../vecmath.h),
+   which reads R once for the four rows and sums each row's terms in the order a row alone would.
 
    Backward, per row and step in reverse, g = dh + dys[t] the gradient of h_t:
      Elman   dpre = g act'(pre) (tanh: 1 - h^2; relu: h > 0);  du_t = dpre;  dh_{t-1} = R^T dpre
@@ -22,131 +23,151 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "../vecmath.h"   /* exp_f32, sig_f32, tanh_f32, their double versions, AXPY_ROWS */
+#include "../vecmath.h"   /* exp_f32, sig_f32, tanh_f32, their double versions, axpy_block, ROW_BLOCK */
 
 /* h (H) = h0's row b, or zeros */
 #define LOAD_STATE(h, h0, b, H, T)                                                            \
     if (h0) memcpy(h, h0 + (b) * (H), (size_t)(H) * sizeof(T)); else memset(h, 0, (size_t)(H) * sizeof(T));
 
-#define ELMAN_FWD(NAME, T, TANH)                                                              \
+/* the ROW_BLOCK rows b0 .. b0 + nb - 1 of a batch, stepped through time together */
+#define FOR_BLOCKS(Bn)                                                                        \
+    for (int64_t b0 = 0, nb = 0; b0 < (Bn); b0 += ROW_BLOCK)                                  \
+        if ((nb = (Bn) - b0 < ROW_BLOCK ? (Bn) - b0 : ROW_BLOCK), 1)
+
+#define ELMAN_FWD(NAME, T, TANH, AXPY_BLOCK)                                                  \
 void NAME(int64_t Bn, int64_t L, int64_t H, int64_t relu, const T *restrict u,                \
           const T *restrict RT, const T *restrict h0, T *restrict ys, T *restrict work) {     \
-    T *pre = work, *h = work + H;                                                             \
-    for (int64_t b = 0; b < Bn; b++) {                                                        \
-        LOAD_STATE(h, h0, b, H, T)                                                            \
+    T *pre = work, *hb = work + ROW_BLOCK * H;        /* per row of a block: pre (H), h (H) */ \
+    FOR_BLOCKS(Bn) {                                                                          \
+        for (int64_t r = 0; r < nb; r++) LOAD_STATE(hb + r * H, h0, b0 + r, H, T)             \
         for (int64_t t = 0; t < L; t++) {                                                     \
-            const int64_t bt = b * L + t;                                                     \
-            memcpy(pre, u + bt * H, (size_t)H * sizeof(T));                                   \
-            AXPY_ROWS(T, pre, RT, h, H, H)                                                       \
-            T *yt = ys + bt * H;                                                              \
-            if (relu) {                                                                       \
-                _Pragma("omp simd")                                                           \
-                for (int64_t j = 0; j < H; j++) { T v = pre[j] > 0 ? pre[j] : (T)0; h[j] = v; yt[j] = v; } \
-            } else {                                                                          \
-                _Pragma("omp simd")                                                           \
-                for (int64_t j = 0; j < H; j++) { T v = TANH(pre[j]); h[j] = v; yt[j] = v; }  \
+            for (int64_t r = 0; r < nb; r++)                                                  \
+                memcpy(pre + r * H, u + ((b0 + r) * L + t) * H, (size_t)H * sizeof(T));       \
+            AXPY_BLOCK(nb, pre, H, hb, H, RT, H, H);                                          \
+            for (int64_t r = 0; r < nb; r++) {                                                \
+                const T *pr = pre + r * H;                                                    \
+                T *h = hb + r * H, *yt = ys + ((b0 + r) * L + t) * H;                         \
+                if (relu) {                                                                   \
+                    _Pragma("omp simd")                                                       \
+                    for (int64_t j = 0; j < H; j++) { T v = pr[j] > 0 ? pr[j] : (T)0; h[j] = v; yt[j] = v; } \
+                } else {                                                                      \
+                    _Pragma("omp simd")                                                       \
+                    for (int64_t j = 0; j < H; j++) { T v = TANH(pr[j]); h[j] = v; yt[j] = v; } \
+                }                                                                             \
             }                                                                                 \
         }                                                                                     \
     }                                                                                         \
 }
 
-#define ELMAN_BWD(NAME, T)                                                                    \
+#define ELMAN_BWD(NAME, T, AXPY_BLOCK)                                                        \
 void NAME(int64_t Bn, int64_t L, int64_t H, int64_t relu, const T *restrict R,                \
           const T *restrict ys, const T *restrict dys, const T *restrict dhT,                 \
           T *restrict dpre, T *restrict dh0, T *restrict work) {                              \
-    T *dh = work;                                                                             \
-    for (int64_t b = 0; b < Bn; b++) {                                                        \
-        LOAD_STATE(dh, dhT, b, H, T)                                                          \
+    T *dhb = work;                                    /* per row of a block: dh (H) */        \
+    FOR_BLOCKS(Bn) {                                                                          \
+        for (int64_t r = 0; r < nb; r++) LOAD_STATE(dhb + r * H, dhT, b0 + r, H, T)           \
         for (int64_t t = L - 1; t >= 0; t--) {                                                \
-            const int64_t bt = b * L + t;                                                     \
-            const T *y = ys + bt * H, *dy = dys + bt * H;                                     \
-            T *dp = dpre + bt * H;                                                            \
-            _Pragma("omp simd")                                                               \
-            for (int64_t j = 0; j < H; j++) {                                                 \
-                T g = dh[j] + dy[j];                                                          \
-                dp[j] = relu ? (y[j] > 0 ? g : (T)0) : g * ((T)1 - y[j] * y[j]);              \
-                dh[j] = 0;                                                                    \
+            for (int64_t r = 0; r < nb; r++) {                                                \
+                const int64_t bt = (b0 + r) * L + t;                                          \
+                const T *y = ys + bt * H, *dy = dys + bt * H;                                 \
+                T *dp = dpre + bt * H, *dh = dhb + r * H;                                     \
+                _Pragma("omp simd")                                                           \
+                for (int64_t j = 0; j < H; j++) {                                             \
+                    T g = dh[j] + dy[j];                                                      \
+                    dp[j] = relu ? (y[j] > 0 ? g : (T)0) : g * ((T)1 - y[j] * y[j]);          \
+                    dh[j] = 0;                                                                \
+                }                                                                             \
             }                                                                                 \
-            AXPY_ROWS(T, dh, R, dp, H, H)                                                         \
+            AXPY_BLOCK(nb, dhb, H, dpre + (b0 * L + t) * H, L * H, R, H, H);                  \
         }                                                                                     \
-        if (dh0) memcpy(dh0 + b * H, dh, (size_t)H * sizeof(T));                              \
+        for (int64_t r = 0; r < nb; r++)                                                      \
+            if (dh0) memcpy(dh0 + (b0 + r) * H, dhb + r * H, (size_t)H * sizeof(T));          \
     }                                                                                         \
 }
 
-#define GRU_FWD(NAME, T, SIG, TANH)                                                           \
+#define GRU_FWD(NAME, T, SIG, TANH, AXPY_BLOCK)                                               \
 void NAME(int64_t Bn, int64_t L, int64_t H, int64_t unused, const T *restrict u,              \
           const T *restrict RT, const T *restrict bR, const T *restrict h0,                   \
           T *restrict ys, T *restrict acts, T *restrict work) {                               \
     (void)unused;                                                                             \
-    /* work: 4 H scratch (a step's acts when they are not kept), then pre (3 H), then h */    \
-    T *pre = work + 4 * H, *h = work + 7 * H;                                                 \
-    for (int64_t b = 0; b < Bn; b++) {                                                        \
-        LOAD_STATE(h, h0, b, H, T)                                                            \
+    /* work: 4 H scratch (a step's acts when they are not kept), then per row of a block     \
+       pre (3 H), then per row h (H) */                                                       \
+    T *pre = work + 4 * H, *hb = work + 4 * H + ROW_BLOCK * 3 * H;                            \
+    FOR_BLOCKS(Bn) {                                                                          \
+        for (int64_t r = 0; r < nb; r++) LOAD_STATE(hb + r * H, h0, b0 + r, H, T)             \
         for (int64_t t = 0; t < L; t++) {                                                     \
-            const int64_t bt = b * L + t;                                                     \
-            memcpy(pre, bR, (size_t)(3 * H) * sizeof(T));                                     \
-            AXPY_ROWS(T, pre, RT, h, H, 3 * H)                                                   \
+            for (int64_t r = 0; r < nb; r++) memcpy(pre + r * 3 * H, bR, (size_t)(3 * H) * sizeof(T)); \
+            AXPY_BLOCK(nb, pre, 3 * H, hb, H, RT, H, 3 * H);                                  \
+            for (int64_t r = 0; r < nb; r++) {                                                \
+            const int64_t bt = (b0 + r) * L + t;                                              \
+            const T *pr = pre + r * 3 * H;                                                    \
             const T *ut = u + bt * 3 * H;                                                     \
+            T *h = hb + r * H;                                                                \
             T *a = acts ? acts + bt * 4 * H : work;                                           \
             T *ar = a, *az = a + H, *an = a + 2 * H, *ahn = a + 3 * H;                        \
             T *yt = ys + bt * H;                                                              \
             _Pragma("omp simd")                                                               \
             for (int64_t j = 0; j < H; j++) {                                                 \
-                T r = SIG(ut[j] + pre[j]);                                                    \
-                T z = SIG(ut[H + j] + pre[H + j]);                                            \
-                T hn = pre[2 * H + j];                                                        \
-                T n = TANH(ut[2 * H + j] + r * hn);                                           \
+                T r_ = SIG(ut[j] + pr[j]);                                                    \
+                T z = SIG(ut[H + j] + pr[H + j]);                                             \
+                T hn = pr[2 * H + j];                                                         \
+                T n = TANH(ut[2 * H + j] + r_ * hn);                                          \
                 T v = ((T)1 - z) * n + z * h[j];                                              \
-                ar[j] = r; az[j] = z; an[j] = n; ahn[j] = hn;                                 \
+                ar[j] = r_; az[j] = z; an[j] = n; ahn[j] = hn;                                \
                 h[j] = v; yt[j] = v;                                                          \
+            }                                                                                 \
             }                                                                                 \
         }                                                                                     \
     }                                                                                         \
 }
 
-#define GRU_BWD(NAME, T)                                                                      \
+#define GRU_BWD(NAME, T, AXPY_BLOCK)                                                          \
 void NAME(int64_t Bn, int64_t L, int64_t H, int64_t unused, const T *restrict R,              \
           const T *restrict h0, const T *restrict ys, const T *restrict acts,                 \
           const T *restrict dys, const T *restrict dhT, T *restrict du, T *restrict da,       \
           T *restrict dh0, T *restrict work) {                                                \
     (void)unused;                                                                             \
-    T *dh = work, *zeros = work + H;   /* the caller zeroes `zeros` */                        \
-    for (int64_t b = 0; b < Bn; b++) {                                                        \
-        LOAD_STATE(dh, dhT, b, H, T)                                                          \
+    /* work: per row of a block dh (H), then H zeros (the caller zeroes them) */             \
+    T *dhb = work, *zeros = work + ROW_BLOCK * H;                                             \
+    FOR_BLOCKS(Bn) {                                                                          \
+        for (int64_t r = 0; r < nb; r++) LOAD_STATE(dhb + r * H, dhT, b0 + r, H, T)           \
         for (int64_t t = L - 1; t >= 0; t--) {                                                \
-            const int64_t bt = b * L + t;                                                     \
+            for (int64_t r = 0; r < nb; r++) {                                                \
+            const int64_t b = b0 + r, bt = b * L + t;                                         \
             const T *a = acts + bt * 4 * H;                                                   \
             const T *ar = a, *az = a + H, *an = a + 2 * H, *ahn = a + 3 * H;                  \
             const T *hp = t ? ys + (bt - 1) * H : (h0 ? h0 + b * H : zeros);                  \
             const T *dy = dys + bt * H;                                                       \
-            T *dut = du + bt * 3 * H, *dat = da + bt * 3 * H;                                 \
+            T *dut = du + bt * 3 * H, *dat = da + bt * 3 * H, *dh = dhb + r * H;              \
             _Pragma("omp simd")                                                               \
             for (int64_t j = 0; j < H; j++) {                                                 \
                 T g = dh[j] + dy[j];                                                          \
-                T r = ar[j], z = az[j], n = an[j];                                            \
+                T r_ = ar[j], z = az[j], n = an[j];                                           \
                 T dn = g * ((T)1 - z), dz = g * (hp[j] - n);                                  \
                 T d_n = dn * ((T)1 - n * n);                                                  \
-                T d_r = d_n * ahn[j] * r * ((T)1 - r);                                        \
+                T d_r = d_n * ahn[j] * r_ * ((T)1 - r_);                                      \
                 T d_z = dz * z * ((T)1 - z);                                                  \
                 dut[j] = d_r; dut[H + j] = d_z; dut[2 * H + j] = d_n;                         \
-                dat[j] = d_r; dat[H + j] = d_z; dat[2 * H + j] = d_n * r;                     \
+                dat[j] = d_r; dat[H + j] = d_z; dat[2 * H + j] = d_n * r_;                    \
                 dh[j] = g * z;                                                                \
             }                                                                                 \
-            AXPY_ROWS(T, dh, R, dat, 3 * H, H)                                                   \
+            }                                                                                 \
+            AXPY_BLOCK(nb, dhb, H, da + (b0 * L + t) * 3 * H, L * 3 * H, R, 3 * H, H);        \
         }                                                                                     \
-        if (dh0) memcpy(dh0 + b * H, dh, (size_t)H * sizeof(T));                              \
+        for (int64_t r = 0; r < nb; r++)                                                      \
+            if (dh0) memcpy(dh0 + (b0 + r) * H, dhb + r * H, (size_t)H * sizeof(T));          \
     }                                                                                         \
 }
 
-ELMAN_FWD(elman_fwd_f32, float, tanh_f32)
-ELMAN_BWD(elman_bwd_f32, float)
-GRU_FWD(gru_fwd_f32, float, sig_f32, tanh_f32)
-GRU_BWD(gru_bwd_f32, float)
+ELMAN_FWD(elman_fwd_f32, float, tanh_f32, axpy_block_f32)
+ELMAN_BWD(elman_bwd_f32, float, axpy_block_f32)
+GRU_FWD(gru_fwd_f32, float, sig_f32, tanh_f32, axpy_block_f32)
+GRU_BWD(gru_bwd_f32, float, axpy_block_f32)
 
-ELMAN_FWD(elman_fwd_f64, double, tanh_f64)
-ELMAN_BWD(elman_bwd_f64, double)
-GRU_FWD(gru_fwd_f64, double, sig_f64, tanh_f64)
-GRU_BWD(gru_bwd_f64, double)
+ELMAN_FWD(elman_fwd_f64, double, tanh_f64, axpy_block_f64)
+ELMAN_BWD(elman_bwd_f64, double, axpy_block_f64)
+GRU_FWD(gru_fwd_f64, double, sig_f64, tanh_f64, axpy_block_f64)
+GRU_BWD(gru_bwd_f64, double, axpy_block_f64)
 
 /* the ABI version, so that a caller can tell builds apart */
-int claimcheck_rnn_abi(void) { return 1; }
+int claimcheck_rnn_abi(void) { return 2; }

@@ -39,6 +39,22 @@ def grads(outputs, inputs, seed: int = 0):
     return list(gs)
 
 
+def fixed_weights(seed: int = 0):
+    """weights(outputs, B): one random weight tensor per output, drawn once for a batch of B rows
+    (every call returns the same ones), so that the gradients of rows run alone and of the same
+    rows in the whole batch come from the same projection: index them by the rows run."""
+    cache = []
+
+    def weights(outputs, B: int):
+        if not cache:
+            gen = torch.Generator().manual_seed(seed)
+            cache.extend(torch.randn((B, *o.shape[1:]), generator=gen, dtype=torch.float64).to(o.dtype)
+                         for o in outputs)
+        return cache
+
+    return weights
+
+
 def leaf(t: torch.Tensor) -> torch.Tensor:
     return t.detach().clone().requires_grad_(True)
 

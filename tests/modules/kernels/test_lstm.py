@@ -7,7 +7,7 @@ import torch
 
 from modules.kernels.lstm import Flags, lstm_recurrence, lstm_recurrence_ref, native_available
 
-from .helpers import assert_close, grads, leaf, spy_kept
+from .helpers import assert_close, fixed_weights, grads, leaf, spy_kept
 
 VARIANTS = {
     "V": Flags(),
@@ -103,3 +103,42 @@ def test_without_gradients_the_kernel_keeps_nothing_for_a_backward_and_gives_the
         y2, (yT2, cT2) = lstm_recurrence(u, R, peep, flags, y0, c0)
     assert kept == [True, False]
     assert torch.equal(y, y2) and torch.equal(yT, yT2) and torch.equal(cT, cT2)
+
+
+@needs_kernel
+@pytest.mark.parametrize("name", ["V", "CIFG", "NP"])
+def test_rows_stepped_together_give_each_row_its_own_numbers(name):
+    """The kernel steps batch rows through time in blocks of native.ROW_BLOCK, one read of R for the
+    block, with a row's terms summed in the single-row order. So every row of a batch of 7 (a full
+    block and a part one) at H = 40 (a tile of outputs and a remainder) equals, bit for bit, the row
+    run alone, values and gradients."""
+    flags = VARIANTS[name]
+    u, R, peep, y0, c0 = make(flags, B=7, T=9, H=40)
+    R = R * 0.3
+    out_y, out_g = [], []
+    weights = fixed_weights()
+    for rows in [slice(0, 7)] + [slice(b, b + 1) for b in range(7)]:
+        leaves = [leaf(t[rows]) for t in (u, y0, c0)] + [leaf(R), leaf(peep)]
+        uu, yy, cc, RR, pp = leaves
+        y, (yT, cT) = lstm_recurrence(uu, RR, pp, flags, yy, cc)
+        outs = [y, yT, cT]
+        loss = sum((o * w[rows]).sum() for o, w in zip(outs, weights(outs, 7)))
+        g = torch.autograd.grad(loss, [uu, yy, cc])
+        out_y.append(torch.cat([y.flatten(1), yT, cT], 1))
+        out_g.append(torch.cat([x.flatten(1) for x in g], 1))
+    assert torch.equal(out_y[0], torch.cat(out_y[1:])), "a row's outputs depend on the rows beside it"
+    assert torch.equal(out_g[0], torch.cat(out_g[1:])), "a row's gradients depend on the rows beside it"
+
+
+@needs_kernel
+def test_kernel_matches_the_loop_across_blocks_and_tiles():
+    """B = 6 (a block of four and a part block), H = 40 (a register tile and a remainder)."""
+    flags = VARIANTS["V"]
+    u, R, peep, y0, c0 = (leaf(t) for t in make(flags, B=6, T=7, H=40))
+    ref = lstm_recurrence_ref(u, R * 0.3, peep, flags, y0, c0)
+    g_ref = grads([ref[0], *ref[1]], [u, R, peep, y0, c0])
+    out = lstm_recurrence(u, R * 0.3, peep, flags, y0, c0)
+    g = grads([out[0], *out[1]], [u, R, peep, y0, c0])
+    assert_close("y", ref[0], out[0])
+    for what, gr, gf in zip(["u", "R", "peep", "y0", "c0"], g_ref, g):
+        assert_close(f"d{what}", gr, gf, atol=1e-4, rtol=2e-4)

@@ -8,7 +8,7 @@ import torch
 from modules.kernels.rnn import (elman_recurrence, elman_recurrence_ref, gru_recurrence, gru_recurrence_ref,
                                  native_available)
 
-from .helpers import assert_close, check_model_on_kernel, grads, leaf, spy_kept
+from .helpers import assert_close, check_model_on_kernel, fixed_weights, grads, leaf, spy_kept
 
 needs_kernel = pytest.mark.skipif(not native_available(), reason="no C compiler here: the op runs its loop")
 
@@ -46,6 +46,44 @@ def test_gru_kernel_matches_the_loop():
     for what, gr, gf in zip(["u", "R", "bR", "h0"], g_ref, g):
         assert_close(f"d{what}", gr, gf, atol=1e-4, rtol=2e-4)
 
+
+
+@needs_kernel
+@pytest.mark.parametrize("kind", ["tanh", "relu", "gru"])
+def test_rows_stepped_together_give_each_row_its_own_numbers(kind):
+    """The kernels step batch rows through time in blocks of native.ROW_BLOCK (one read of R per
+    block), a row's terms summed in the single-row order: every row of a batch of 7 (a full block and
+    a part one) at H = 40 (a register tile and a remainder) equals the row run alone, bit for bit,
+    values and gradients."""
+    gates = 3 if kind == "gru" else 1
+    u, R, bR, h0 = make(gates, B=7, T=9, H=40)
+    R = R * 0.3
+    out_y, out_g = [], []
+    weights = fixed_weights()
+    for rows in [slice(0, 7)] + [slice(b, b + 1) for b in range(7)]:
+        uu, hh, RR, bb = leaf(u[rows]), leaf(h0[rows]), leaf(R), leaf(bR)
+        y, hT = gru_recurrence(uu, RR, bb, hh) if kind == "gru" else elman_recurrence(uu, RR, hh, kind == "relu")
+        outs = [y, hT]
+        loss = sum((o * w[rows]).sum() for o, w in zip(outs, weights(outs, 7)))
+        g = torch.autograd.grad(loss, [uu, hh])
+        out_y.append(torch.cat([y.flatten(1), hT], 1))
+        out_g.append(torch.cat([x.flatten(1) for x in g], 1))
+    assert torch.equal(out_y[0], torch.cat(out_y[1:])), "a row's outputs depend on the rows beside it"
+    assert torch.equal(out_g[0], torch.cat(out_g[1:])), "a row's gradients depend on the rows beside it"
+
+
+@needs_kernel
+def test_kernels_match_the_loops_across_blocks_and_tiles():
+    """B = 6 (a block of four and a part block), H = 40 (a register tile and a remainder)."""
+    for gates in (1, 3):
+        u, R, bR, h0 = (leaf(t) for t in make(gates, B=6, T=7, H=40))
+        ref = gru_recurrence_ref(u, R * 0.3, bR, h0) if gates == 3 else elman_recurrence_ref(u, R * 0.3, h0)
+        out = gru_recurrence(u, R * 0.3, bR, h0) if gates == 3 else elman_recurrence(u, R * 0.3, h0)
+        ins = [u, R, bR, h0] if gates == 3 else [u, R, h0]
+        for what, gr, gf in zip("u R bR h0".split() if gates == 3 else "u R h0".split(),
+                                grads(list(ref), ins), grads(list(out), ins)):
+            assert_close(f"d{what}", gr, gf, atol=1e-4, rtol=2e-4)
+        assert_close("y", ref[0], out[0])
 
 @needs_kernel
 def test_gradcheck_in_double_with_and_without_an_initial_state():
