@@ -19,14 +19,19 @@ through _common.py and native.py; selective_scan, built on the scan, calls the p
     ssd                  Mamba-2's SSD, chunked algorithm, (B, T, H, P)           ssd/
     lstm recurrence      Greff et al.'s LSTM variants on packed gates (B, T, nH)  lstm/
                          (on a CPU, a compiled loop: lstm/cpu.py, lstm/lstm_cpu.c)
-    Elman, GRU           the Elman and GRU recurrences on their input projection   rnn/
+    Elman, linear, GRU   the Elman, linear and GRU recurrences on their input      rnn/
+                         projection
                          (on a CPU, a compiled loop: rnn/cpu.py, rnn/rnn_cpu.c)
+    causal conv1d        Mamba's short depthwise convolution, channels last       causal_conv/
+                         (B, T, C) (on a CPU, a compiled loop: causal_conv/cpu.py, cconv_cpu.c)
 """
+from .causal_conv import causal_conv1d, causal_conv1d_ref
 from .delta_rule import delta_rule, delta_rule_chunked, delta_rule_ref
 from .fftconv import fftconv, fftconv_ref
 from .linear_attn import linear_attn_chunked, linear_attn_parallel, linear_attn_recurrent_ref
 from .lstm import lstm_recurrence, lstm_recurrence_ref
-from .rnn import elman_recurrence, elman_recurrence_ref, gru_recurrence, gru_recurrence_ref
+from .rnn import (elman_recurrence, elman_recurrence_ref, gru_recurrence, gru_recurrence_ref, linear_recurrence,
+                  linear_recurrence_ref)
 from .scan import native_available as scan_native_available
 from .scan import scan, scan_parallel, scan_ref
 from .selective_scan import selective_scan, selective_scan_ref
@@ -41,4 +46,6 @@ __all__ = [
     "ssd_ref", "ssd_chunked",
     "lstm_recurrence", "lstm_recurrence_ref",
     "elman_recurrence", "elman_recurrence_ref", "gru_recurrence", "gru_recurrence_ref",
+    "linear_recurrence", "linear_recurrence_ref",
+    "causal_conv1d", "causal_conv1d_ref",
 ]

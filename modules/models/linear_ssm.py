@@ -11,7 +11,10 @@ with m = d_state hidden units, U (m x d_input), C (d_output x m) and P (m x m, i
 orthogonal by a QR of a Gaussian, then trained freely). The discrete transition is I - dt P^T diag
 (lambda) P; with P orthogonal it is stable while 0 < dt lambda_i < 2, and its memory is long when
 lambda_i is close to 0. The authors' linear maps around the recurrence (encoder, g, f, decoder)
-compose into U and C.
+compose into U and C. The model forms that transition once per forward, M = I - dt P^T diag(lambda)
+P, and runs h_{k+1} = h_k M + dt U x_k: the same equation with one product per step in place of
+two (rounded otherwise), as one op (modules/kernels/rnn's linear recurrence, a compiled loop on a
+CPU).
 
 lambda = f(w), `reparam` (StableSSM's reparameterizations, README and src/models/recurrent/
 stablessm.py of radarFudan/StableSSM, written for lambda = -Lambda > 0):
@@ -35,6 +38,7 @@ import torch
 import torch.nn as nn
 
 from ..config import require
+from ..kernels.rnn import linear_recurrence
 from .common import SeqIOConfig, check_int
 
 
@@ -94,18 +98,15 @@ class LinearSSM(nn.Module):
     def state_matrix_weights(self) -> list[torch.Tensor]:
         return [self.w]
 
-    def _step(self, h: torch.Tensor, u: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
-        return h + self.cfg.dt * (u - ((h @ self.P.t()) * lam) @ self.P)              # (B, m)
+    def transition(self) -> torch.Tensor:
+        """M = I - dt P^T diag(lambda) P, so that the step is h_{k+1} = h_k M + dt U x_k."""
+        P, lam = self.P, self.lam()
+        return torch.eye(P.shape[0], device=P.device, dtype=P.dtype) - self.cfg.dt * (P.t() * lam) @ P
 
     def forward(self, x: torch.Tensor, return_hidden: bool = False):
-        u = self.U(x)                                                                  # (B, T, m)
-        lam = self.lam()
-        h = u.new_zeros(u.shape[0], u.shape[-1])
-        hs = []
-        for u_t in u.unbind(1):     # not u[:, t]: its backward fills a zero tensor of u's size per step
-            h = self._step(h, u_t, lam)
-            hs.append(h)
-        H = torch.stack(hs, 1)                                                         # (B, T, m)
+        u = self.U(x) * self.cfg.dt                                                    # (B, T, m)
+        # the recurrence h_{k+1} = dt u_k + h_k M as one op: a compiled loop on a CPU
+        H, _ = linear_recurrence(u, self.transition().t())                             # (B, T, m)
         y = self.C(H)
         return (y, [H]) if return_hidden else y
 
@@ -113,5 +114,5 @@ class LinearSSM(nn.Module):
         return torch.zeros(batch_size, self.cfg.d_state, device=self.w.device)
 
     def step(self, x_t: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self._step(h, self.U(x_t), self.lam())
+        h = self.U(x_t) * self.cfg.dt + h @ self.transition()
         return self.C(h), h

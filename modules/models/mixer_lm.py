@@ -52,6 +52,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import require
+from ..kernels.causal_conv import causal_conv1d
 from .common import MLP, SeqInput, SeqIOConfig, check_int
 
 TRAIN_STATES = ("zero", "random", "carried")
@@ -138,9 +139,8 @@ class CausalConv(nn.Module):
     def forward(self, x: torch.Tensor, state: torch.Tensor | None = None, return_state: bool = False):
         """(B, T, C) -> (B, T, C); with `state` (B, C, width-1), the inputs before x (None: zeros);
         with `return_state`, also the buffer after x, as `step` keeps it."""
-        T = x.shape[1]
-        if state is None and not return_state:
-            return self.conv(x.transpose(1, 2))[..., :T].transpose(1, 2)              # (B, T, C)
+        if state is None and not return_state:                                        # training's path
+            return causal_conv1d(x, self.conv.weight, self.conv.bias)                 # (B, T, C)
         if state is None:
             state = self.init_state(x.shape[0], x.device)
         window = torch.cat([state.to(x.dtype), x.transpose(1, 2)], dim=-1)            # (B, C, width-1+T)

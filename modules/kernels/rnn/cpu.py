@@ -18,6 +18,7 @@ from .naive import _check
 
 SOURCE = Path(__file__).resolve().with_name("rnn_cpu.c")
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
+_ACT = {"tanh": 0, "relu": 1, "linear": 2}     # rnn_cpu.c's ACT_* codes
 
 
 @functools.cache
@@ -41,7 +42,7 @@ def _prev(ys: torch.Tensor, h0: torch.Tensor | None) -> torch.Tensor:
 
 class _NativeElman(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, u, R, h0, relu: int, keep: bool):
+    def forward(ctx, u, R, h0, act: int, keep: bool):
         fwd, _ = _native_fns()["elman"][u.dtype]
         u, R = u.contiguous(), R.contiguous()
         h0 = None if h0 is None else h0.contiguous()
@@ -49,8 +50,8 @@ class _NativeElman(torch.autograd.Function):
         ys = u.new_empty(Bn, L, H)
         work = u.new_empty(2 * native.ROW_BLOCK * H)
         RT = R.t().contiguous()            # held here: a temporary would be freed before the call reads it
-        fwd(Bn, L, H, relu, *(native.ptr(t) for t in (u, RT, h0, ys, work)))
-        ctx.relu = relu
+        fwd(Bn, L, H, act, *(native.ptr(t) for t in (u, RT, h0, ys, work)))
+        ctx.act = act
         if keep:
             ctx.save_for_backward(R, h0, ys)
         return ys
@@ -63,7 +64,7 @@ class _NativeElman(torch.autograd.Function):
         Bn, L, H = ys.shape
         dys = dys.to(R.dtype).contiguous()
         dpre, dh0, work = ys.new_empty(Bn, L, H), ys.new_empty(Bn, H), ys.new_empty(native.ROW_BLOCK * H)
-        bwd(Bn, L, H, ctx.relu, *(native.ptr(t) for t in (R, ys, dys, None, dpre, dh0, work)))
+        bwd(Bn, L, H, ctx.act, *(native.ptr(t) for t in (R, ys, dys, None, dpre, dh0, work)))
         dR = dpre.reshape(-1, H).t() @ _prev(ys, h0).reshape(-1, H) if ctx.needs_input_grad[1] else None
         return dpre, dR, dh0 if h0 is not None and ctx.needs_input_grad[2] else None, None, None
 
@@ -107,10 +108,11 @@ def usable(*tensors) -> bool:
 
 
 @fp32_math
-def _elman_native(u, R, h0=None, relu: bool = False):
+def _elman_native(u, R, h0=None, relu: bool = False, act: str | None = None):
     _check(u, R, h0, 1)
     dtype, work = u.dtype, work_dtype(u, R, h0)
-    ys = _NativeElman.apply(u.to(work), R.to(work), None if h0 is None else h0.to(work), int(relu),
+    code = _ACT[act or ("relu" if relu else "tanh")]
+    ys = _NativeElman.apply(u.to(work), R.to(work), None if h0 is None else h0.to(work), code,
                             native.wants_backward(u, R, h0))
     return ys.to(dtype), ys[:, -1].to(dtype)
 

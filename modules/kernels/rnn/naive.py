@@ -2,6 +2,7 @@
 every path shares. Per step, with the input projection u_t = W x_t + b already computed (one matmul
 over the sequence):
     Elman   h_t = act(u_t + R h_{t-1})                          act = tanh or relu; R (H, H), no bias
+    linear  h_t = u_t + R h_{t-1}                               (a linear RNN: the linear SSM's)
     GRU     [a_r, a_z, a_n] = R h_{t-1} + b_R                    R (3H, H), b_R (3H): rows [r, z, n]
             r = sigma(u_r + a_r),  z = sigma(u_z + a_z),  n = tanh(u_n + r a_n)
             h_t = (1 - z) n + z h_{t-1}                          (torch.nn.GRU's equations)
@@ -26,17 +27,24 @@ def _check(u: torch.Tensor, R: torch.Tensor, h0: torch.Tensor | None, gates: int
 
 
 @fp32_math
-def elman_recurrence_ref(u: torch.Tensor, R: torch.Tensor, h0: torch.Tensor | None = None, relu: bool = False):
+def elman_recurrence_ref(u: torch.Tensor, R: torch.Tensor, h0: torch.Tensor | None = None, relu: bool = False,
+                         act=None):
+    """act: a function in place of tanh (relu False) ; linear_recurrence_ref passes the identity."""
     _check(u, R, h0, 1)
     dtype, work = u.dtype, work_dtype(u, R, h0)
     u, R = u.to(work), R.to(work)
     h = u.new_zeros(u.shape[0], R.shape[1]) if h0 is None else h0.to(work)
-    act = torch.relu if relu else torch.tanh
+    act = torch.relu if relu else (torch.tanh if act is None else act)
     ys = []
     for u_t in u.unbind(1):      # not u[:, t], whose backward fills all of u per step
         h = act(u_t + h @ R.t())
         ys.append(h)
     return torch.stack(ys, 1).to(dtype), h.to(dtype)
+
+
+def linear_recurrence_ref(u: torch.Tensor, R: torch.Tensor, h0: torch.Tensor | None = None):
+    """The linear recurrence h_t = u_t + R h_{t-1}: the Elman loop without its activation."""
+    return elman_recurrence_ref(u, R, h0, act=lambda v: v)
 
 
 @fp32_math

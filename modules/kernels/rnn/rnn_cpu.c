@@ -10,7 +10,7 @@
    which reads R once for the four rows and sums each row's terms in the order a row alone would.
 
    Backward, per row and step in reverse, g = dh + dys[t] the gradient of h_t:
-     Elman   dpre = g act'(pre) (tanh: 1 - h^2; relu: h > 0);  du_t = dpre;  dh_{t-1} = R^T dpre
+     Elman   dpre = g act'(pre) (tanh: 1 - h^2; relu: h > 0; linear: 1);  du_t = dpre;  dh_{t-1} = R^T dpre
      GRU     dn = g (1 - z);  dz = g (h_{t-1} - n);  dh_{t-1} = g z
              d_n = dn (1 - n^2);  dr = d_n hn;  d_z = dz z (1 - z);  d_r = dr r (1 - r)
              du_t = [d_r, d_z, d_n];  da_t = [d_r, d_z, d_n r] (the gradient of R h + bR);
@@ -29,13 +29,15 @@
 #define LOAD_STATE(h, h0, b, H, T)                                                            \
     if (h0) memcpy(h, h0 + (b) * (H), (size_t)(H) * sizeof(T)); else memset(h, 0, (size_t)(H) * sizeof(T));
 
+enum { ACT_TANH = 0, ACT_RELU = 1, ACT_LINEAR = 2 };   /* the Elman kernels' act (cpu.py's _ACT) */
+
 /* the ROW_BLOCK rows b0 .. b0 + nb - 1 of a batch, stepped through time together */
 #define FOR_BLOCKS(Bn)                                                                        \
     for (int64_t b0 = 0, nb = 0; b0 < (Bn); b0 += ROW_BLOCK)                                  \
         if ((nb = (Bn) - b0 < ROW_BLOCK ? (Bn) - b0 : ROW_BLOCK), 1)
 
 #define ELMAN_FWD(NAME, T, TANH, AXPY_BLOCK)                                                  \
-void NAME(int64_t Bn, int64_t L, int64_t H, int64_t relu, const T *restrict u,                \
+void NAME(int64_t Bn, int64_t L, int64_t H, int64_t act, const T *restrict u,                 \
           const T *restrict RT, const T *restrict h0, T *restrict ys, T *restrict work) {     \
     T *pre = work, *hb = work + ROW_BLOCK * H;        /* per row of a block: pre (H), h (H) */ \
     FOR_BLOCKS(Bn) {                                                                          \
@@ -47,9 +49,12 @@ void NAME(int64_t Bn, int64_t L, int64_t H, int64_t relu, const T *restrict u,  
             for (int64_t r = 0; r < nb; r++) {                                                \
                 const T *pr = pre + r * H;                                                    \
                 T *h = hb + r * H, *yt = ys + ((b0 + r) * L + t) * H;                         \
-                if (relu) {                                                                   \
+                if (act == ACT_RELU) {                                                        \
                     _Pragma("omp simd")                                                       \
                     for (int64_t j = 0; j < H; j++) { T v = pr[j] > 0 ? pr[j] : (T)0; h[j] = v; yt[j] = v; } \
+                } else if (act == ACT_LINEAR) {                                               \
+                    _Pragma("omp simd")                                                       \
+                    for (int64_t j = 0; j < H; j++) { T v = pr[j]; h[j] = v; yt[j] = v; }     \
                 } else {                                                                      \
                     _Pragma("omp simd")                                                       \
                     for (int64_t j = 0; j < H; j++) { T v = TANH(pr[j]); h[j] = v; yt[j] = v; } \
@@ -60,7 +65,7 @@ void NAME(int64_t Bn, int64_t L, int64_t H, int64_t relu, const T *restrict u,  
 }
 
 #define ELMAN_BWD(NAME, T, AXPY_BLOCK)                                                        \
-void NAME(int64_t Bn, int64_t L, int64_t H, int64_t relu, const T *restrict R,                \
+void NAME(int64_t Bn, int64_t L, int64_t H, int64_t act, const T *restrict R,                 \
           const T *restrict ys, const T *restrict dys, const T *restrict dhT,                 \
           T *restrict dpre, T *restrict dh0, T *restrict work) {                              \
     T *dhb = work;                                    /* per row of a block: dh (H) */        \
@@ -74,7 +79,8 @@ void NAME(int64_t Bn, int64_t L, int64_t H, int64_t relu, const T *restrict R,  
                 _Pragma("omp simd")                                                           \
                 for (int64_t j = 0; j < H; j++) {                                             \
                     T g = dh[j] + dy[j];                                                      \
-                    dp[j] = relu ? (y[j] > 0 ? g : (T)0) : g * ((T)1 - y[j] * y[j]);          \
+                    dp[j] = act == ACT_RELU ? (y[j] > 0 ? g : (T)0)                           \
+                          : act == ACT_LINEAR ? g : g * ((T)1 - y[j] * y[j]);                 \
                     dh[j] = 0;                                                                \
                 }                                                                             \
             }                                                                                 \
@@ -170,4 +176,4 @@ GRU_FWD(gru_fwd_f64, double, sig_f64, tanh_f64, axpy_block_f64)
 GRU_BWD(gru_bwd_f64, double, axpy_block_f64)
 
 /* the ABI version, so that a caller can tell builds apart */
-int claimcheck_rnn_abi(void) { return 2; }
+int claimcheck_rnn_abi(void) { return 3; }

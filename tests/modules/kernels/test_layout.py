@@ -22,7 +22,7 @@ ALLOWED = {("selective_scan", "scan")}    # (importer, op): through the op's pub
 
 
 def test_the_ops_and_the_shared_files():
-    assert OPS == ["delta_rule", "fftconv", "linear_attn", "lstm", "rnn", "scan", "selective_scan", "ssd"]
+    assert OPS == ["causal_conv", "delta_rule", "fftconv", "linear_attn", "lstm", "rnn", "scan", "selective_scan", "ssd"]
     assert sorted(p.name for p in KERNELS.glob("*.py")) == ["__init__.py", "_common.py", "native.py"]
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from modules.kernels.rnn import (elman_recurrence, elman_recurrence_ref, gru_recurrence, gru_recurrence_ref,
-                                 native_available)
+                                 linear_recurrence, linear_recurrence_ref, native_available)
 
 from .helpers import assert_close, check_model_on_kernel, fixed_weights, grads, leaf, spy_kept
 
@@ -34,6 +34,23 @@ def test_elman_kernel_matches_the_loop(relu):
         assert_close(f"d{what}", gr, gf, atol=1e-4, rtol=2e-4)
 
 
+
+@needs_kernel
+def test_linear_kernel_matches_the_loop():
+    """The Elman kernel without its activation (the linear SSM's recurrence), and in double precision
+    its gradients against finite differences."""
+    u, R, _, h0 = (leaf(t) for t in make(1))
+    ref_y, ref_hT = linear_recurrence_ref(u, R * 0.5, h0)
+    g_ref = grads([ref_y, ref_hT], [u, R, h0])
+    y, hT = linear_recurrence(u, R * 0.5, h0)
+    g = grads([y, hT], [u, R, h0])
+    assert_close("y", ref_y, y)
+    assert_close("h_T", ref_hT, hT)
+    for what, gr, gf in zip(["u", "R", "h0"], g_ref, g):
+        assert_close(f"d{what}", gr, gf, atol=1e-4, rtol=2e-4)
+    u, R, _, h0 = make(1, B=2, T=5, H=3, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda *a: linear_recurrence(*a), [leaf(u), leaf(R * 0.5), leaf(h0)])
+
 @needs_kernel
 def test_gru_kernel_matches_the_loop():
     u, R, bR, h0 = (leaf(t) for t in make(3))
@@ -49,7 +66,7 @@ def test_gru_kernel_matches_the_loop():
 
 
 @needs_kernel
-@pytest.mark.parametrize("kind", ["tanh", "relu", "gru"])
+@pytest.mark.parametrize("kind", ["tanh", "relu", "linear", "gru"])
 def test_rows_stepped_together_give_each_row_its_own_numbers(kind):
     """The kernels step batch rows through time in blocks of native.ROW_BLOCK (one read of R per
     block), a row's terms summed in the single-row order: every row of a batch of 7 (a full block and
@@ -62,7 +79,8 @@ def test_rows_stepped_together_give_each_row_its_own_numbers(kind):
     weights = fixed_weights()
     for rows in [slice(0, 7)] + [slice(b, b + 1) for b in range(7)]:
         uu, hh, RR, bb = leaf(u[rows]), leaf(h0[rows]), leaf(R), leaf(bR)
-        y, hT = gru_recurrence(uu, RR, bb, hh) if kind == "gru" else elman_recurrence(uu, RR, hh, kind == "relu")
+        y, hT = (gru_recurrence(uu, RR, bb, hh) if kind == "gru" else linear_recurrence(uu, RR, hh)
+                 if kind == "linear" else elman_recurrence(uu, RR, hh, kind == "relu"))
         outs = [y, hT]
         loss = sum((o * w[rows]).sum() for o, w in zip(outs, weights(outs, 7)))
         g = torch.autograd.grad(loss, [uu, hh])
