@@ -31,16 +31,15 @@
 
 enum { ACT_TANH = 0, ACT_RELU = 1, ACT_LINEAR = 2 };   /* the Elman kernels' act (cpu.py's _ACT) */
 
-/* the ROW_BLOCK rows b0 .. b0 + nb - 1 of a batch, stepped through time together */
-#define FOR_BLOCKS(Bn)                                                                        \
-    for (int64_t b0 = 0, nb = 0; b0 < (Bn); b0 += ROW_BLOCK)                                  \
-        if ((nb = (Bn) - b0 < ROW_BLOCK ? (Bn) - b0 : ROW_BLOCK), 1)
+/* the rows in the block of ROW_BLOCK batch rows that starts at b0 (the last block may have fewer) */
+#define BLOCK_ROWS(Bn, b0) ((Bn) - (b0) < ROW_BLOCK ? (Bn) - (b0) : ROW_BLOCK)
 
 #define ELMAN_FWD(NAME, T, TANH, AXPY_BLOCK)                                                  \
 void NAME(int64_t Bn, int64_t L, int64_t H, int64_t act, const T *restrict u,                 \
           const T *restrict RT, const T *restrict h0, T *restrict ys, T *restrict work) {     \
     T *pre = work, *hb = work + ROW_BLOCK * H;        /* per row of a block: pre (H), h (H) */ \
-    FOR_BLOCKS(Bn) {                                                                          \
+    for (int64_t b0 = 0; b0 < Bn; b0 += ROW_BLOCK) {                                          \
+        const int64_t nb = BLOCK_ROWS(Bn, b0);                                                \
         for (int64_t r = 0; r < nb; r++) LOAD_STATE(hb + r * H, h0, b0 + r, H, T)             \
         for (int64_t t = 0; t < L; t++) {                                                     \
             for (int64_t r = 0; r < nb; r++)                                                  \
@@ -69,7 +68,8 @@ void NAME(int64_t Bn, int64_t L, int64_t H, int64_t act, const T *restrict R,   
           const T *restrict ys, const T *restrict dys, const T *restrict dhT,                 \
           T *restrict dpre, T *restrict dh0, T *restrict work) {                              \
     T *dhb = work;                                    /* per row of a block: dh (H) */        \
-    FOR_BLOCKS(Bn) {                                                                          \
+    for (int64_t b0 = 0; b0 < Bn; b0 += ROW_BLOCK) {                                          \
+        const int64_t nb = BLOCK_ROWS(Bn, b0);                                                \
         for (int64_t r = 0; r < nb; r++) LOAD_STATE(dhb + r * H, dhT, b0 + r, H, T)           \
         for (int64_t t = L - 1; t >= 0; t--) {                                                \
             for (int64_t r = 0; r < nb; r++) {                                                \
@@ -99,7 +99,8 @@ void NAME(int64_t Bn, int64_t L, int64_t H, int64_t unused, const T *restrict u,
     /* work: 4 H scratch (a step's acts when they are not kept), then per row of a block     \
        pre (3 H), then per row h (H) */                                                       \
     T *pre = work + 4 * H, *hb = work + 4 * H + ROW_BLOCK * 3 * H;                            \
-    FOR_BLOCKS(Bn) {                                                                          \
+    for (int64_t b0 = 0; b0 < Bn; b0 += ROW_BLOCK) {                                          \
+        const int64_t nb = BLOCK_ROWS(Bn, b0);                                                \
         for (int64_t r = 0; r < nb; r++) LOAD_STATE(hb + r * H, h0, b0 + r, H, T)             \
         for (int64_t t = 0; t < L; t++) {                                                     \
             for (int64_t r = 0; r < nb; r++) memcpy(pre + r * 3 * H, bR, (size_t)(3 * H) * sizeof(T)); \
@@ -135,7 +136,8 @@ void NAME(int64_t Bn, int64_t L, int64_t H, int64_t unused, const T *restrict R,
     (void)unused;                                                                             \
     /* work: per row of a block dh (H), then H zeros (the caller zeroes them) */             \
     T *dhb = work, *zeros = work + ROW_BLOCK * H;                                             \
-    FOR_BLOCKS(Bn) {                                                                          \
+    for (int64_t b0 = 0; b0 < Bn; b0 += ROW_BLOCK) {                                          \
+        const int64_t nb = BLOCK_ROWS(Bn, b0);                                                \
         for (int64_t r = 0; r < nb; r++) LOAD_STATE(dhb + r * H, dhT, b0 + r, H, T)           \
         for (int64_t t = L - 1; t >= 0; t--) {                                                \
             for (int64_t r = 0; r < nb; r++) {                                                \
