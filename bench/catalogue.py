@@ -84,7 +84,6 @@ def step_flops(cfg: dict, device: str = "cpu") -> float | None:
     """Counted FLOPs of one training step (forward + backward) of a job config; None when it cannot
     be built here (a pretrained model is never trained)."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     from modules.models import build_model
     from modules.tasks import build_task
@@ -98,7 +97,9 @@ def step_flops(cfg: dict, device: str = "cpu") -> float | None:
         return None
     model.to(device).train()
     batch = {k: v.to(device) for k, v in task.batch(torch.Generator().manual_seed(0), t_cfg["batch_size"]).items()}
-    counter = FlopCounterMode(display=False)
+    from .kernels import flop_counter
+
+    counter = flop_counter()
     with counter:
         loss = task.loss(model, batch)
         loss.backward()

@@ -68,6 +68,8 @@ def _cases(B: int, T: int, D: int, H: int, Kd: int, N: int, device: str, seed: i
     x, dt = rn(B, T, H, P), F.softplus(rn(B, T, H) - 1)
     A_ssd = dt * -torch.linspace(0.5, 4.0, H).to(device)
     B_ssd, C_ssd = rn(B, T, 1, N), rn(B, T, 1, N)
+    w_conv, b_conv = rn(D, 1, 4), rn(D)                        # Mamba's d_conv = 4
+    R_lin = rn(D, D) * (0.5 / D ** 0.5)                         # spectral radius about 0.5: a stable recurrence
 
     def ss(fn):
         return lambda *xs: fn(*xs[:5], D=xs[5], z=xs[6], delta_bias=xs[7], delta_softplus=True, output_final_state=True)
@@ -90,6 +92,10 @@ def _cases(B: int, T: int, D: int, H: int, Kd: int, N: int, device: str, seed: i
          lambda *t: K.delta_rule(*t, output_final_state=True), (q, k_unit, v, beta)),
         ("fftconv", K.fftconv_ref, K.fftconv, (uc, kernel)),
         ("ssd_chunked", K.ssd_ref, K.ssd_chunked, (x, dt, A_ssd, B_ssd, C_ssd)),
+        # the reference here is torch's depthwise conv1d (B, C, T) with its two transposes, not a loop
+        ("causal_conv1d", lambda *t: (K.causal_conv1d_ref(*t), None), lambda *t: (K.causal_conv1d(*t), None),
+         (uc, w_conv, b_conv)),
+        ("linear_recurrence", K.linear_recurrence_ref, K.linear_recurrence, (uc, R_lin)),
     ]
 
 
@@ -209,11 +215,29 @@ def matmul_peak(device: str = "cpu", n: int | None = None, repeats: int = 7) -> 
     return {"n": n, "device": device, "threads": torch.get_num_threads(), "seconds": t, "flop_per_s": 2 * n ** 3 / t}
 
 
-def _flops(run) -> float:
-    """Counted FLOPs of one call of `run` (torch's FlopCounterMode: matmuls, convolutions, attention)."""
+def _conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed,
+                         _output_padding, _groups, output_mask, out_shape=None, **kwargs) -> int:
+    """A convolution's backward: the forward's count for each gradient it computes (input, weight).
+    torch's own formula counts the weight gradient as an ungrouped convolution, C times too much for
+    a depthwise one (1,133 MFLOP for one (32, 64, 256) Mamba-2 convolution whose three passes make
+    13 MFLOP), which had put Mamba-2 over half of the peak."""
+    from torch.utils.flop_counter import conv_flop_count
+
+    fwd = conv_flop_count(list(x_shape), list(w_shape), list(grad_out_shape), transposed=transposed)
+    return fwd * (int(bool(output_mask[0])) + int(bool(output_mask[1])))
+
+
+def flop_counter():
+    """torch's FlopCounterMode (matmuls, convolutions, attention), with the convolution backward
+    counted right for grouped convolutions; the one counter of every bench command."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    counter = FlopCounterMode(display=False)
+    return FlopCounterMode(display=False, custom_mapping={torch.ops.aten.convolution_backward: _conv_backward_flops})
+
+
+def _flops(run) -> float:
+    """Counted FLOPs of one call of `run` (see flop_counter)."""
+    counter = flop_counter()
     with counter:
         run()
     return float(counter.get_total_flops())
