@@ -26,6 +26,7 @@
 #define CLAIMCHECK_VECMATH_H
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 /* y (n) += sum_m x[m] M[m, :], M (m_len, n) row-major */
 #define AXPY_ROWS(T, y, M, x, m_len, n)                                                      \
@@ -40,6 +41,19 @@
 #define ROW_TILE 32    /* outputs per row held in registers: 4 x 32 floats, 16 ymm or 8 zmm accumulators */
 
 int claimcheck_row_block(void) { return ROW_BLOCK; }
+
+/* the rows in the block of ROW_BLOCK batch rows that starts at b0 (the last block may have fewer) */
+#define BLOCK_ROWS(Bn, b0) ((Bn) - (b0) < ROW_BLOCK ? (Bn) - (b0) : ROW_BLOCK)
+
+/* a block's states, n floats a row: dst[r] = src's row b0 + r (zeros where src is NULL), and back */
+#define LOAD_ROWS(T, dst, src, b0, nb, n)                                                     \
+    for (int64_t r_ = 0; r_ < (nb); r_++) {                                                   \
+        if (src) memcpy((dst) + r_ * (n), (src) + ((b0) + r_) * (n), (size_t)(n) * sizeof(T)); \
+        else memset((dst) + r_ * (n), 0, (size_t)(n) * sizeof(T));                            \
+    }
+#define STORE_ROWS(T, dst, src, b0, nb, n)                                                    \
+    if (dst) for (int64_t r_ = 0; r_ < (nb); r_++)                                            \
+        memcpy((dst) + ((b0) + r_) * (n), (src) + r_ * (n), (size_t)(n) * sizeof(T));
 
 /* Y[r * ldy + j] += sum_m X[r * ldx + m] M[m * n + j] for r < nb (nb <= ROW_BLOCK), j < n */
 #define DEFINE_AXPY_BLOCK(NAME, T)                                                            \

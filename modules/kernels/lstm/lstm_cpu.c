@@ -55,12 +55,9 @@ void NAME(int64_t Bn, int64_t L, int64_t H, int64_t flags, const T *restrict u, 
     const int keep = acts != NULL && cs != NULL;                                              \
     T *pre = work + 6 * H, *yb = pre + ROW_BLOCK * nH, *cb = yb + ROW_BLOCK * H;              \
     for (int64_t b0 = 0; b0 < Bn; b0 += ROW_BLOCK) {                                          \
-        const int64_t nb = Bn - b0 < ROW_BLOCK ? Bn - b0 : ROW_BLOCK;                         \
-        for (int64_t r = 0; r < nb; r++) {                                                    \
-            const int64_t b = b0 + r;                                                         \
-            if (y0) memcpy(yb + r * H, y0 + b * H, (size_t)H * sizeof(T)); else memset(yb + r * H, 0, (size_t)H * sizeof(T)); \
-            if (c0) memcpy(cb + r * H, c0 + b * H, (size_t)H * sizeof(T)); else memset(cb + r * H, 0, (size_t)H * sizeof(T)); \
-        }                                                                                     \
+        const int64_t nb = BLOCK_ROWS(Bn, b0);                                                \
+        LOAD_ROWS(T, yb, y0, b0, nb, H)                                                       \
+        LOAD_ROWS(T, cb, c0, b0, nb, H)                                                       \
         for (int64_t t = 0; t < L; t++) {                                                     \
             for (int64_t r = 0; r < nb; r++)                                                  \
                 memcpy(pre + r * nH, u + ((b0 + r) * L + t) * nH, (size_t)nH * sizeof(T));   \
@@ -94,10 +91,8 @@ void NAME(int64_t Bn, int64_t L, int64_t H, int64_t flags, const T *restrict u, 
             }                                                                                 \
             }                                                                                 \
         }                                                                                     \
-        for (int64_t r = 0; r < nb; r++) {                                                    \
-            if (yT) memcpy(yT + (b0 + r) * H, yb + r * H, (size_t)H * sizeof(T));             \
-            if (cT) memcpy(cT + (b0 + r) * H, cb + r * H, (size_t)H * sizeof(T));             \
-        }                                                                                     \
+        STORE_ROWS(T, yT, yb, b0, nb, H)                                                      \
+        STORE_ROWS(T, cT, cb, b0, nb, H)                                                      \
     }                                                                                         \
 }
 
@@ -111,12 +106,9 @@ void NAME(int64_t Bn, int64_t L, int64_t H, int64_t flags, const T *restrict R, 
     /* work: dy and dc of the ROW_BLOCK rows stepped together, then H zeros (the caller's) */ \
     T *dyb = work, *dcb = work + ROW_BLOCK * H, *zeros = work + 2 * ROW_BLOCK * H;           \
     for (int64_t b0 = 0; b0 < Bn; b0 += ROW_BLOCK) {                                          \
-        const int64_t nb = Bn - b0 < ROW_BLOCK ? Bn - b0 : ROW_BLOCK;                         \
-        for (int64_t r = 0; r < nb; r++) {                                                    \
-            const int64_t b = b0 + r;                                                         \
-            if (dyT) memcpy(dyb + r * H, dyT + b * H, (size_t)H * sizeof(T)); else memset(dyb + r * H, 0, (size_t)H * sizeof(T)); \
-            if (dcT) memcpy(dcb + r * H, dcT + b * H, (size_t)H * sizeof(T)); else memset(dcb + r * H, 0, (size_t)H * sizeof(T)); \
-        }                                                                                     \
+        const int64_t nb = BLOCK_ROWS(Bn, b0);                                                \
+        LOAD_ROWS(T, dyb, dyT, b0, nb, H)                                                     \
+        LOAD_ROWS(T, dcb, dcT, b0, nb, H)                                                     \
         for (int64_t t = L - 1; t >= 0; t--) {                                                \
             for (int64_t r = 0; r < nb; r++) {                                                \
             const int64_t b = b0 + r, bt = b * L + t;                                         \
@@ -146,10 +138,8 @@ void NAME(int64_t Bn, int64_t L, int64_t H, int64_t flags, const T *restrict R, 
             /* dy[r] = R^T dpre[r], the rows' dpre a sequence (L nH) apart */                 \
             AXPY_BLOCK(nb, dyb, H, dpre + (b0 * L + t) * nH, L * nH, R, nH, H);              \
         }                                                                                     \
-        for (int64_t r = 0; r < nb; r++) {                                                    \
-            if (dy0) memcpy(dy0 + (b0 + r) * H, dyb + r * H, (size_t)H * sizeof(T));          \
-            if (dc0) memcpy(dc0 + (b0 + r) * H, dcb + r * H, (size_t)H * sizeof(T));          \
-        }                                                                                     \
+        STORE_ROWS(T, dy0, dyb, b0, nb, H)                                                    \
+        STORE_ROWS(T, dc0, dcb, b0, nb, H)                                                    \
     }                                                                                         \
 }
 

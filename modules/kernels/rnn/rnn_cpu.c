@@ -25,14 +25,7 @@
 
 #include "../vecmath.h"   /* exp_f32, sig_f32, tanh_f32, their double versions, axpy_block, ROW_BLOCK */
 
-/* h (H) = h0's row b, or zeros */
-#define LOAD_STATE(h, h0, b, H, T)                                                            \
-    if (h0) memcpy(h, h0 + (b) * (H), (size_t)(H) * sizeof(T)); else memset(h, 0, (size_t)(H) * sizeof(T));
-
 enum { ACT_TANH = 0, ACT_RELU = 1, ACT_LINEAR = 2 };   /* the Elman kernels' act (cpu.py's _ACT) */
-
-/* the rows in the block of ROW_BLOCK batch rows that starts at b0 (the last block may have fewer) */
-#define BLOCK_ROWS(Bn, b0) ((Bn) - (b0) < ROW_BLOCK ? (Bn) - (b0) : ROW_BLOCK)
 
 #define ELMAN_FWD(NAME, T, TANH, AXPY_BLOCK)                                                  \
 void NAME(int64_t Bn, int64_t L, int64_t H, int64_t act, const T *restrict u,                 \
@@ -40,7 +33,7 @@ void NAME(int64_t Bn, int64_t L, int64_t H, int64_t act, const T *restrict u,   
     T *pre = work, *hb = work + ROW_BLOCK * H;        /* per row of a block: pre (H), h (H) */ \
     for (int64_t b0 = 0; b0 < Bn; b0 += ROW_BLOCK) {                                          \
         const int64_t nb = BLOCK_ROWS(Bn, b0);                                                \
-        for (int64_t r = 0; r < nb; r++) LOAD_STATE(hb + r * H, h0, b0 + r, H, T)             \
+        LOAD_ROWS(T, hb, h0, b0, nb, H)                                                       \
         for (int64_t t = 0; t < L; t++) {                                                     \
             for (int64_t r = 0; r < nb; r++)                                                  \
                 memcpy(pre + r * H, u + ((b0 + r) * L + t) * H, (size_t)H * sizeof(T));       \
@@ -70,7 +63,7 @@ void NAME(int64_t Bn, int64_t L, int64_t H, int64_t act, const T *restrict R,   
     T *dhb = work;                                    /* per row of a block: dh (H) */        \
     for (int64_t b0 = 0; b0 < Bn; b0 += ROW_BLOCK) {                                          \
         const int64_t nb = BLOCK_ROWS(Bn, b0);                                                \
-        for (int64_t r = 0; r < nb; r++) LOAD_STATE(dhb + r * H, dhT, b0 + r, H, T)           \
+        LOAD_ROWS(T, dhb, dhT, b0, nb, H)                                                     \
         for (int64_t t = L - 1; t >= 0; t--) {                                                \
             for (int64_t r = 0; r < nb; r++) {                                                \
                 const int64_t bt = (b0 + r) * L + t;                                          \
@@ -86,8 +79,7 @@ void NAME(int64_t Bn, int64_t L, int64_t H, int64_t act, const T *restrict R,   
             }                                                                                 \
             AXPY_BLOCK(nb, dhb, H, dpre + (b0 * L + t) * H, L * H, R, H, H);                  \
         }                                                                                     \
-        for (int64_t r = 0; r < nb; r++)                                                      \
-            if (dh0) memcpy(dh0 + (b0 + r) * H, dhb + r * H, (size_t)H * sizeof(T));          \
+        STORE_ROWS(T, dh0, dhb, b0, nb, H)                                                    \
     }                                                                                         \
 }
 
@@ -101,7 +93,7 @@ void NAME(int64_t Bn, int64_t L, int64_t H, int64_t unused, const T *restrict u,
     T *pre = work + 4 * H, *hb = work + 4 * H + ROW_BLOCK * 3 * H;                            \
     for (int64_t b0 = 0; b0 < Bn; b0 += ROW_BLOCK) {                                          \
         const int64_t nb = BLOCK_ROWS(Bn, b0);                                                \
-        for (int64_t r = 0; r < nb; r++) LOAD_STATE(hb + r * H, h0, b0 + r, H, T)             \
+        LOAD_ROWS(T, hb, h0, b0, nb, H)                                                       \
         for (int64_t t = 0; t < L; t++) {                                                     \
             for (int64_t r = 0; r < nb; r++) memcpy(pre + r * 3 * H, bR, (size_t)(3 * H) * sizeof(T)); \
             AXPY_BLOCK(nb, pre, 3 * H, hb, H, RT, H, 3 * H);                                  \
@@ -138,7 +130,7 @@ void NAME(int64_t Bn, int64_t L, int64_t H, int64_t unused, const T *restrict R,
     T *dhb = work, *zeros = work + ROW_BLOCK * H;                                             \
     for (int64_t b0 = 0; b0 < Bn; b0 += ROW_BLOCK) {                                          \
         const int64_t nb = BLOCK_ROWS(Bn, b0);                                                \
-        for (int64_t r = 0; r < nb; r++) LOAD_STATE(dhb + r * H, dhT, b0 + r, H, T)           \
+        LOAD_ROWS(T, dhb, dhT, b0, nb, H)                                                     \
         for (int64_t t = L - 1; t >= 0; t--) {                                                \
             for (int64_t r = 0; r < nb; r++) {                                                \
             const int64_t b = b0 + r, bt = b * L + t;                                         \
@@ -162,8 +154,7 @@ void NAME(int64_t Bn, int64_t L, int64_t H, int64_t unused, const T *restrict R,
             }                                                                                 \
             AXPY_BLOCK(nb, dhb, H, da + (b0 * L + t) * 3 * H, L * 3 * H, R, 3 * H, H);        \
         }                                                                                     \
-        for (int64_t r = 0; r < nb; r++)                                                      \
-            if (dh0) memcpy(dh0 + (b0 + r) * H, dhb + r * H, (size_t)H * sizeof(T));          \
+        STORE_ROWS(T, dh0, dhb, b0, nb, H)                                                    \
     }                                                                                         \
 }
 
