@@ -15,8 +15,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../vecmath.h"   /* nothing used: included so that every kernel reports ROW_BLOCK */
-
 #define CCONV_FWD(NAME, T)                                                                    \
 void NAME(int64_t Bn, int64_t L, int64_t C, int64_t W, const T *restrict x,                   \
           const T *restrict wT, const T *restrict bias, T *restrict y) {                      \

@@ -68,8 +68,7 @@ def lstm_recurrence_ref(u, R, peep, flags: Flags, y0=None, c0=None):
     dtype = u.dtype
     work = work_dtype(u, R, peep)
     u, R, peep = u.to(work), R.to(work), peep.to(work)
-    B, T, _ = u.shape
-    H = R.shape[1]
+    B, H = u.shape[0], R.shape[1]
     y = u.new_zeros(B, H) if y0 is None else y0.to(work)
     c = u.new_zeros(B, H) if c0 is None else c0.to(work)
     rows = dict(zip(["z", *flags.gates], range(1 + len(flags.gates))))

@@ -18,7 +18,7 @@ __all__ = ["elman_recurrence", "elman_recurrence_ref", "gru_recurrence", "gru_re
 def elman_recurrence(u, R, h0=None, relu: bool = False):
     """Fast Elman recurrence; same signature and returns as `elman_recurrence_ref`."""
     if usable(u, R, h0) and u.numel() > 0:
-        return _elman_native(u, R, h0, relu)
+        return _elman_native(u, R, h0, "relu" if relu else "tanh")
     return elman_recurrence_ref(u, R, h0, relu)
 
 

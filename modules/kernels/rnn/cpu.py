@@ -108,11 +108,11 @@ def usable(*tensors) -> bool:
 
 
 @fp32_math
-def _elman_native(u, R, h0=None, relu: bool = False, act: str | None = None):
+def _elman_native(u, R, h0=None, act: str = "tanh"):
+    """act: tanh, relu or linear (_ACT)."""
     _check(u, R, h0, 1)
     dtype, work = u.dtype, work_dtype(u, R, h0)
-    code = _ACT[act or ("relu" if relu else "tanh")]
-    ys = _NativeElman.apply(u.to(work), R.to(work), None if h0 is None else h0.to(work), code,
+    ys = _NativeElman.apply(u.to(work), R.to(work), None if h0 is None else h0.to(work), _ACT[act],
                             native.wants_backward(u, R, h0))
     return ys.to(dtype), ys[:, -1].to(dtype)
 

@@ -27,14 +27,12 @@ def _check(u: torch.Tensor, R: torch.Tensor, h0: torch.Tensor | None, gates: int
 
 
 @fp32_math
-def elman_recurrence_ref(u: torch.Tensor, R: torch.Tensor, h0: torch.Tensor | None = None, relu: bool = False,
-                         act=None):
-    """act: a function in place of tanh (relu False) ; linear_recurrence_ref passes the identity."""
+def _elman_loop(u: torch.Tensor, R: torch.Tensor, h0: torch.Tensor | None, act) -> tuple[torch.Tensor, torch.Tensor]:
+    """h_t = act(u_t + R h_{t-1}), step by step: the loop both references run."""
     _check(u, R, h0, 1)
     dtype, work = u.dtype, work_dtype(u, R, h0)
     u, R = u.to(work), R.to(work)
     h = u.new_zeros(u.shape[0], R.shape[1]) if h0 is None else h0.to(work)
-    act = torch.relu if relu else (torch.tanh if act is None else act)
     ys = []
     for u_t in u.unbind(1):      # not u[:, t], whose backward fills all of u per step
         h = act(u_t + h @ R.t())
@@ -42,9 +40,13 @@ def elman_recurrence_ref(u: torch.Tensor, R: torch.Tensor, h0: torch.Tensor | No
     return torch.stack(ys, 1).to(dtype), h.to(dtype)
 
 
+def elman_recurrence_ref(u: torch.Tensor, R: torch.Tensor, h0: torch.Tensor | None = None, relu: bool = False):
+    return _elman_loop(u, R, h0, torch.relu if relu else torch.tanh)
+
+
 def linear_recurrence_ref(u: torch.Tensor, R: torch.Tensor, h0: torch.Tensor | None = None):
     """The linear recurrence h_t = u_t + R h_{t-1}: the Elman loop without its activation."""
-    return elman_recurrence_ref(u, R, h0, act=lambda v: v)
+    return _elman_loop(u, R, h0, lambda v: v)
 
 
 @fp32_math
