@@ -7,7 +7,8 @@ architecture's achieved FLOP/s as a fraction of this machine's own single-thread
 It reads a finished run, it does not start one: the job times are Snakemake's `benchmark:` files
 (benchmarks/<scale>/...: wall seconds of each train, evaluate, probe, track, judge and report
 job), the training figures are each job's own train.json (steps done, `compute_s`: the loop's own
-time, without start-up, model build or saving). Every job runs on one thread (the rules'
+time, without start-up, model build or saving; a fit copied from a job of the same config,
+rules/train.smk's copy_fit, counts its job time but not its steps, which the job it copies ran). Every job runs on one thread (the rules'
 `threads: 1`), so the peak it is held against is one thread's: the median of timed 1024 x 1024
 fp32 matmuls, measured in the same run.
 
@@ -60,9 +61,11 @@ def read_training(root: Path, scale: str) -> list[dict]:
         if not isinstance(cfg, dict):
             continue
         rel = f.parent.relative_to(base)
+        copy = bool(rec.get("copy_of"))   # a copy of a fit another job trained: its steps are that job's
         out.append({"paper": rel.parts[0], "job": str(rel), "arch": cfg["model"]["arch"],
-                    "steps": int(rec.get("steps_done") or 0), "compute_s": float(rec.get("compute_s") or 0.0),
-                    "pretrained": bool(rec.get("pretrained")), "config": cfg})
+                    "steps": 0 if copy else int(rec.get("steps_done") or 0),
+                    "compute_s": 0.0 if copy else float(rec.get("compute_s") or 0.0),
+                    "pretrained": bool(rec.get("pretrained")), "copy": copy, "config": cfg})
     return out
 
 
@@ -131,7 +134,7 @@ def summarize(root: Path, scale: str, flops: bool = True, log=print) -> dict:
     for r in training:
         a = arch[r["arch"]]
         jkey = (r["paper"], r["job"])
-        a["train_jobs"] += 1
+        a["train_jobs"] += not r.get("copy")
         a["steps"] += r["steps"]
         a["compute_s"] += r["compute_s"]
         a["train_wall_s"] += train_wall.get(jkey, 0.0)

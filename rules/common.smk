@@ -1,15 +1,16 @@
 # Helpers for the rules: the catalogue, the job table, input functions, targets. No rules here.
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
-from workflow.catalogue import CatalogueError, check_job_cap, load_catalogue_deferred
+from workflow.catalogue import CatalogueError, check_job_cap, load_catalogue_deferred, shared_fits
 from workflow.runconfig import select_papers
 from workflow.console import print_problems
 
 SCALE = config["scale"]
-RESERVED = {"all", "train", "evaluate", "track", "judge", "report", "report_index"}
+RESERVED = {"all", "train", "copy_fit", "evaluate", "probe", "track", "judge", "report", "report_index"}
 
 # The registry checks of a catalogue that changed since it last passed (they import torch and build
 # every task: seconds) run in a background process while Snakemake builds the DAG; onstart waits for
@@ -52,6 +53,15 @@ wildcard_constraints:
 # results/<scale>/<fit> -> Job, for every paper at this scale
 JOB_AT = {job.dir: job for jobs in JOBS_OF.values() for job in jobs}
 
+# Fits that several jobs would train alike (the same resolved config and seed, in two papers or two
+# experiments): the folder of each copy -> the folder that trains it (workflow/catalogue/model.py,
+# shared_fits). Over every paper at this scale, not the selected ones, so that the choice never moves
+# between runs. The rule copy_fit (rules/train.smk) makes exactly these folders' outputs; its
+# wildcard constraint lists them ("(?!)", which matches nothing, when there are none).
+COPY_OF = shared_fits(JOB_AT.values())
+_PREFIX = f"results/{SCALE}/"
+COPY_FITS = "|".join(re.escape(d[len(_PREFIX):]) for d in sorted(COPY_OF)) or "(?!)"
+
 
 def _job(w):
     job = JOB_AT.get(f"results/{w.scale}/{w.fit}")
@@ -69,7 +79,18 @@ def _job(w):
 # --parts dag`). A job's folder is the template "results/{scale}/{fit}", which is Job.dir.
 def train_config_json(w):
     """The train job's resolved config: a change to it reruns exactly this job."""
-    return json.dumps(_job(w).config, sort_keys=True)
+    return _job(w).config_json
+
+
+def copy_source(w):
+    """What a copied fit is made from: the record and model of the fit it shares (COPY_OF)."""
+    src = COPY_OF[f"results/{w.scale}/{w.fit}"]
+    return {"json": f"{src}/train.json", "model": f"{src}/model.pt"}
+
+
+def copy_source_dir(wildcards, input):
+    """The shared fit's folder, from the copy's first input (derived: not a param of its own)."""
+    return os.path.dirname(input[0])
 
 
 def eval_config_json(w):
@@ -145,8 +166,8 @@ except ImportError:
 if _fix_params is not None:
     import inspect as _inspect
 
-    for _f in (fit_dir, train_config_json, eval_config_json, probe_config_json, train_attempt, eval_attempt, probe_attempt,
-               paper_file, paper_evals, paper_claims, selected_verdicts):
+    for _f in (fit_dir, train_config_json, copy_source, copy_source_dir, eval_config_json, probe_config_json,
+               train_attempt, eval_attempt, probe_attempt, paper_file, paper_evals, paper_claims, selected_verdicts):
         _fix_params(_f, _inspect.signature(_f).parameters)
     try:  # and of its own Resource.evaluate, which it inspects for every resource of every job
         from snakemake.resources import Resource as _Resource

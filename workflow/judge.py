@@ -349,7 +349,8 @@ def judge_paper(paper_path: Path, scale: str, root: Path = Path(".")) -> dict:
     # the paper's score counts the paper's claims; claims that are ours are counted apart
     counts = {v: sum(c["verdict"] == v and c["origin"] == "paper" for c in claims) for v in VERDICTS}
     counts_ours = {v: sum(c["verdict"] == v and c["origin"] == "ours" for c in claims) for v in VERDICTS}
-    jobs_summary = {"total": len(ms.jobs), "failed": sorted(set(ms.problems.values()))}
+    jobs_summary = {"total": len(ms.jobs), "failed": sorted(set(ms.problems.values())),
+                    "copied": len(ms.copied)}   # fits copied from a job of the same config (rules/train.smk)
     return {
         "paper": lp.spec.paper.model_dump(),
         "scale": scale,

@@ -209,8 +209,10 @@ def render_markdown(p: dict, figures: dict, tracking: dict | None, base: str | N
     L.append("[All papers](../index.html) · [verdicts.json](verdicts.json) · [claims.csv](claims.csv) · "
              "[HTML report](index.html)" + (f" · [MLflow experiment]({base}/#/experiments/{tracking['experiment_id']}{TRAINING_VIEW})"
                                              if base else ""))
+    n_copied = p["jobs"].get("copied", 0)
+    copied = f" ({n_copied} copied from a job of the same config)" if n_copied else ""
     L += ["", f"Scale **{p['scale']}** · git `{p['git_sha'][:12]}`{' (uncommitted changes)' if p.get('git_dirty') else ''}"
-          f" · judged {p['date']} · {p['jobs']['total']} training jobs, {p.get('compute_s', 0):.0f} s of compute"]
+          f" · judged {p['date']} · {p['jobs']['total']} training jobs{copied}, {p.get('compute_s', 0):.0f} s of compute"]
     if tracking:
         L.append(f"MLflow experiment `{tracking.get('experiment')}` at `{tracking.get('uri')}`")
     L += ["", " · ".join(f"{LABELS[v]}: {n}" for v, n in p["counts"].items()), ""]

@@ -65,6 +65,7 @@ class Measurements:
     jobs: list = field(default_factory=list)
     compute_s: float = 0.0                                     # training + evaluation, summed over jobs
     provenance: list = field(default_factory=list)             # each finished train job's provenance
+    copied: dict = field(default_factory=dict)                 # job folder -> the folder whose fit it copies
     facts: dict = field(default_factory=dict)                  # (experiment, metric) -> the metric's facts
     selected: dict = field(default_factory=dict)               # select_best: (exp, model, seed, point) -> the best point
     curves: list = field(default_factory=list)                 # each trained job's loss against step (for the report)
@@ -219,6 +220,8 @@ def collect(paper: LoadedPaper, scale: str, root: Path = Path(".")) -> Measureme
             ms.problems[key] = f"unreadable result in {job.dir}: {e}"
             continue
         ms.compute_s += float(tr.get("compute_s") or 0) + float(ev.get("compute_s") or 0)
+        if tr.get("copy_of"):
+            ms.copied[job.dir] = tr["copy_of"]
         why = budget_note(tr, job, needs[job.experiment])
         ms.curves.append(curve(tr, job, needs[job.experiment], why))
         if tr.get("provenance"):

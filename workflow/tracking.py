@@ -257,6 +257,8 @@ class Tracker:
             **{f"version.{k}": str(v) for k, v in (prov.get("packages") or {}).items()},
             "mlflow.parentRunId": parent_id, "mlflow.source.git.commit": str(prov.get("git_sha")),
         }
+        if tr.get("copy_of"):       # a fit of the same config, trained by another job (rules/train.smk)
+            tags["copy_of"] = str(tr["copy_of"])
         model = job_dir / "model.pt"
         if model.exists():
             tags["model_path"] = str(model.resolve())

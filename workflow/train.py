@@ -6,6 +6,11 @@ Writes <out>/train.json (status, loss history, convergence, timing, provenance) 
 <out>/model.pt (final weights). A non-finite loss stops training and records
 status "diverged" with the step; that is a result, not a crash, so the DAG goes on and the
 judge marks the claims that need this job "not run".
+
+    python -m workflow.train --config '<the same config>' --out results/.../seed0 --copy-of <DIR>
+
+copies the fit in DIR (a job of the same resolved config and seed, which trains it) in place of
+training: its train.json, with `copy_of: DIR`, and its model.pt (rules/train.smk, copy_fit).
 """
 from __future__ import annotations
 
@@ -275,6 +280,39 @@ def _inject_fault(label: str) -> None:
         time.sleep(float(arg))
 
 
+def copy_fit(src: Path, cfg: dict, out: Path, attempt: str, label: str, log=print) -> int:
+    """Make this job's fit a copy of `src`'s, which trains the same config (rules/train.smk, copy_fit).
+    The record is src's (its steps, losses, compute and provenance: where the fit was computed), with
+    `copy_of` naming src and this job's own retry token; model.pt is a byte copy. No torch: a local step."""
+    import shutil
+
+    from .catalogue import config_hash
+
+    want = config_hash(cfg)
+    try:
+        rec = json.loads((src / "train.json").read_text())
+    except (OSError, ValueError) as e:
+        log(f"{label}: cannot copy the fit in {src}: {e}; run that fit first "
+            f"(snakemake {src}/train.json), or remove --copy-of to train this one")
+        return 1
+    if rec.get("config_hash") != want:
+        log(f"{label}: {src}/train.json is the fit of another config (config_hash {rec.get('config_hash')!r}, "
+            f"this job's {want!r}); rerun {src} (snakemake --forcerun {src}/train.json), or train this job itself")
+        return 1
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / ".model.pt.copying"
+    shutil.copyfile(src / "model.pt", tmp)
+    tmp.replace(out / "model.pt")
+    rec = {**rec, "attempt": attempt, "copy_of": str(src), "copied": now()}
+    manifest = {**rec.get("provenance", {}), "config_hash": want, "status": rec.get("status"),
+                "wall_s": rec.get("wall_s"), "copy_of": str(src)}
+    write_json(out / "manifest.json", manifest)
+    write_json(out / "train.json", rec)
+    log(f"{label}: the same config (config_hash {want}) as {src}, which trains it: copied its fit "
+        f"(status {rec.get('status')}, {rec.get('steps_done')} steps) in place of training it again")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m workflow.train", description="train one job of the DAG")
     p.add_argument("--config", required=True, help="the job's resolved config, as JSON")
@@ -288,11 +326,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compile", default=None, choices=["false", "true", *COMPILE_MODES],
                    help="train through torch.compile (true: its default mode; reduce-overhead adds CUDA graphs); "
                         f"default: the run-time setting `compile`, which the Snakefile passes as {COMPILE_ENV}")
+    p.add_argument("--copy-of", type=Path, default=None, metavar="DIR",
+                   help="copy the fit in DIR, whose config must be this one, in place of training (rules/train.smk)")
     p.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     started = now()
     t_wall = time.perf_counter()
     cfg = json.loads(args.config)
+    if args.copy_of is not None:
+        return copy_fit(args.copy_of, cfg, args.out, args.attempt, args.label or str(args.out),
+                        log=lambda s: print(s, file=sys.stderr, flush=True))
     gpu = None
     if args.device in ("auto", "cuda"):
         from .launch.gpu import claim_gpu

@@ -176,3 +176,36 @@ def test_bad_config_is_refused(repo):
     assert out.returncode != 0 and "huge" in out.stdout + out.stderr
     out = snakemake(repo, "--cores", "2", "--config", "papers=[nope]", "-n", check=False)
     assert out.returncode != 0 and "'nope' not in catalogue/" in out.stdout + out.stderr
+
+
+def test_a_fit_two_jobs_share_is_trained_once(repo):
+    """Jobs of the same resolved config and seed (here two papers' GPT on Python source, and
+    Read-Process-Write runs that two experiments both list) train once: the others copy that fit
+    (rules/train.smk, copy_fit), and the copy is the fit, to the byte, its reports say so, and its
+    MLflow run names the fit it copies."""
+    from workflow.catalogue import load_catalogue, shared_fits
+
+    cwd = os.getcwd()
+    os.chdir(repo)
+    try:
+        papers = load_catalogue()
+    finally:
+        os.chdir(cwd)
+    copies = shared_fits(j for lp in papers.values() for j in lp.jobs("smoke"))
+    assert any(c.split("/")[2] != s.split("/")[2] for c, s in copies.items())   # across papers
+    db = sqlite3.connect(repo / "mlflow.db")
+    for dst, src in copies.items():
+        rec = json.loads((repo / dst / "train.json").read_text())
+        orig = json.loads((repo / src / "train.json").read_text())
+        assert rec["copy_of"] == src and "copy_of" not in orig
+        assert rec["config_hash"] == orig["config_hash"] and rec["history"] == orig["history"]
+        assert (repo / dst / "model.pt").read_bytes() == (repo / src / "model.pt").read_bytes()
+        log = (repo / dst.replace("results/", "logs/", 1) / "train.log").read_text()
+        assert f"as {src}, which trains it: copied its fit" in log and "training on" not in log
+        (n,) = db.execute("select count(*) from tags where key='copy_of' and value=?", (src,)).fetchone()
+        assert n >= 1
+    for paper in {d.split("/")[2] for d in copies}:
+        v = json.loads((repo / f"results/smoke/{paper}/verdicts.json").read_text())
+        n = sum(d.split("/")[2] == paper for d in copies)
+        assert v["jobs"]["copied"] == n
+        assert f"({n} copied from a job of the same config)" in (repo / f"reports/smoke/{paper}/index.html").read_text()

@@ -11,7 +11,8 @@ One concern per module, each importing only those before it:
     errors    CatalogueError
     yamlio    safe YAML reading (caps on size, aliases and nodes; duplicate keys are errors)
     messages  pydantic's errors as the catalogue's messages (key path, fix)
-    model     the job model: Axes, points and values, Job, job and evaluation configs, config_hash
+    model     the job model: Axes, points and values, Job, job and evaluation configs, config_hash,
+              the fits that jobs share
     checks    registry checks (taking the switch as an argument), references, controls
     scales    per-scale overrides, applied and checked again
     load      load_paper, LoadedPaper, the catalogue with its validation cache, background checks
@@ -47,6 +48,7 @@ from .model import (
     probe_settings,
     probe_layers,
     probe_metrics,
+    shared_fits,
 )
 from .scales import OVERRIDABLE, apply_overrides, resolve_scale
 from .yamlio import MAX_ALIASES, MAX_FILE_BYTES, MAX_NODES, _FastLoader, _Loader, read_yaml
@@ -57,4 +59,5 @@ __all__ = [
     "check_job_cap", "config_hash", "eval_settings", "find_value", "fmt_path", "fmt_value", "job_config",
     "json_schema", "load_catalogue", "load_catalogue_deferred", "load_paper", "metric_fact", "metrics_of",
     "point_name", "probe_settings", "probe_layers", "probe_metrics", "read_yaml", "resolve_scale", "says_worse",
+    "shared_fits",
 ]

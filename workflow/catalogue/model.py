@@ -150,6 +150,27 @@ class Job:
     def dir(self) -> str:
         return f"results/{self.scale}/{self.paper}/{self.experiment}/{self.model}/{self.point_name}/seed{self.seed}"
 
+    @cached_property
+    def config_json(self) -> str:
+        """The resolved config as the train rule's param: two jobs train the same fit when these match."""
+        return json.dumps(self.config, sort_keys=True)
+
+
+def shared_fits(jobs) -> dict[str, str]:
+    """Fits that two or more jobs would train alike: the folder of each job whose resolved config
+    (task, model, train settings and seed) is the same as another's -> the folder that trains it,
+    the first of them in sorted order. That one trains; the others copy its record and model
+    (rules/train.smk, copy_fit). The same config gives the same fit to the bit on a CPU, so a copy
+    is what the job would have computed; the choice of the first never depends on which papers a
+    run selects, so a finished run's copies stay current when another run selects fewer."""
+    first: dict[str, str] = {}
+    copies: dict[str, str] = {}
+    for job in sorted(jobs, key=lambda j: j.dir):
+        src = first.setdefault(job.config_json, job.dir)
+        if src != job.dir:
+            copies[job.dir] = src
+    return copies
+
 
 def job_config(exp: S.Experiment, model: S.ModelSpec, point: dict, seed: int) -> dict:
     """The resolved config of one train job: everything that determines its result, nothing else."""
