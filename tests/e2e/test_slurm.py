@@ -302,9 +302,9 @@ def polling_wait(stdout: str, last_end) -> float | None:
     return None
 
 
-def outcome(repo: Path) -> tuple[dict, dict]:
+def outcome(repo: Path, paper: str = PAPER) -> tuple[dict, dict]:
     """claim id -> verdict, and job folder -> its training and evaluation numbers."""
-    base = repo / "results" / "smoke" / PAPER
+    base = repo / "results" / "smoke" / paper
     verdicts = json.loads((base / "verdicts.json").read_text())
     claims = {c["id"]: c["verdict"] for c in verdicts["claims"]}
     numbers = {}
@@ -324,7 +324,8 @@ def served_steps(repo: Path) -> int:
                for n in re.findall(r"stopping \(.*\) after (\d+) jobs", f.read_text()))
 
 
-def slurm_run(slurm, repo: Path, config: tuple[str, ...] = (), **site_extra) -> tuple[subprocess.CompletedProcess, float]:
+def slurm_run(slurm, repo: Path, config: tuple[str, ...] = (), paper: str = PAPER,
+              **site_extra) -> tuple[subprocess.CompletedProcess, float]:
     # profiles/slurm as shipped, plus a site profile after it (as docs/running.md says a site does) with
     # what this machine needs: its partition, small jobs, and quick status checks (fine here:
     # MinJobAge=300 > 3 x 5 s keeps the plugin on squeue)
@@ -335,7 +336,7 @@ def slurm_run(slurm, repo: Path, config: tuple[str, ...] = (), **site_extra) -> 
             "slurm-init-seconds-before-status-checks": 5, **site_extra}
     (repo / "site").mkdir()
     (repo / "site/config.yaml").write_text(yaml.safe_dump(site))
-    return run_snakemake(repo, "--profile", "profiles/slurm", "--profile", "site", PAPER,
+    return run_snakemake(repo, "--profile", "profiles/slurm", "--profile", "site", paper,
                          "--config", "scale=smoke", *config, timeout=420)
 
 
@@ -379,3 +380,28 @@ def test_slurm_profile_gives_the_local_verdicts_and_numbers(slurm, repo, tmp_pat
     shipped_out, packed_out = done["as shipped"][1].stdout, done["packed"][1].stdout
     assert shipped_out.count("submitted with SLURM jobid") >= len(numbers_local), shipped_out[-3000:]
     assert packed_out.count("submitted with SLURM jobid") == -(-len(numbers_local) // 8), packed_out[-3000:]
+
+
+def test_a_shared_fit_trains_in_slurm_and_its_copy_on_the_login_node(slurm, repo, tmp_path):
+    """A paper whose fits another paper trains alike (ssm_recency's, trained in mamba2_ssd's folders):
+    with the profile, the fits train in sbatch jobs, the copies (copy_fit, a localrule) are made in
+    the Snakemake process, and the numbers and verdicts are the local run's."""
+    paper = "ssm_recency"
+    claims_local, numbers_local = outcome(repo, paper)
+    copies = {k: json.loads((repo / "results/smoke" / paper / k / "train.json").read_text()).get("copy_of")
+              for k in numbers_local}
+    assert any(copies.values()), copies
+    d = copy_repo(tmp_path / "copies")
+    proc, _ = slurm_run(slurm, d, paper=paper)
+    claims, numbers = outcome(d, paper)
+    assert claims == claims_local and numbers == numbers_local
+    for k, src in copies.items():
+        rec = json.loads((d / "results/smoke" / paper / k / "train.json").read_text())
+        assert rec.get("copy_of") == src
+        if src:
+            assert rec["provenance"]["slurm_job_id"]              # the fit it copies trained in a SLURM job
+            assert (d / src / "model.pt").read_bytes() == (d / "results/smoke" / paper / k / "model.pt").read_bytes()
+    out = proc.stdout + proc.stderr
+    # Snakemake names a job it runs itself "localrule"; the trainings went to sbatch, as group jobs
+    assert out.count("\nlocalrule copy_fit:") == sum(map(bool, copies.values())), out[-3000:]
+    assert "\nrule copy_fit:" not in out and "localrule train:" not in out, out[-3000:]
