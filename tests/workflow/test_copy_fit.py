@@ -36,12 +36,7 @@ def test_shared_fits_names_each_copy_and_its_source():
 def test_the_catalogue_shares_fits_only_of_equal_configs(root):
     from workflow.catalogue import load_catalogue
 
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        papers = load_catalogue()
-    finally:
-        os.chdir(cwd)
+    papers = load_catalogue(sorted((root / "catalogue").glob("*.yaml")))
     for scale in ("smoke", "small"):
         jobs = {j.dir: j for lp in papers.values() for j in lp.jobs(scale)}
         copies = shared_fits(jobs.values())
