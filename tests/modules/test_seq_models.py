@@ -181,6 +181,20 @@ def test_rope_scores_depend_only_on_relative_position():
     assert not torch.allclose(score(7, 3), score(7, 4))
 
 
+def test_rope_of_queries_and_keys_at_once_is_rope_of_each_bit_for_bit():
+    """The attention rotates its (B, T, 2, H, K) queries and keys in one pass: the same products,
+    so the same bits as rotating each, forward and backward."""
+    cos, sin = rope_cos_sin(torch.arange(11), 16, 10000.0)
+    qkv = torch.randn(3, 11, 3, 4, 16, requires_grad=True)
+    g = torch.randn(3, 11, 2, 4, 16)
+    joint = apply_rope(qkv[:, :, :2], cos[:, None], sin[:, None])
+    (gj,) = torch.autograd.grad(joint, qkv, g)
+    q, k, _ = qkv.unbind(2)
+    each = torch.stack([apply_rope(q, cos, sin), apply_rope(k, cos, sin)], 2)
+    (ge,) = torch.autograd.grad(each, qkv, g)
+    assert torch.equal(joint, each) and torch.equal(gj, ge)
+
+
 def test_alibi_slopes_and_mask():
     torch.testing.assert_close(alibi_slopes(8), torch.tensor([2.0 ** -(i + 1) for i in range(8)]))
     assert alibi_slopes(6).shape == (6,) and alibi_slopes(6)[:4].tolist() == alibi_slopes(4).tolist()
