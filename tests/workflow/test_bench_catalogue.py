@@ -57,6 +57,19 @@ def test_catalogue_splits_time_by_kind_paper_and_arch(tmp_path):
     assert "| toy_autoencoder | 1 | 2 | 100 |" in md and "| train | 3 | 6.0 s | 70.6% |" in md
 
 
+def test_a_copied_fit_counts_its_job_time_but_not_its_steps(tmp_path):
+    """A fit copied from a job of the same config (rules/train.smk, copy_fit) ran no steps: the
+    architecture's steps and steps/s are the job it copies; its seconds of job time still count."""
+    _fake_run(tmp_path)
+    _job(tmp_path, "smoke", "p3/e/toy/default/seed0", TOY, 100, 0.5, {"train": 0.1, "evaluate": 0.5})
+    rec = tmp_path / "results/smoke/p3/e/toy/default/seed0/train.json"
+    rec.write_text(json.dumps({**json.loads(rec.read_text()), "copy_of": "results/smoke/p1/e/toy/default/seed0"}))
+    r = BC.summarize(tmp_path, "smoke", flops=False)
+    toy = next(a for a in r["archs"] if a["arch"] == "toy_autoencoder")
+    assert toy["train_jobs"] == 2 and toy["steps"] == 200 and toy["steps_per_s"] == pytest.approx(200 / 2.0)
+    assert toy["share"] == pytest.approx((3.0 + 1.0 + 0.6) / 9.1)
+
+
 def test_flops_are_counted_per_config_and_held_against_the_peak(tmp_path):
     _fake_run(tmp_path)
     logs = []
