@@ -203,4 +203,5 @@ def test_a_fit_two_jobs_share_is_trained_once(repo):
         v = json.loads((repo / f"results/smoke/{paper}/verdicts.json").read_text())
         n = sum(d.split("/")[2] == paper for d in copies)
         assert v["jobs"]["copied"] == n
-        assert f"({n} copied from a job of the same config)" in (repo / f"reports/smoke/{paper}/index.html").read_text()
+        for page in ("index.html", "report.md"):
+            assert f"({n} copied from a job of the same config)" in (repo / f"reports/smoke/{paper}/{page}").read_text()
