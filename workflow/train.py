@@ -280,6 +280,15 @@ def _inject_fault(label: str) -> None:
         time.sleep(float(arg))
 
 
+def _write_record(out: Path, record: dict) -> None:
+    """train.json, and manifest.json beside it (undeclared: the provenance next to the outputs)."""
+    manifest = {**record.get("provenance", {}), "config_hash": record.get("config_hash"),
+                "status": record.get("status"), "wall_s": record.get("wall_s"),
+                **({"copy_of": record["copy_of"]} if record.get("copy_of") else {})}
+    write_json(out / "manifest.json", manifest)
+    write_json(out / "train.json", record)
+
+
 def copy_fit(src: Path, cfg: dict, out: Path, attempt: str, label: str, log=print) -> int:
     """Make this job's fit a copy of `src`'s, which trains the same config (rules/train.smk, copy_fit).
     The record is src's (its steps, losses, compute and provenance: where the fit was computed), with
@@ -304,10 +313,7 @@ def copy_fit(src: Path, cfg: dict, out: Path, attempt: str, label: str, log=prin
     shutil.copyfile(src / "model.pt", tmp)
     tmp.replace(out / "model.pt")
     rec = {**rec, "attempt": attempt, "copy_of": str(src), "copied": now()}
-    manifest = {**rec.get("provenance", {}), "config_hash": want, "status": rec.get("status"),
-                "wall_s": rec.get("wall_s"), "copy_of": str(src)}
-    write_json(out / "manifest.json", manifest)
-    write_json(out / "train.json", rec)
+    _write_record(out, rec)
     log(f"{label}: the same config (config_hash {want}) as {src}, which trains it: copied its fit "
         f"(status {rec.get('status')}, {rec.get('steps_done')} steps) in place of training it again")
     return 0
@@ -397,10 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         "provenance": {**provenance(device), "start": started, "end": now()},
         "wall_s": time.perf_counter() - t_wall,
     }
-    manifest = {**record["provenance"], "config_hash": record["config_hash"], "status": record["status"],
-                "wall_s": record["wall_s"]}
-    write_json(args.out / "manifest.json", manifest)   # undeclared: provenance beside the outputs
-    write_json(args.out / "train.json", record)
+    _write_record(args.out, record)
     if record["status"] != "failed":
         print(f"{label}: {record['status']}, final loss {record['final_loss']}, converged={record['converged']}, "
               f"{record['compute_s']:.1f}s of compute", file=sys.stderr, flush=True)

@@ -141,17 +141,13 @@ class CausalSelfAttention(nn.Module):
         positions before x, each (B, H, S, K). Returns (y, (k, v) including x's positions)."""
         B, T, D = x.shape
         qkv = self.qkv(x).view(B, T, 3, self.n_head, self.head_size)                  # (B, T, 3, H, K)
-        if "rope" in ctx and self.q_norm is None:
+        qk, v = qkv[:, :, :2], qkv[:, :, 2]                                            # (B, T, 2, H, K), (B, T, H, K)
+        if self.q_norm is not None:
+            qk = torch.stack([self.q_norm(qk[:, :, 0]), self.k_norm(qk[:, :, 1])], 2)
+        if "rope" in ctx:
             # queries and keys rotated in one pass: the same products element by element, half the ops
-            cos, sin = (c[:, None] for c in ctx["rope"])                               # (T, 1, 1, K/2)
-            (q, k), v = apply_rope(qkv[:, :, :2], cos, sin).unbind(2), qkv[:, :, 2]    # (B, T, H, K) each
-        else:
-            q, k, v = qkv.unbind(2)                                                    # (B, T, H, K) each
-            if self.q_norm is not None:
-                q, k = self.q_norm(q), self.k_norm(k)
-            if "rope" in ctx:
-                q, k = apply_rope(q, *ctx["rope"]), apply_rope(k, *ctx["rope"])
-        q, k, v = (t.transpose(1, 2) for t in (q, k, v))                               # (B, H, T, K)
+            qk = apply_rope(qk, *(c[:, None] for c in ctx["rope"]))                   # cos, sin (T, 1, 1, K/2)
+        q, k, v = (t.transpose(1, 2) for t in (*qk.unbind(2), v))                      # (B, H, T, K)
         if cache is not None:
             k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)   # (B, H, S+T, K)
         mask = ctx.get("alibi")
