@@ -23,6 +23,9 @@ scale as its papers run one after another. It keeps its state in the work folder
 (`per-paper.json`, written after every run), so the same command with the same `--workdir` goes on
 where a killed or timed-out one stopped (the paper it was running starts again from empty outputs);
 a comparison of hours can be made in parts. It prints the running totals after every paper.
+Papers that share a fit at the head (a job of one trains a model that a job of the other copies,
+rules/train.smk) take their turns together, as one run of both, so that the head's saving shows as
+it does in a run of the whole scale; a paper run alone trains the fits it shares itself.
 """
 from __future__ import annotations
 
@@ -96,11 +99,62 @@ def run_side(tree: Path, scale: str, papers: list[str], cores: int, log: Path, c
 
 STATE = "per-paper.json"
 
+# Run in a side's worktree: each pair of papers whose jobs share a fit there (one copies the other's).
+_SHARED_PAIRS = """
+import json, sys
+from pathlib import Path
+try:
+    from workflow.catalogue import load_catalogue_deferred, shared_fits
+except ImportError:                       # a commit from before fits were shared
+    print("[]"); sys.exit(0)
+papers, _ = load_catalogue_deferred(sorted(Path("catalogue").glob("*.yaml")), defer=False)
+jobs = [j for lp in papers.values() for j in lp.jobs(sys.argv[1])]
+paper = lambda d: d.split("/")[2]
+print(json.dumps(sorted({(paper(c), paper(s)) for c, s in shared_fits(jobs).items() if paper(c) != paper(s)})))
+"""
 
-def _per_paper(trees: dict, shas: dict, scale: str, chosen: list[str], cores: int, rounds: int, work: Path,
+
+def shared_pairs(tree: Path, scale: str) -> list[tuple[str, str]]:
+    """The pairs of papers whose fits are shared in `tree`'s catalogue at `scale` (none before
+    d729587, which shares them)."""
+    import json
+
+    if not (tree / "workflow" / "catalogue").is_dir():        # not this engine: nothing it shares
+        return []
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")]))}
+    res = subprocess.run([sys.executable, "-c", _SHARED_PAIRS, scale], cwd=tree, env=env, capture_output=True, text=True)
+    if res.returncode:
+        raise CompareError(f"the shared fits of {tree} at {scale} cannot be listed: {res.stderr.strip()[-500:]}")
+    return [tuple(p) for p in json.loads(res.stdout)]
+
+
+def paper_units(chosen: list[str], pairs) -> list[list[str]]:
+    """The chosen papers in their order, those joined by shared fits (transitively) in one unit, at
+    the place of its first paper; a pair with a paper not chosen joins nothing."""
+    root = {p: p for p in chosen}
+
+    def find(p):
+        while root[p] != p:
+            p = root[p]
+        return p
+
+    for a, b in pairs:
+        if a in root and b in root:
+            root[find(a)] = find(b)
+    units: dict[str, list[str]] = {}
+    for p in chosen:
+        units.setdefault(find(p), []).append(p)
+    return list(units.values())
+
+
+def unit_name(unit: list[str]) -> str:
+    return "+".join(unit)
+
+
+def _per_paper(trees: dict, shas: dict, scale: str, chosen: list[list[str]], cores: int, rounds: int, work: Path,
                log, runner, state: dict) -> list[dict]:
-    """Turns paper by paper, resumable from `work`/per-paper.json (`state`: what it held, or {});
-    every run of every paper."""
+    """Turns paper by paper (a unit of papers that share fits taking its turns as one), resumable
+    from `work`/per-paper.json (`state`: what it held, or {}); every run of every unit."""
     import json
 
     state_path = work / STATE
@@ -110,7 +164,8 @@ def _per_paper(trees: dict, shas: dict, scale: str, chosen: list[str], cores: in
     if done:
         log(f"resuming: {len(done)} run(s) already timed in {state_path}")
     turn = 0
-    for i, paper in enumerate(chosen):
+    names = [unit_name(u) for u in chosen]
+    for i, (unit, paper) in enumerate(zip(chosen, names)):
         for r in range(rounds):
             order = ("base", "head") if turn % 2 == 0 else ("head", "base")
             turn += 1
@@ -119,15 +174,15 @@ def _per_paper(trees: dict, shas: dict, scale: str, chosen: list[str], cores: in
                     continue
                 logf = work / f"{side}-{paper}-round{r + 1}.log"
                 log(f"{paper} ({i + 1}/{len(chosen)}), round {r + 1}: {side} starts ({time.strftime('%H:%M:%S')})")
-                wall = runner(trees[side], scale, [paper], cores, logf, clean=False)
+                wall = runner(trees[side], scale, unit, cores, logf, clean=False)
                 runs.append({"paper": paper, "round": r + 1, "side": side, "wall_s": wall, "log": str(logf)})
                 tmp = state_path.with_suffix(".tmp")
                 tmp.write_text(json.dumps(state, indent=2))
                 tmp.replace(state_path)
                 log(f"{paper}, round {r + 1}: {side} took {wall:,.1f} s")
-        tot = _paper_totals(runs, chosen[: i + 1])
+        tot = _paper_totals(runs, names[: i + 1])
         if tot["papers"]:
-            log(f"so far, {tot['papers']} paper(s): base {tot['base']:,.0f} s, head {tot['head']:,.0f} s, "
+            log(f"so far, {tot['papers']} run(s) of papers: base {tot['base']:,.0f} s, head {tot['head']:,.0f} s, "
                 f"head / base {tot['head'] / tot['base']:.3f}")
     return runs
 
@@ -206,8 +261,12 @@ def compare(repo: Path, against: str, head: str = "HEAD", scale: str = "small", 
         out = {"scale": scale, "papers": chosen, "cores": cores, "rounds": rounds, "base": shas["base"],
                "head": shas["head"]}
         if per_paper:
-            runs = _per_paper(trees, shas, scale, chosen, cores, rounds, work, log, runner, saved or {})
-            tot = _paper_totals(runs, chosen)
+            units = paper_units(chosen, shared_pairs(trees["head"], scale))
+            for u in units:
+                if len(u) > 1:
+                    log(f"{', '.join(u)} share fits at the head: they take their turns together")
+            runs = _per_paper(trees, shas, scale, units, cores, rounds, work, log, runner, saved or {})
+            tot = _paper_totals(runs, [unit_name(u) for u in units])
             med = {"base": tot["base"], "head": tot["head"]}
             out.update({"per_paper": True, "papers_timed": tot["papers"], "per_paper_walls": tot["per_paper"]})
         else:

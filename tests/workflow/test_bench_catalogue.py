@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +14,8 @@ from bench import catalogue as BC
 from bench import cli as bench
 from bench import compare as CMP
 from bench import verdicts as V
+
+ROOT = Path(__file__).resolve().parents[2]
 
 TOY = {"model": {"activation": "relu", "arch": "toy_autoencoder", "hidden": 5}, "seed": 0,
        "task": {"importance_decay": 0.7, "n_features": 20, "name": "superposition", "sparsity": 0.9},
@@ -266,3 +269,44 @@ def test_compare_per_paper_takes_turns_by_paper_and_goes_on_after_a_stop(tmp_pat
     assert "p2: base 20.0 s, head 12.0 s, 0.600" in CMP.text(out)
     with pytest.raises(CMP.CompareError, match="another comparison"):
         CMP.compare(repo, head, base, scale="smoke", workdir=work, log=logs.append, runner=runner, per_paper=True)
+
+
+def test_papers_that_share_fits_take_their_turns_together(tmp_path, monkeypatch):
+    """The head's shared fits join papers into one run a side (a paper run alone trains the fits it
+    shares itself, so a per-paper comparison would not see the saving); the others run alone, in
+    the catalogue's order, and the totals are per unit."""
+    assert CMP.paper_units(["a", "b", "c", "d", "e"], [("d", "b"), ("e", "d"), ("x", "a")]) == \
+        [["a"], ["b", "d", "e"], ["c"]]
+    assert CMP.paper_units(["a", "b"], []) == [["a"], ["b"]]
+    repo = tmp_path / "repo"
+    (repo / "catalogue").mkdir(parents=True)
+    for p in ("p1", "p2"):
+        (repo / f"catalogue/{p}.yaml").write_text(f"paper:\n  id: {p}\n")
+    (repo / "Snakefile").write_text(SNAKEFILE_2)
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    base = _commit(repo, "reproduced")
+    head = _commit(repo, "inconclusive")
+    assert CMP.shared_pairs(repo, "smoke") == []                   # a project without the engine shares nothing
+    monkeypatch.setattr(CMP, "shared_pairs", lambda tree, scale: [("p2", "p1")])
+    calls, logs = [], []
+
+    def runner(tree, scale, papers, cores, log, clean=True):
+        calls.append((tuple(papers), tree.name))
+        CMP.run_side(tree, scale, papers, cores, log, clean=clean)
+        return {"base": 10.0, "head": 7.0}[tree.name]
+
+    out = CMP.compare(repo, base, head, scale="smoke", workdir=tmp_path / "w", log=logs.append, runner=runner,
+                      per_paper=True)
+    assert calls == [(("p1", "p2"), "base"), (("p1", "p2"), "head")]
+    assert any("p1, p2 share fits at the head" in m for m in logs)
+    assert out["per_paper_walls"] == {"p1+p2": {"base": 10.0, "head": 7.0, "ratio": pytest.approx(0.7)}}
+    assert len(out["verdicts"]["moved"]) == 1                      # both papers' verdicts were diffed
+
+
+def test_the_catalogue_shares_fits_between_the_papers_it_says():
+    """This checkout's own shared fits at small join the GPT papers and the two Mamba papers (the
+    pairs rules/common.smk copies), so `--per-paper` runs each group as one."""
+    pairs = CMP.shared_pairs(ROOT, "small")
+    units = [u for u in CMP.paper_units(CMP.paper_ids(ROOT), pairs) if len(u) > 1]
+    assert ["mamba2_ssd", "ssm_recency"] in units
+    assert any({"future_lens", "hidden_geometry"} <= set(u) for u in units)
