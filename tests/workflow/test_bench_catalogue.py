@@ -233,10 +233,8 @@ rule p2:
 """
 
 
-def test_compare_per_paper_takes_turns_by_paper_and_goes_on_after_a_stop(tmp_path):
-    """Paper by paper, each paper's sides alternating who goes first; a run that stops (here: the
-    runner raises on its third call) leaves the state, and the same command with the same work folder
-    goes on with the runs not yet timed, then sums the walls and diffs every paper's verdicts."""
+def _two_paper_repo(tmp_path):
+    """A tiny project of two papers at two commits (p1's verdict moves): (repo, base, head)."""
     repo = tmp_path / "repo"
     (repo / "catalogue").mkdir(parents=True)
     for p in ("p1", "p2"):
@@ -245,6 +243,14 @@ def test_compare_per_paper_takes_turns_by_paper_and_goes_on_after_a_stop(tmp_pat
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
     base = _commit(repo, "reproduced")
     head = _commit(repo, "inconclusive")
+    return repo, base, head
+
+
+def test_compare_per_paper_takes_turns_by_paper_and_goes_on_after_a_stop(tmp_path):
+    """Paper by paper, each paper's sides alternating who goes first; a run that stops (here: the
+    runner raises on its third call) leaves the state, and the same command with the same work folder
+    goes on with the runs not yet timed, then sums the walls and diffs every paper's verdicts."""
+    repo, base, head = _two_paper_repo(tmp_path)
     calls = []
 
     def runner(tree, scale, papers, cores, log, clean=True):
@@ -278,14 +284,7 @@ def test_papers_that_share_fits_take_their_turns_together(tmp_path, monkeypatch)
     assert CMP.paper_units(["a", "b", "c", "d", "e"], [("d", "b"), ("e", "d"), ("x", "a")]) == \
         [["a"], ["b", "d", "e"], ["c"]]
     assert CMP.paper_units(["a", "b"], []) == [["a"], ["b"]]
-    repo = tmp_path / "repo"
-    (repo / "catalogue").mkdir(parents=True)
-    for p in ("p1", "p2"):
-        (repo / f"catalogue/{p}.yaml").write_text(f"paper:\n  id: {p}\n")
-    (repo / "Snakefile").write_text(SNAKEFILE_2)
-    subprocess.run(["git", "init", "-q", str(repo)], check=True)
-    base = _commit(repo, "reproduced")
-    head = _commit(repo, "inconclusive")
+    repo, base, head = _two_paper_repo(tmp_path)
     assert CMP.shared_pairs(repo, "smoke") == []                   # a project without the engine shares nothing
     monkeypatch.setattr(CMP, "shared_pairs", lambda tree, scale: [("p2", "p1")])
     calls, logs = [], []
