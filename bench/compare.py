@@ -79,6 +79,11 @@ def clear_papers(tree: Path, scale: str, papers: list[str]) -> None:
             shutil.rmtree(tree / d / scale / p, ignore_errors=True)
 
 
+def _side_env(tree: Path) -> dict:
+    """This environment with the side's own code first on the import path."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")]))}
+
+
 def run_side(tree: Path, scale: str, papers: list[str], cores: int, log: Path, clean: bool = True) -> float:
     """One timed run of a side from empty outputs (`clean`: the whole worktree's; else these papers'
     only); its wall seconds. A failed run raises, naming its log."""
@@ -86,7 +91,7 @@ def run_side(tree: Path, scale: str, papers: list[str], cores: int, log: Path, c
         subprocess.run(["git", "-C", str(tree), "clean", "-fdxq"], check=True)
     else:
         clear_papers(tree, scale, papers)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")]))}
+    env = _side_env(tree)
     cmd = [snakemake_exe(), "--cores", str(cores), *papers, "--config", f"scale={scale}"]
     t = time.perf_counter()
     with open(log, "w") as fh:
@@ -121,7 +126,7 @@ def shared_pairs(tree: Path, scale: str) -> list[tuple[str, str]]:
 
     if not (tree / "workflow" / "catalogue").is_dir():        # not this engine: nothing it shares
         return []
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")]))}
+    env = _side_env(tree)
     res = subprocess.run([sys.executable, "-c", _SHARED_PAIRS, scale], cwd=tree, env=env, capture_output=True, text=True)
     if res.returncode:
         raise CompareError(f"the shared fits of {tree} at {scale} cannot be listed: {res.stderr.strip()[-500:]}")
