@@ -21,14 +21,17 @@ small scale takes hours a side on 2 cores: the command prints each run as it sta
 ...), each paper's run from its own empty outputs, and the ratio is that of the summed walls: the
 scale as its papers run one after another. It keeps its state in the work folder
 (`per-paper.json`, written after every run), so the same command with the same `--workdir` goes on
-where a killed or timed-out one stopped (the paper it was running starts again from empty outputs);
-a comparison of hours can be made in parts. It prints the running totals after every paper.
+where a killed or timed-out one stopped (the paper it was running starts again from empty outputs,
+and the Snakemake locks the stopped run left are removed): a comparison of hours can be made in
+parts. A second comparison in a folder that one is using is refused. It prints the running totals
+after every paper.
 Papers that share a fit at the head (a job of one trains a model that a job of the other copies,
 rules/train.smk) take their turns together, as one run of both, so that the head's saving shows as
 it does in a run of the whole scale; a paper run alone trains the fits it shares itself.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import statistics
@@ -103,6 +106,29 @@ def run_side(tree: Path, scale: str, papers: list[str], cores: int, log: Path, c
 
 
 STATE = "per-paper.json"
+LOCK = ".compare.lock"
+
+
+def hold_workdir(work: Path):
+    """Hold `work` for this comparison (an exclusive lock on a file in it, freed when this process
+    ends, however it ends); another comparison in the same folder is refused."""
+    fh = open(work / LOCK, "w")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        raise CompareError(f"another `bench compare` is running in {work}; wait for it or give another --workdir")
+    return fh
+
+
+def clear_stale_locks(tree: Path) -> list[Path]:
+    """Remove the Snakemake locks a stopped run left in a side's worktree (what `snakemake --unlock`
+    does), so that going on is not refused; only called while this comparison holds the work folder,
+    so no run of ours is using them. The locks removed."""
+    locks = sorted((tree / ".snakemake" / "locks").glob("*.lock"))
+    for f in locks:
+        f.unlink()
+    return locks
 
 # Run in a side's worktree: each pair of papers whose jobs share a fit there (one copies the other's).
 _SHARED_PAIRS = """
@@ -229,15 +255,18 @@ def compare(repo: Path, against: str, head: str = "HEAD", scale: str = "small", 
     shas = {side: _git(repo, "rev-parse", "--verify", f"{ref}^{{commit}}") for side, ref in (("base", against), ("head", head))}
     work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="claimcheck-compare-"))
     work.mkdir(parents=True, exist_ok=True)
+    held = hold_workdir(work)
     trees = {side: work / side for side in ("base", "head")}
-    saved = _check_state(work / STATE, shas, scale) if per_paper and (work / STATE).exists() else None
     made = []
     ok = False
     try:
+        saved = _check_state(work / STATE, shas, scale) if per_paper and (work / STATE).exists() else None
         for side, tree in trees.items():
             if saved is not None and tree.exists():                          # a comparison going on
                 if _git(tree, "rev-parse", "HEAD") != shas[side]:
                     raise CompareError(f"{tree} is not at {side} {shas[side][:10]}; give another --workdir")
+                if clear_stale_locks(tree):
+                    log(f"removed the Snakemake locks the stopped run left in {tree}")
                 made.append(tree)
                 continue
             if tree.exists():
@@ -295,6 +324,7 @@ def compare(repo: Path, against: str, head: str = "HEAD", scale: str = "small", 
         ok = True
         return out
     finally:
+        held.close()
         if made and not ok:
             if per_paper and (work / STATE).exists():
                 log(f"kept {work}: the same command with --workdir {work} goes on where this one stopped")

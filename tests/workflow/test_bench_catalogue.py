@@ -249,7 +249,9 @@ def _two_paper_repo(tmp_path):
 def test_compare_per_paper_takes_turns_by_paper_and_goes_on_after_a_stop(tmp_path):
     """Paper by paper, each paper's sides alternating who goes first; a run that stops (here: the
     runner raises on its third call) leaves the state, and the same command with the same work folder
-    goes on with the runs not yet timed, then sums the walls and diffs every paper's verdicts."""
+    goes on with the runs not yet timed (after removing the Snakemake locks the stopped run left;
+    refused while another comparison holds the folder), then sums the walls and diffs every paper's
+    verdicts."""
     repo, base, head = _two_paper_repo(tmp_path)
     calls = []
 
@@ -266,7 +268,16 @@ def test_compare_per_paper_takes_turns_by_paper_and_goes_on_after_a_stop(tmp_pat
         CMP.compare(repo, base, head, scale="smoke", workdir=work, log=logs.append, runner=runner, per_paper=True)
     assert any("goes on where this one stopped" in m for m in logs)
     assert json.loads((work / CMP.STATE).read_text())["runs"][1]["side"] == "head"
+    stale = work / "head" / ".snakemake" / "locks" / "0.output.lock"     # what a killed Snakemake leaves
+    stale.parent.mkdir(parents=True)
+    stale.write_text("results/smoke/p2\n")
+    held = CMP.hold_workdir(work)                                         # a comparison still running there
+    with pytest.raises(CMP.CompareError, match="another `bench compare` is running in"):
+        CMP.compare(repo, base, head, scale="smoke", workdir=work, log=logs.append, runner=runner, per_paper=True)
+    assert stale.exists() and len(calls) == 3
+    held.close()
     out = CMP.compare(repo, base, head, scale="smoke", workdir=work, log=logs.append, runner=runner, per_paper=True)
+    assert not stale.exists() and any("removed the Snakemake locks" in m and "head" in m for m in logs)
     assert calls == [("p1", "base", False), ("p1", "head", False), ("p2", "head", False),
                      ("p2", "head", False), ("p2", "base", False)]
     assert any("resuming: 2 run(s)" in m for m in logs)
