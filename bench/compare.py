@@ -98,7 +98,7 @@ def run_side(tree: Path, scale: str, papers: list[str], cores: int, log: Path, c
     cmd = [snakemake_exe(), "--cores", str(cores), *papers, "--config", f"scale={scale}"]
     t = time.perf_counter()
     with open(log, "w") as fh:
-        res = subprocess.run(cmd, cwd=tree, env=env, stdout=fh, stderr=subprocess.STDOUT)
+        res = subprocess.run(cmd, cwd=tree, env=env, stdout=fh, stderr=subprocess.STDOUT, pass_fds=tuple(_HELD))
     wall = time.perf_counter() - t
     if res.returncode:
         raise CompareError(f"the run in {tree} failed (exit {res.returncode}); its log: {log}")
@@ -109,16 +109,34 @@ STATE = "per-paper.json"
 LOCK = ".compare.lock"
 
 
+_HELD: set[int] = set()      # the lock files' descriptors, passed on to each run's Snakemake
+
+
 def hold_workdir(work: Path):
-    """Hold `work` for this comparison (an exclusive lock on a file in it, freed when this process
-    ends, however it ends); another comparison in the same folder is refused."""
+    """Hold `work` for this comparison: an exclusive lock on a file in it, which each run's Snakemake
+    also holds (it inherits the descriptor), so that the lock lasts until this process and any run it
+    started have ended, however they end (a Snakemake left running by a killed comparison keeps it).
+    Another comparison in the same folder is refused. close() on the returned holder lets go."""
     fh = open(work / LOCK, "w")
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         fh.close()
-        raise CompareError(f"another `bench compare` is running in {work}; wait for it or give another --workdir")
-    return fh
+        raise CompareError(f"another `bench compare`, or a run one started, is using {work}; wait for it to end "
+                           "or give another --workdir")
+    return _Held(fh)
+
+
+class _Held:
+    """The held lock of a work folder; close() lets go (runs still going hold it until they end)."""
+
+    def __init__(self, fh):
+        self.fh, self.fd = fh, fh.fileno()
+        _HELD.add(self.fd)
+
+    def close(self) -> None:
+        _HELD.discard(self.fd)
+        self.fh.close()
 
 
 def clear_stale_locks(tree: Path) -> list[Path]:

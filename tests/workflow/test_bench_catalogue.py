@@ -272,7 +272,7 @@ def test_compare_per_paper_takes_turns_by_paper_and_goes_on_after_a_stop(tmp_pat
     stale.parent.mkdir(parents=True)
     stale.write_text("results/smoke/p2\n")
     held = CMP.hold_workdir(work)                                         # a comparison still running there
-    with pytest.raises(CMP.CompareError, match="another `bench compare` is running in"):
+    with pytest.raises(CMP.CompareError, match="another `bench compare`, or a run one started, is using"):
         CMP.compare(repo, base, head, scale="smoke", workdir=work, log=logs.append, runner=runner, per_paper=True)
     assert stale.exists() and len(calls) == 3
     held.close()
@@ -286,6 +286,40 @@ def test_compare_per_paper_takes_turns_by_paper_and_goes_on_after_a_stop(tmp_pat
     assert "p2: base 20.0 s, head 12.0 s, 0.600" in CMP.text(out)
     with pytest.raises(CMP.CompareError, match="another comparison"):
         CMP.compare(repo, head, base, scale="smoke", workdir=work, log=logs.append, runner=runner, per_paper=True)
+
+
+def test_a_run_left_going_keeps_the_work_folder_held(tmp_path, monkeypatch):
+    """A comparison killed while its Snakemake runs leaves that Snakemake going: the work folder's
+    lock passes to each run, so going on is refused until the run has ended (and its locks, which
+    a resume removes, are its own until then)."""
+    import os
+    import signal
+    import time
+
+    fake = tmp_path / "snakemake"                   # a run that leaves a process going after it returns
+    fake.write_text("#!/bin/sh\nsleep 60 &\necho $! > pid\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(CMP, "snakemake_exe", lambda: str(fake))
+    work = tmp_path / "w"
+    tree = work / "head"
+    tree.mkdir(parents=True)
+    held = CMP.hold_workdir(work)
+    CMP.run_side(tree, "smoke", ["p1"], 1, work / "head.log", clean=False)
+    held.close()
+    pid = int((tree / "pid").read_text())
+    try:
+        with pytest.raises(CMP.CompareError, match="or a run one started, is using"):
+            CMP.hold_workdir(work)
+    finally:
+        os.kill(pid, signal.SIGKILL)
+    for _ in range(100):                            # the lock goes with the process
+        try:
+            CMP.hold_workdir(work).close()
+            break
+        except CMP.CompareError:
+            time.sleep(0.05)
+    else:
+        pytest.fail("the work folder stayed held after its last run ended")
 
 
 def test_papers_that_share_fits_take_their_turns_together(tmp_path, monkeypatch):
