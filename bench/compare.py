@@ -209,6 +209,13 @@ def _per_paper(trees: dict, shas: dict, scale: str, chosen: list[list[str]], cor
     state_path = work / STATE
     state.update({"base": shas["base"], "head": shas["head"], "scale": scale, "cores": cores})
     runs = state.setdefault("runs", [])
+
+    def save():
+        tmp = state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(state_path)
+
+    save()                            # before the first run too: a comparison killed in it can go on
     done = {(r["paper"], r["round"], r["side"]) for r in runs}
     if done:
         log(f"resuming: {len(done)} run(s) already timed in {state_path}")
@@ -225,9 +232,7 @@ def _per_paper(trees: dict, shas: dict, scale: str, chosen: list[list[str]], cor
                 log(f"{paper} ({i + 1}/{len(chosen)}), round {r + 1}: {side} starts ({time.strftime('%H:%M:%S')})")
                 wall = runner(trees[side], scale, unit, cores, logf, clean=False)
                 runs.append({"paper": paper, "round": r + 1, "side": side, "wall_s": wall, "log": str(logf)})
-                tmp = state_path.with_suffix(".tmp")
-                tmp.write_text(json.dumps(state, indent=2))
-                tmp.replace(state_path)
+                save()
                 log(f"{paper}, round {r + 1}: {side} took {wall:,.1f} s")
         tot = _paper_totals(runs, names[: i + 1])
         if tot["papers"]:

@@ -288,6 +288,27 @@ def test_compare_per_paper_takes_turns_by_paper_and_goes_on_after_a_stop(tmp_pat
         CMP.compare(repo, head, base, scale="smoke", workdir=work, log=logs.append, runner=runner, per_paper=True)
 
 
+def test_a_comparison_stopped_in_its_first_run_goes_on(tmp_path):
+    """The state is written before the first run, so a comparison killed during it (no run timed
+    yet) is taken up by the same command rather than refused for its existing worktrees."""
+    repo, base, head = _two_paper_repo(tmp_path)
+    calls = []
+
+    def runner(tree, scale, papers, cores, log, clean=True):
+        calls.append((papers[0], tree.name))
+        if len(calls) == 1:
+            raise CMP.CompareError("killed")
+        return 5.0
+
+    work = tmp_path / "work"
+    with pytest.raises(CMP.CompareError, match="killed"):
+        CMP.compare(repo, base, head, scale="smoke", workdir=work, log=lambda s: None, runner=runner, per_paper=True)
+    assert json.loads((work / CMP.STATE).read_text())["runs"] == []
+    out = CMP.compare(repo, base, head, scale="smoke", workdir=work, log=lambda s: None, runner=runner,
+                      per_paper=True)
+    assert calls[:3] == [("p1", "base"), ("p1", "base"), ("p1", "head")] and out["ratio_head_over_base"] == 1.0
+
+
 def test_a_run_left_going_keeps_the_work_folder_held(tmp_path, monkeypatch):
     """A comparison killed while its Snakemake runs leaves that Snakemake going: the work folder's
     lock passes to each run, so going on is refused until the run has ended (and its locks, which
