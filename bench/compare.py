@@ -294,6 +294,7 @@ def compare(repo: Path, against: str, head: str = "HEAD", scale: str = "small", 
                 continue
             if tree.exists():
                 raise CompareError(f"{tree} exists; give an empty --workdir")
+            _git(repo, "worktree", "prune")          # entries of worktrees whose folders were deleted
             _git(repo, "worktree", "add", "--detach", str(tree), shas[side])
             made.append(tree)
         ids = {side: paper_ids(tree) for side, tree in trees.items()}

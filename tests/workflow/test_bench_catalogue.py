@@ -309,6 +309,23 @@ def test_a_comparison_stopped_in_its_first_run_goes_on(tmp_path):
     assert calls[:3] == [("p1", "base"), ("p1", "base"), ("p1", "head")] and out["ratio_head_over_base"] == 1.0
 
 
+def test_a_deleted_work_folder_can_be_used_again(tmp_path):
+    """Deleting a kept work folder leaves git's entries of its worktrees; the next comparison in the
+    same place clears them rather than failing on git's 'missing but already registered'."""
+    import shutil
+
+    repo, base, head = _two_paper_repo(tmp_path)
+    work = tmp_path / "work"
+
+    def runner(tree, scale, papers, cores, log, clean=True):
+        return 5.0
+
+    CMP.compare(repo, base, head, scale="smoke", workdir=work, keep=True, log=lambda s: None, runner=runner)
+    shutil.rmtree(work)
+    out = CMP.compare(repo, base, head, scale="smoke", workdir=work, log=lambda s: None, runner=runner)
+    assert out["ratio_head_over_base"] == 1.0
+
+
 def test_a_run_left_going_keeps_the_work_folder_held(tmp_path, monkeypatch):
     """A comparison killed while its Snakemake runs leaves that Snakemake going: the work folder's
     lock passes to each run, so going on is refused until the run has ended (and its locks, which
