@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     cm.add_argument("--per-paper", action="store_true",
                     help="take turns paper by paper (papers that share fits at the head as one run) and sum the walls; "
                          "resumable: the same command with the same --workdir goes on where a stopped one left off (the "
-                         "Snakemake locks that one left are removed; a folder another comparison is using is refused)")
+                         "Snakemake locks that one left are removed; a folder another comparison, or a run one "
+                         "started, is using is refused)")
     cm.add_argument("--out", type=Path, default=None, help="JSON file (default results/bench/compare-<scale>.json)")
     vd = sub.add_parser("verdicts", help="diff the verdicts of two runs: a checkout, a results/<scale> folder or a "
                                          "summaries/<scale> folder each; exit 1 when a verdict moved (bench/verdicts.py)")

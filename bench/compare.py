@@ -23,8 +23,9 @@ scale as its papers run one after another. It keeps its state in the work folder
 (`per-paper.json`, written after every run), so the same command with the same `--workdir` goes on
 where a killed or timed-out one stopped (the paper it was running starts again from empty outputs,
 and the Snakemake locks the stopped run left are removed): a comparison of hours can be made in
-parts. A second comparison in a folder that one is using is refused. It prints the running totals
-after every paper.
+parts, and one killed in its first run goes on too. A second comparison in a folder that one is
+using is refused, and so is going on while a run of a killed comparison still runs (each run's
+Snakemake holds the folder's lock as well). It prints the running totals after every paper.
 Papers that share a fit at the head (a job of one trains a model that a job of the other copies,
 rules/train.smk) take their turns together, as one run of both, so that the head's saving shows as
 it does in a run of the whole scale; a paper run alone trains the fits it shares itself.
