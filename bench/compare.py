@@ -99,7 +99,8 @@ def run_side(tree: Path, scale: str, papers: list[str], cores: int, log: Path, c
     cmd = [snakemake_exe(), "--cores", str(cores), *papers, "--config", f"scale={scale}"]
     t = time.perf_counter()
     with open(log, "w") as fh:
-        res = subprocess.run(cmd, cwd=tree, env=env, stdout=fh, stderr=subprocess.STDOUT, pass_fds=tuple(_HELD))
+        res = subprocess.run(cmd, cwd=tree, env=env, stdout=fh, stderr=subprocess.STDOUT,
+                             close_fds=False)       # the work folder's lock passes on (hold_workdir)
     wall = time.perf_counter() - t
     if res.returncode:
         raise CompareError(f"the run in {tree} failed (exit {res.returncode}); its log: {log}")
@@ -110,14 +111,11 @@ STATE = "per-paper.json"
 LOCK = ".compare.lock"
 
 
-_HELD: set[int] = set()      # the lock files' descriptors, passed on to each run's Snakemake
-
-
 def hold_workdir(work: Path):
-    """Hold `work` for this comparison: an exclusive lock on a file in it, which each run's Snakemake
-    also holds (it inherits the descriptor), so that the lock lasts until this process and any run it
-    started have ended, however they end (a Snakemake left running by a killed comparison keeps it).
-    Another comparison in the same folder is refused. close() on the returned holder lets go."""
+    """Hold `work` for this comparison: an exclusive lock on a file in it, whose descriptor is
+    inheritable, so that each run's Snakemake holds it too and the lock lasts until this process and
+    any run it started have ended, however they end (a Snakemake left running by a killed comparison
+    keeps it). Another comparison in the same folder is refused. Close the returned file to let go."""
     fh = open(work / LOCK, "w")
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -125,19 +123,8 @@ def hold_workdir(work: Path):
         fh.close()
         raise CompareError(f"another `bench compare`, or a run one started, is using {work}; wait for it to end "
                            "or give another --workdir")
-    return _Held(fh)
-
-
-class _Held:
-    """The held lock of a work folder; close() lets go (runs still going hold it until they end)."""
-
-    def __init__(self, fh):
-        self.fh, self.fd = fh, fh.fileno()
-        _HELD.add(self.fd)
-
-    def close(self) -> None:
-        _HELD.discard(self.fd)
-        self.fh.close()
+    os.set_inheritable(fh.fileno(), True)
+    return fh
 
 
 def clear_stale_locks(tree: Path) -> list[Path]:
@@ -285,6 +272,7 @@ def compare(repo: Path, against: str, head: str = "HEAD", scale: str = "small", 
     ok = False
     try:
         saved = _check_state(work / STATE, shas, scale) if per_paper and (work / STATE).exists() else None
+        _git(repo, "worktree", "prune")              # entries of worktrees whose folders were deleted
         for side, tree in trees.items():
             if saved is not None and tree.exists():                          # a comparison going on
                 if _git(tree, "rev-parse", "HEAD") != shas[side]:
@@ -295,7 +283,6 @@ def compare(repo: Path, against: str, head: str = "HEAD", scale: str = "small", 
                 continue
             if tree.exists():
                 raise CompareError(f"{tree} exists; give an empty --workdir")
-            _git(repo, "worktree", "prune")          # entries of worktrees whose folders were deleted
             _git(repo, "worktree", "add", "--detach", str(tree), shas[side])
             made.append(tree)
         ids = {side: paper_ids(tree) for side, tree in trees.items()}
